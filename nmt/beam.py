@@ -1,0 +1,106 @@
+"""Batched beam search: all sentences x beams advance together as tensor operations.
+
+`select_candidates` is the pure selection step; `beam_search` is the bookkeeping around it:
+EOS candidates are set aside as finished hypotheses, finished sentences leave the active batch,
+and the decoder state follows the surviving beams through `state.select`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nmt.config import DecodeConfig
+from nmt.search import Hypothesis, max_lengths
+from nmt.tokenizer import BOS, EOS
+
+
+def length_penalty(length: int | torch.Tensor, alpha: float):
+    """GNMT: ((5 + |Y|) / 6) ** alpha; alpha 0 gives 1 (no normalisation)."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def select_candidates(log_probs: torch.Tensor, scores: torch.Tensor):
+    """log_probs (B, K, V), scores (B, K) -> the 2K best extensions per sentence.
+
+    Returns (scores, tokens, beams), each (B, 2K), best first: 2K so that K candidates that do
+    not end in EOS always remain to carry on.
+    """
+    B, K, V = log_probs.shape
+    total = (scores.unsqueeze(-1) + log_probs).view(B, K * V)
+    top_scores, top = total.topk(min(2 * K, K * V), dim=1)
+    return top_scores, top % V, torch.div(top, V, rounding_mode="floor")
+
+
+def _carry_on(scores, tokens, beams, K: int):
+    """Of the 2K candidates, the K best that do not end in EOS (B, K) each."""
+    rank = torch.arange(tokens.size(1), device=tokens.device)
+    order = ((tokens == EOS) * tokens.size(1) + rank).argsort(dim=1)[:, :K]
+    return scores.gather(1, order), tokens.gather(1, order), beams.gather(1, order)
+
+
+@torch.inference_mode()
+def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: DecodeConfig,
+                nbest: int = 1, return_attention: bool = False) -> list[list[Hypothesis]]:
+    """Up to `nbest` hypotheses per sentence, best score (length-normalised log-probability) first."""
+    B, K, device = src.size(0), opts.beam_size, src.device
+    caps = max_lengths(src_lengths, opts.max_len_a, opts.max_len_b)  # (B,)
+    enc = model.encode(src, src_lengths)
+    rows = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,) beam rows, sentence-major
+    enc, state = enc.select(rows), model.init_state(enc).select(rows)
+    scores = torch.full((B, K), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # all beams start equal: expand only the first at step 0
+    tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
+    history = torch.empty((B * K, 0), dtype=torch.long, device=device)
+    attn_history = None
+    sentence = torch.arange(B, device=device)  # original index of each active sentence
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    n_finished = torch.zeros(B, dtype=torch.long, device=device)
+    for t in range(int(caps.max())):
+        out = model.step(tokens, state, enc)
+        logp = torch.log_softmax(out.logits.float(), dim=-1).view(len(sentence), K, -1)
+        if t < opts.min_len:
+            logp[..., EOS] = float("-inf")
+        cand_scores, cand_tokens, cand_beams = select_candidates(logp, scores)
+        flat_beams = cand_beams + (torch.arange(len(sentence), device=device) * K)[:, None]  # (b, 2K)
+        attn_now = out.attention.unsqueeze(1) if return_attention else None
+        if return_attention:
+            attn_history = attn_now if attn_history is None else torch.cat([attn_history, attn_now], 1)
+        # EOS among the K best candidates ends a hypothesis (fairseq's rule).
+        ended = (cand_tokens[:, :K] == EOS) & torch.isfinite(cand_scores[:, :K])
+        n_finished.index_add_(0, sentence, ended.sum(1))
+        for b, j in ended.nonzero().tolist():
+            row = int(flat_beams[b, j])
+            finished[int(sentence[b])].append(_hypothesis(history[row], cand_scores[b, j], True, opts,
+                                                          None if attn_history is None else attn_history[row]))
+        scores, next_tokens, beams = _carry_on(cand_scores, cand_tokens, flat_beams, K)
+        rows = beams.view(-1)
+        history = torch.cat([history.index_select(0, rows), next_tokens.view(-1, 1)], 1)
+        if attn_history is not None:
+            attn_history = attn_history.index_select(0, rows)
+        state, tokens = out.state.select(rows), next_tokens.view(-1)
+        at_cap = t + 1 >= caps[sentence]
+        n_done = n_finished[sentence]
+        done = (n_done >= K) | at_cap
+        for b in (at_cap & (n_done < nbest)).nonzero().flatten().tolist():
+            for k in range(K):  # out of length: the live beams are reported unfinished
+                row = b * K + k
+                finished[int(sentence[b])].append(_hypothesis(history[row], scores[b, k], False, opts,
+                                                              None if attn_history is None else attn_history[row]))
+        if done.all():
+            break
+        if done.any():
+            keep = (~done).nonzero().flatten()
+            keep_rows = (keep[:, None] * K + torch.arange(K, device=device)).view(-1)
+            sentence, scores = sentence[keep], scores[keep]
+            enc, state = enc.select(keep_rows), state.select(keep_rows)
+            tokens, history = tokens[keep_rows], history[keep_rows]
+            if attn_history is not None:
+                attn_history = attn_history[keep_rows]
+    return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in finished]
+
+
+def _hypothesis(tokens: torch.Tensor, score: torch.Tensor, ended: bool, opts: DecodeConfig,
+                attention: torch.Tensor | None) -> Hypothesis:
+    length = len(tokens) + (1 if ended else 0)
+    return Hypothesis(tokens.tolist(), float(score) / length_penalty(length, opts.length_penalty), ended,
+                      None if attention is None else attention[:length].float().cpu())

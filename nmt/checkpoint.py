@@ -1,0 +1,135 @@
+"""One checkpoint format for resuming and translating, written atomically, loaded without pickle.
+
+    RUN_DIR/checkpoints/step-00001200/
+        model.safetensors   weights
+        config.yaml         the full config the model was built from
+        spm*.model          the tokenizer
+        meta.json           step, epoch, vocabulary sizes, validation scores
+        trainer.pt          optimizer/scheduler/scaler/RNG state (resume only; loaded weights_only)
+    RUN_DIR/best, RUN_DIR/last   symlinks to step directories, replaced atomically
+
+A checkpoint directory is first written as a hidden temporary and then renamed, so a kill
+during a save leaves the previous checkpoints and links intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_model
+
+from nmt.config import Config, from_dict, save_config
+from nmt.errors import NmtError
+from nmt.model import Seq2Seq
+from nmt.tokenizer import Tokenizer
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(run_dir: Path, model, cfg: Config, tokenizer: Tokenizer, meta: dict,
+                    trainer_state: dict | None, links: tuple[str, ...], keep_last: int) -> Path:
+    """Write step-N atomically, point `links` (e.g. 'last', 'best') at it, prune old step dirs."""
+    ckpt_root = run_dir / "checkpoints"
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final = ckpt_root / f"step-{meta['step']:08d}"
+    if not final.exists():
+        tmp = ckpt_root / f".tmp-{final.name}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_model(model, str(tmp / "model.safetensors"))  # handles tied (shared) weights
+        save_config(cfg, tmp / "config.yaml")
+        tokenizer.copy_to(tmp)
+        (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, **meta}, indent=1))
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / "trainer.pt")
+        os.replace(tmp, final)
+    for name in links:
+        link_tmp = run_dir / f".{name}.tmp"
+        link_tmp.unlink(missing_ok=True)
+        link_tmp.symlink_to(Path("checkpoints") / final.name)
+        os.replace(link_tmp, run_dir / name)
+    _prune(run_dir, keep_last)
+    return final
+
+
+def _prune(run_dir: Path, keep_last: int) -> None:
+    steps = sorted(p for p in (run_dir / "checkpoints").glob("step-*") if p.is_dir())
+    linked = {(run_dir / n).resolve() for n in ("best", "last") if (run_dir / n).exists()}
+    for path in steps[:-keep_last]:
+        if path.resolve() not in linked:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def resolve(path: str | Path) -> Path:
+    """A run directory (its best checkpoint, else its last) or a checkpoint directory."""
+    path = Path(path)
+    if not path.exists():
+        raise NmtError(f"{path}: no such run or checkpoint directory")
+    if (path / "model.safetensors").exists():
+        return path
+    for name in ("best", "last"):
+        if (path / name / "model.safetensors").exists():
+            return (path / name).resolve()
+    raise NmtError(f"{path}: not a checkpoint (no model.safetensors) and no best/last checkpoint in it")
+
+
+def read_meta(ckpt: Path) -> dict:
+    try:
+        return json.loads((ckpt / "meta.json").read_text())
+    except (OSError, ValueError) as err:
+        raise NmtError(f"{ckpt / 'meta.json'}: unreadable ({err})") from None
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load safetensors weights, naming the first tensor that does not fit the model."""
+    expected = model.state_dict()
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = set(f.keys())
+            for name, tensor in expected.items():
+                if name not in names:
+                    # save_model stores one name per shared tensor; its twins are filled by tying.
+                    if any(tensor.data_ptr() == t.data_ptr() for n, t in expected.items() if n in names):
+                        continue
+                    raise NmtError(f"{path}: no tensor {name}; the checkpoint is of another architecture")
+                shape = tuple(f.get_slice(name).get_shape())
+                if shape != tuple(tensor.shape):
+                    raise NmtError(f"{path}: {name} has shape {shape}, the model expects "
+                                   f"{tuple(tensor.shape)} (another architecture or vocabulary)")
+            extra = names - set(expected)
+            if extra:
+                raise NmtError(f"{path}: unexpected tensor {sorted(extra)[0]}; the checkpoint is of another architecture")
+            state = {name: f.get_tensor(name) for name in names}
+    except (SafetensorError, OSError) as err:
+        raise NmtError(f"{path}: not a readable safetensors file ({err})") from None
+    model.load_state_dict(state, strict=False)
+
+
+def load_checkpoint(path: str | Path) -> tuple[Seq2Seq, Tokenizer, Config, dict]:
+    """Rebuild the model from the checkpoint's own config and load its weights (eval mode)."""
+    ckpt = resolve(path)
+    try:
+        import yaml
+        cfg = from_dict(yaml.safe_load((ckpt / "config.yaml").read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError) as err:
+        raise NmtError(f"{ckpt / 'config.yaml'}: unreadable ({err})") from None
+    tokenizer = Tokenizer.load(ckpt)
+    meta = read_meta(ckpt)
+    model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
+    load_weights(model, ckpt / "model.safetensors")
+    return model.eval(), tokenizer, cfg, meta
+
+
+def load_trainer_state(ckpt: Path) -> dict:
+    """Optimizer/scheduler/RNG state; weights_only refuses anything that would run code."""
+    try:
+        return torch.load(ckpt / "trainer.pt", map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise NmtError(f"{ckpt}: no trainer.pt, cannot resume from it") from None
+    except Exception as err:  # unpickling errors come in many types; all mean the same to the user
+        raise NmtError(f"{ckpt / 'trainer.pt'}: refused or unreadable ({str(err).splitlines()[0]})") from None

@@ -1,0 +1,215 @@
+"""The configuration tree: typed dataclasses, loaded strictly from YAML, overridden with `--set a.b=c`.
+
+Every default lives in exactly one place, a field below. A recipe lists only what differs.
+Unknown keys, wrong types and impossible values fail before any work, with the key named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from nmt.errors import NmtError
+
+
+def option(default, help: str, choices: tuple = (), min: float | None = None):
+    """A config field with its help text and the values it may take."""
+    meta = {"help": help, "choices": choices, "min": min}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    root: str = option("", "data root; empty = --data-root, $NMT_DATA_ROOT or ../shared/data")
+    dir: str = option("", "corpus folder, relative to the data root unless absolute")
+    format: str = option("text", "how splits are stored", choices=("text", "tsv", "jsonl", "hub"))
+    src_lang: str = option("de", "source language code (file suffix, column or translation key)")
+    tgt_lang: str = option("en", "target language code")
+    train: str = option("train", "train split: file prefix, '{lang}' path template, 'src|tgt' paths, or hub split")
+    valid: str = option("val", "validation split, same forms as train")
+    test: list[str] = option([], "test splits evaluated with the best checkpoint after training")
+    hub_name: str = option("", "Hugging Face dataset name or local dataset folder (format: hub)")
+    hub_config: str = option("", "Hugging Face dataset configuration name")
+    max_len: int = option(100, "training pairs with more pieces on either side are dropped", min=1)
+    max_ratio: float = option(3.0, "training pairs whose piece-length ratio exceeds this are dropped", min=1)
+    train_limit: int = option(0, "use only the first N training pairs (0 = all)", min=0)
+    valid_limit: int = option(0, "use only the first N validation pairs (0 = all)", min=0)
+
+
+@dataclass
+class TokenizerConfig:
+    joint: bool = option(True, "one SentencePiece model for both sides (else one per side)")
+    vocab_size: int = option(8000, "pieces per model (an upper bound on small corpora)", min=8)
+    model_type: str = option("unigram", "SentencePiece algorithm", choices=("unigram", "bpe"))
+    character_coverage: float = option(1.0, "share of characters covered by the vocabulary", min=0.5)
+    byte_fallback: bool = option(False, "spell unknown characters as UTF-8 bytes instead of <unk>")
+    max_sentences: int = option(1_000_000, "sentences sampled to train the model", min=1)
+
+
+@dataclass
+class ModelConfig:
+    cell: str = option("gru", "recurrent cell of encoder and decoder", choices=("rnn", "lstm", "gru"))
+    embed_size: int = option(256, "embedding size (and attentional output size)", min=1)
+    hidden_size: int = option(256, "encoder hidden size per direction", min=1)
+    decoder_hidden_size: int = option(512, "decoder hidden size", min=1)
+    attention_size: int = option(256, "size of the additive attention's hidden layer", min=1)
+    num_layers: int = option(1, "layers in encoder and decoder", min=1)
+    dropout: float = option(0.3, "dropout on embeddings, between layers and before the output", min=0)
+    tie_embeddings: bool = option(False, "share the target embedding and output projection")
+
+
+@dataclass
+class TrainConfig:
+    seed: int = option(42, "seed for initialisation, shuffling and dropout")
+    epochs: int = option(10, "maximum epochs", min=1)
+    max_steps: int = option(0, "stop after this many updates (0 = no limit)", min=0)
+    max_tokens: int = option(4000, "target tokens per batch (per process, before accumulation)", min=1)
+    accumulate: int = option(1, "gradient accumulation steps", min=1)
+    optimizer: str = option("adam", "optimizer", choices=("adam", "adamw"))
+    lr: float = option(1e-3, "peak learning rate", min=0)
+    weight_decay: float = option(0.0, "weight decay", min=0)
+    clip_norm: float = option(1.0, "gradient norm clipping (0 = off)", min=0)
+    schedule: str = option("plateau", "after warm-up", choices=("constant", "plateau", "inverse_sqrt"))
+    warmup_steps: int = option(0, "linear warm-up updates", min=0)
+    plateau_factor: float = option(0.5, "plateau: learning-rate factor on a stalled validation", min=0)
+    plateau_patience: int = option(1, "plateau: stalled validations before decaying", min=0)
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy", min=0)
+    mixed_precision: str = option("no", "autocast precision", choices=("no", "fp16", "bf16"))
+    eval_every: int = option(1000, "validate every N updates (and at each epoch end)", min=1)
+    patience: int = option(5, "stop after N validations without a better BLEU (0 = never)", min=0)
+    keep_last: int = option(2, "step checkpoints kept besides the best", min=1)
+    log_every: int = option(100, "log training loss every N updates", min=1)
+    tensorboard: bool = option(False, "also log to TensorBoard in RUN_DIR/tensorboard")
+    threads: int = option(0, "torch CPU threads (0 = torch's default)", min=0)
+
+
+@dataclass
+class DecodeConfig:
+    beam_size: int = option(5, "beam size (1 = greedy)", min=1)
+    length_penalty: float = option(1.0, "GNMT length penalty alpha (0 = none)", min=0)
+    max_len_a: float = option(1.5, "output length cap: a * source length + b", min=0)
+    max_len_b: int = option(10, "output length cap: a * source length + b", min=1)
+    min_len: int = option(0, "minimum output length", min=0)
+    batch_size: int = option(64, "sentences per decoding batch", min=1)
+
+
+@dataclass
+class EvalConfig:
+    length_buckets: list[int] = option([10, 20, 30], "source-word bucket edges for BLEU by length")
+    short_long_threshold: int = option(15, "sentences with more source words than this are 'long'", min=1)
+    tokenize: str = option("13a", "sacreBLEU tokenizer")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _coerce(value, kind, key: str):
+    """Check `value` against the annotated type; the only conversions are int->float and '5e-4'->float."""
+    if typing.get_origin(kind) is list:
+        if not isinstance(value, list):
+            raise NmtError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(kind)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    raise NmtError(f"{key}: expected {kind.__name__}, got {value!r}")
+
+
+def _build(cls, values: dict, prefix: str):
+    if not isinstance(values, dict):
+        raise NmtError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(names)}"
+            raise NmtError(f"{path}: unknown key{hint}")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            kwargs[key] = _build(kind, value or {}, f"{path}.")
+        else:
+            kwargs[key] = _coerce(value, kind, path)
+    obj = cls(**kwargs)
+    _check_values(obj, prefix)
+    return obj
+
+
+def _check_values(obj, prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        value, meta = getattr(obj, f.name), f.metadata
+        if meta.get("choices") and value not in meta["choices"]:
+            raise NmtError(f"{prefix}{f.name}: {value!r} is not one of {', '.join(meta['choices'])}")
+        if meta.get("min") is not None and value < meta["min"]:
+            raise NmtError(f"{prefix}{f.name}: {value!r} is below the minimum {meta['min']}")
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """'train.lr=5e-4' -> (['train', 'lr'], 0.0005): the value is read as YAML."""
+    if "=" not in text:
+        raise NmtError(f"--set {text}: expected KEY=VALUE, e.g. --set model.cell=lstm")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def from_dict(values: dict, overrides: list[str] = ()) -> Config:
+    values = dict(values or {})
+    for text in overrides:
+        path, value = parse_override(text)
+        node = values
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise NmtError(f"--set {text}: {part} is not a section")
+        node[path[-1]] = value
+    return _build(Config, values, "")
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NmtError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise NmtError(f"{path}: cannot read config ({err})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise NmtError(f"{path}: invalid YAML{where}") from None
+    return from_dict(values, overrides)
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,76 @@
+"""The sequence-to-sequence model: encoder, bridge, attention decoder, and its initialisation.
+
+Search and training see only `encode`, `init_state`, `step` and `forward`; nothing here knows
+about devices, processes or the cell type beyond building the layers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from nmt.config import ModelConfig
+from nmt.decoder import Decoder, DecoderState, StepOutput
+from nmt.encoder import Encoder, EncoderOutput
+from nmt.tokenizer import PAD
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
+        super().__init__()
+        self.encoder = Encoder(cfg.cell, src_vocab_size, cfg.embed_size, cfg.hidden_size,
+                               cfg.num_layers, cfg.dropout, PAD)
+        self.decoder = Decoder(cfg.cell, tgt_vocab_size, cfg.embed_size, cfg.decoder_hidden_size,
+                               self.encoder.output_size, cfg.attention_size, cfg.num_layers,
+                               cfg.dropout, cfg.tie_embeddings, PAD)
+        init_weights(self)
+
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
+        """src (B, S), src_lengths (B,) -> memory, mask, final states and projected keys."""
+        enc = self.encoder(src, src_lengths)
+        enc.keys = self.decoder.attention.project_keys(enc.memory)
+        return enc
+
+    def init_state(self, enc: EncoderOutput) -> DecoderState:
+        return self.decoder.init_state(enc)
+
+    def step(self, tokens: torch.Tensor, state: DecoderState, enc: EncoderOutput) -> StepOutput:
+        return self.decoder.step(tokens, state, enc)
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits (B, T, V) for decoder input tgt_in (B, T)."""
+        return self.decoder(tgt_in, self.encode(src, src_lengths))
+
+
+def init_weights(model: nn.Module) -> None:
+    """Xavier for input weights, orthogonal for recurrent weights (per gate), LSTM forget bias 1."""
+    for module in model.modules():
+        if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
+            gates = {nn.RNN: 1, nn.GRU: 3, nn.LSTM: 4}[type(module)]
+            for name, param in module.named_parameters():
+                if name.startswith("weight_ih"):
+                    nn.init.xavier_uniform_(param)
+                elif name.startswith("weight_hh"):
+                    for chunk in param.data.chunk(gates, dim=0):
+                        nn.init.orthogonal_(chunk)
+                elif name.startswith("bias"):
+                    nn.init.zeros_(param)
+                    if gates == 4 and name.startswith("bias_ih"):
+                        # PyTorch's gate order is input, forget, cell, output.
+                        param.data[module.hidden_size: 2 * module.hidden_size] = 1.0
+        elif isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    # Embeddings last: a tied output projection must end up with the embedding's initialisation.
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=1.0 / math.sqrt(module.embedding_dim))
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,46 @@
+"""Optimizer and learning-rate schedule: linear warm-up, then constant, plateau or inverse-sqrt decay."""
+
+from __future__ import annotations
+
+import torch
+
+from nmt.config import TrainConfig
+
+
+class LRSchedule:
+    """A LambdaLR multiplier. Its attributes are saved in the scheduler's state_dict, so resume is exact.
+
+    plateau: the rate is multiplied by `factor` after `patience` validations without a better BLEU.
+    """
+
+    def __init__(self, kind: str, warmup: int, factor: float, patience: int):
+        self.kind, self.warmup, self.factor, self.patience = kind, warmup, factor, patience
+        self.scale, self.best, self.stalled = 1.0, float("-inf"), 0
+
+    def __call__(self, step: int) -> float:
+        # LambdaLR calls with the number of updates done so far; update n uses step = n - 1.
+        n = step + 1
+        warm = min(1.0, n / self.warmup) if self.warmup else 1.0
+        if self.kind == "inverse_sqrt":
+            return (max(self.warmup, 1) / max(n, self.warmup, 1)) ** 0.5 * warm
+        return warm * self.scale
+
+    def observe(self, bleu: float) -> None:
+        """Feed a validation BLEU; plateau decays the rate once the score stalls."""
+        if bleu > self.best:
+            self.best, self.stalled = bleu, 0
+            return
+        self.stalled += 1
+        if self.kind == "plateau" and self.stalled > self.patience:
+            self.scale *= self.factor
+            self.stalled = 0
+
+
+def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
+    return kind(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(cfg: TrainConfig, optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    schedule = LRSchedule(cfg.schedule, cfg.warmup_steps, cfg.plateau_factor, cfg.plateau_patience)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

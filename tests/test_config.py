@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from nmt.config import Config, load_config
+from nmt.errors import NmtError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_yaml_values(tmp_path):
+    cfg = load_config(write(tmp_path, "model:\n  cell: lstm\n  hidden_size: 64\ntrain:\n  lr: 5e-4\n"))
+    assert cfg.model.cell == "lstm" and cfg.model.hidden_size == 64
+    assert cfg.train.lr == 5e-4  # YAML 1.1 reads '5e-4' as a string; float fields accept it
+    assert cfg.model.embed_size == Config().model.embed_size
+
+
+def test_overrides_apply_after_the_file(tmp_path):
+    cfg = load_config(write(tmp_path, "model:\n  cell: lstm\n"),
+                      ["model.cell=gru", "train.lr=0.01", "data.test=[a, b]", "train.tensorboard=true"])
+    assert cfg.model.cell == "gru" and cfg.train.lr == 0.01
+    assert cfg.data.test == ["a", "b"] and cfg.train.tensorboard is True
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    ("model:\n  hiden_size: 3\n", [], "model.hiden_size: unknown key; did you mean hidden_size?"),
+    ("modle:\n  cell: gru\n", [], "modle: unknown key; did you mean model?"),
+    ("model:\n  hidden_size: big\n", [], "model.hidden_size: expected int, got 'big'"),
+    ("model:\n  hidden_size: 0\n", [], "model.hidden_size: 0 is below the minimum 1"),
+    ("model:\n  cell: transformer\n", [], "model.cell: 'transformer' is not one of rnn, lstm, gru"),
+    ("train:\n  tensorboard: 1\n", [], "train.tensorboard: expected bool, got 1"),
+    ("train:\n  epochs: 2.5\n", [], "train.epochs: expected int, got 2.5"),
+    ("data:\n  test: x\n", [], "data.test: expected a list, got 'x'"),
+    ("model: 3\n", [], "model: expected a mapping, got 3"),
+    ("", ["model.nope=1"], "model.nope: unknown key"),
+    ("", ["train.lr"], "--set train.lr: expected KEY=VALUE"),
+    ("", ["model.cell.x=1"], "model.cell: expected str"),
+])
+def test_bad_values_name_the_key(tmp_path, text, overrides, message):
+    with pytest.raises(NmtError) as err:
+        load_config(write(tmp_path, text), overrides)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(NmtError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(NmtError, match="invalid YAML at line"):
+        load_config(write(tmp_path, "model:\n  cell: [gru\n"))
+
+
+def test_every_recipe_loads():
+    recipes = sorted((REPO / "recipes").rglob("*.yaml"))
+    assert recipes
+    for path in recipes:
+        load_config(path)

@@ -1,0 +1,109 @@
+"""Tokenizer round trip, loading each data format, filtering and token batching."""
+
+import json
+
+import datasets
+
+import numpy as np
+import pytest
+
+from conftest import write_lines
+from nmt import data
+from nmt.config import DataConfig, TokenizerConfig
+from nmt.errors import NmtError
+from nmt.tokenizer import BOS, EOS, PAD, Tokenizer
+
+SRC = ["Ein Hund läuft im Park.", "Zwei Männer spielen Fußball.", "Eine Frau liest ein Buch.",
+       "Kinder baden im See.", "Ein Mann fährt Fahrrad."] * 20
+TGT = ["A dog runs in the park.", "Two men play football.", "A woman reads a book.",
+       "Children bathe in the lake.", "A man rides a bike."] * 20
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    write_lines(tmp_path / "train.de", SRC)
+    write_lines(tmp_path / "train.en", TGT)
+    return tmp_path
+
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_tokenizer_round_trip_and_reload(tmp_path, joint):
+    cfg = TokenizerConfig(joint=joint, vocab_size=60)
+    tok = Tokenizer.train(SRC, TGT, cfg, tmp_path)
+    ids = tok.encode_src(["Ein Hund läuft."])[0]
+    assert ids[-1] == EOS and PAD not in ids and BOS not in ids
+    assert tok.decode(tok.encode_tgt(TGT[:5])) == TGT[:5]
+    again = Tokenizer.load(tmp_path)
+    assert again.encode_tgt(TGT[:3]) == tok.encode_tgt(TGT[:3])
+    assert sorted(p.name for p in tmp_path.glob("*.model")) == (
+        ["spm.model"] if joint else ["spm.src.model", "spm.tgt.model"])
+
+
+def test_text_pairs_by_prefix_template_and_paths(corpus):
+    for spec in ("train", "train.{lang}", "train.de|train.en"):
+        ds = data.load_split(DataConfig(root=str(corpus), src_lang="de", tgt_lang="en"), spec)
+        assert ds["src"][:2] == SRC[:2] and ds["tgt"][:2] == TGT[:2] and len(ds) == 100
+
+
+def test_tsv_jsonl_and_hub_formats_load_the_same_pairs(tmp_path):
+    rows = list(zip(SRC[:5], TGT[:5]))
+    (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in rows))
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"de": s, "en": t}) + "\n" for s, t in rows))
+    hub = tmp_path / "hubdata"
+    hub.mkdir()
+    (hub / "train.jsonl").write_text(
+        "".join(json.dumps({"translation": {"de": s, "en": t}}) + "\n" for s, t in rows))
+    configs = [(DataConfig(root=str(tmp_path), format="tsv"), "train.tsv"),
+               (DataConfig(root=str(tmp_path), format="jsonl"), "train.jsonl"),
+               (DataConfig(format="hub", hub_name=str(hub)), "train")]
+    for cfg, spec in configs:
+        ds = data.load_split(cfg, spec)
+        assert list(zip(ds["src"], ds["tgt"])) == rows, cfg.format
+
+
+def test_bad_files_give_one_line_errors(tmp_path, corpus):
+    cfg = DataConfig(root=str(corpus))
+    write_lines(corpus / "short.de", SRC[:3])
+    write_lines(corpus / "short.en", TGT[:4])
+    (corpus / "empty.de").write_text("")
+    (corpus / "empty.en").write_text("")
+    (corpus / "bad.de").write_bytes(b"gut\nschl\xe4cht\n")
+    (corpus / "bad.en").write_text("good\nbad\n")
+    cases = {"short": "short.de has 3 lines but", "empty": "empty.de: file is empty",
+             "missing": "missing.de: file not found", "bad": "bad.de:2: not valid UTF-8 (byte 0xe4)"}
+    for spec, message in cases.items():
+        with pytest.raises(NmtError, match=message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")):
+            data.load_split(cfg, spec)
+
+
+def test_filtering_drops_and_counts_training_pairs(tmp_path):
+    tok = Tokenizer.train(SRC, TGT, TokenizerConfig(vocab_size=60), tmp_path)
+    src = ["Ein Hund.", "", "Ein Hund läuft im Park " * 30, "Ein Hund läuft im Park, ein Mann fährt Fahrrad.", "Ein Mann."]
+    tgt = ["A dog.", "Empty source.", "long", "A.", ""]
+    ds = data.tokenize(datasets.Dataset.from_dict({"src": src, "tgt": tgt}), tok)
+    kept, counts = data.filter_pairs(ds, max_len=50, max_ratio=3.0)
+    assert counts == {"kept": 1, "empty": 2, "too_long": 1, "bad_ratio": 1}
+    assert kept["src"] == ["Ein Hund."]
+
+
+def test_token_batches_respect_the_budget_and_are_deterministic():
+    rng = np.random.default_rng(0)
+    tgt = rng.integers(1, 40, size=3000)
+    src = tgt + rng.integers(0, 5, size=3000)
+    batches = data.token_batches(src, tgt, max_tokens=500, seed=1, epoch=0)
+    assert sorted(i for b in batches for i in b) == list(range(3000))
+    for b in batches:
+        assert max(tgt[i] + 1 for i in b) * len(b) <= 500
+    real = sum(tgt + 1)
+    padded = sum(max(tgt[i] + 1 for i in b) * len(b) for b in batches)
+    assert padded / real < 1.1  # length bucketing keeps padding low
+    assert batches == data.token_batches(src, tgt, 500, seed=1, epoch=0)
+    assert batches != data.token_batches(src, tgt, 500, seed=1, epoch=1)
+
+
+def test_collate_builds_decoder_input_and_output():
+    batch = data.collate([{"src_ids": [5, 6, EOS], "tgt_ids": [7, 8]}, {"src_ids": [9, EOS], "tgt_ids": [4]}])
+    assert batch.src.tolist() == [[5, 6, EOS], [9, EOS, PAD]]
+    assert batch.src_lengths.tolist() == [3, 2]
+    assert batch.tgt_in.tolist() == [[BOS, 7, 8], [BOS, 4, PAD]]
+    assert batch.tgt_out.tolist() == [[7, 8, EOS], [4, EOS, PAD]]

@@ -1,0 +1,102 @@
+"""Model pieces checked against independent computations: per-sentence loops, step-by-step decoding."""
+
+import pytest
+import torch
+
+from nmt.attention import BahdanauAttention
+from nmt.config import ModelConfig
+from nmt.data import pad
+from nmt.encoder import Encoder
+from nmt.model import Seq2Seq
+
+CELLS = ["rnn", "lstm", "gru"]
+
+
+def sentences(seed: int, lengths: list[int], vocab: int = 30) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(4, vocab, (n,), generator=g).tolist() for n in lengths]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_encoder_output_does_not_depend_on_padding(cell):
+    torch.manual_seed(0)
+    enc = Encoder(cell, 30, 8, 6, num_layers=2, dropout=0.0, padding_idx=0).eval()
+    seqs = sentences(1, [5, 2, 7, 1])
+    batch = enc(pad(seqs), torch.tensor([len(s) for s in seqs]))
+    for b, seq in enumerate(seqs):
+        alone = enc(torch.tensor([seq]), torch.tensor([len(seq)]))
+        n = len(seq)
+        torch.testing.assert_close(batch.memory[b, :n], alone.memory[0], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(batch.final[:, b], alone.final[:, 0], atol=1e-6, rtol=1e-5)
+        assert torch.all(batch.memory[b, n:] == 0)
+        assert batch.mask[b].tolist() == [True] * n + [False] * (batch.mask.size(1) - n)
+    assert (batch.final_cell is not None) == (cell == "lstm")
+
+
+def test_encoder_final_state_is_last_forward_and_first_backward():
+    torch.manual_seed(0)
+    enc = Encoder("gru", 30, 8, 6, num_layers=1, dropout=0.0, padding_idx=0).eval()
+    out = enc(pad(sentences(2, [4, 6])), torch.tensor([4, 6]))
+    for b, n in enumerate([4, 6]):
+        torch.testing.assert_close(out.final[0, b, :6], out.memory[b, n - 1, :6])
+        torch.testing.assert_close(out.final[0, b, 6:], out.memory[b, 0, 6:])
+
+
+def test_attention_masks_padding_and_matches_a_per_sentence_loop():
+    torch.manual_seed(0)
+    attn = BahdanauAttention(query_size=5, key_size=6, hidden_size=4)
+    lengths = [3, 7, 1]
+    memory = torch.randn(3, 7, 6)
+    mask = torch.arange(7)[None] < torch.tensor(lengths)[:, None]
+    query = torch.randn(3, 5)
+    context, weights = attn(query, attn.project_keys(memory), memory, mask)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3))
+    assert torch.all(weights[~mask] == 0)
+    for b, n in enumerate(lengths):
+        # The textbook formula on the unpadded sentence alone.
+        scores = torch.stack([attn.v.weight[0] @ torch.tanh(attn.query_proj.weight @ query[b]
+                                                            + attn.key_proj.weight @ memory[b, j])
+                              for j in range(n)])
+        alpha = torch.softmax(scores, 0)
+        torch.testing.assert_close(weights[b, :n], alpha)
+        torch.testing.assert_close(context[b], (alpha[:, None] * memory[b, :n]).sum(0))
+
+
+def small_model(cell: str, tie: bool = False, layers: int = 1) -> Seq2Seq:
+    torch.manual_seed(0)
+    cfg = ModelConfig(cell=cell, embed_size=8, hidden_size=6, decoder_hidden_size=10,
+                      attention_size=5, num_layers=layers, dropout=0.3, tie_embeddings=tie)
+    return Seq2Seq(cfg, src_vocab_size=30, tgt_vocab_size=25).eval()
+
+
+@pytest.mark.parametrize("cell, tie, layers", [("rnn", False, 1), ("lstm", True, 2), ("gru", False, 2)])
+def test_teacher_forcing_equals_stepping(cell, tie, layers):
+    model = small_model(cell, tie, layers)
+    src = pad(sentences(3, [6, 3]))
+    src_lengths = torch.tensor([6, 3])
+    tgt_in = torch.tensor([[2, 5, 9, 11, 4], [2, 7, 6, 0, 0]])
+    logits = model(src, src_lengths, tgt_in)  # (B, T, V)
+    enc = model.encode(src, src_lengths)
+    state = model.init_state(enc)
+    for t in range(tgt_in.size(1)):
+        out = model.step(tgt_in[:, t], state, enc)
+        torch.testing.assert_close(out.logits, logits[:, t], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out.attention.sum(-1), torch.ones(2))
+        state = out.state
+
+
+def test_initialisation_follows_the_literature():
+    model = small_model("lstm")
+    rnn = model.decoder.rnn
+    H = rnn.hidden_size
+    w_hh = rnn.weight_hh_l0.detach()
+    for gate in w_hh.chunk(4):  # orthogonal per gate: Wᵀ W = I
+        torch.testing.assert_close(gate.T @ gate, torch.eye(H), atol=1e-5, rtol=0)
+    total_bias = (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach()
+    assert torch.all(total_bias[H:2 * H] == 1) and torch.all(total_bias[:H] == 0)
+    assert torch.all(model.decoder.embed.weight[0] == 0)  # padding embedding
+
+
+def test_tied_embeddings_share_one_tensor():
+    model = small_model("gru", tie=True)
+    assert model.decoder.out.weight is model.decoder.embed.weight

@@ -1,0 +1,135 @@
+"""Greedy and beam search: hand-checkable probability tables, and properties on a trained model."""
+
+import math
+
+import pytest
+import torch
+
+from nmt.beam import beam_search, length_penalty, select_candidates
+from nmt.checkpoint import load_checkpoint
+from nmt.config import DecodeConfig
+from nmt.data import pad
+from nmt.decoder import DecoderState, StepOutput
+from nmt.encoder import EncoderOutput
+from nmt.search import greedy_search
+from nmt.tokenizer import BOS, EOS
+
+A, B_, C = 4, 5, 6  # token ids of the toy vocabulary (0-3 are pad/unk/bos/eos)
+
+
+class TableModel:
+    """A scripted decoder: p(next | previous token) from a fixed table, whatever the source."""
+
+    def __init__(self, table: dict[int, dict[int, float]], vocab: int = 7):
+        self.logp = torch.full((vocab, vocab), -1e9)
+        for prev, row in table.items():
+            for tok, p in row.items():
+                self.logp[prev, tok] = math.log(p)
+
+    def encode(self, src, src_lengths):
+        B, S = src.shape
+        mask = torch.arange(S)[None] < src_lengths[:, None]
+        return EncoderOutput(torch.zeros(B, S, 1), mask, torch.zeros(1, B, 1), None, torch.zeros(B, S, 1))
+
+    def init_state(self, enc):
+        return DecoderState(torch.zeros(1, enc.memory.size(0), 1), None)
+
+    def step(self, tokens, state, enc):
+        attention = enc.mask.float() / enc.mask.sum(1, keepdim=True)
+        return StepOutput(self.logp[tokens], state, attention)
+
+
+# Greedy takes A (0.6) and then must pay 0.4 for any continuation; B_ (0.4) leads to EOS with 0.9.
+TRAP = {BOS: {A: 0.6, B_: 0.4}, A: {EOS: 0.4, C: 0.3, B_: 0.3}, B_: {EOS: 0.9, C: 0.1}, C: {EOS: 1.0}}
+
+
+def decode(model, opts, nbest=1, n=1):
+    src = torch.full((n, 3), 7 - 1)
+    return beam_search(model, src, torch.full((n,), 3), opts, nbest=nbest)
+
+
+def test_beam_finds_the_sequence_greedy_misses():
+    model = TableModel(TRAP)
+    src, lengths = torch.full((1, 3), 6), torch.tensor([3])
+    assert greedy_search(model, src, lengths)[0].tokens == [A]
+    best = decode(model, DecodeConfig(beam_size=2, length_penalty=0.0))[0][0]
+    assert best.tokens == [B_] and best.finished
+    assert best.score == pytest.approx(math.log(0.4 * 0.9))
+
+
+def test_nbest_is_sorted_and_scores_are_exact():
+    hyps = decode(TableModel(TRAP), DecodeConfig(beam_size=3, length_penalty=0.0), nbest=3)[0]
+    assert [h.tokens for h in hyps] == [[B_], [A], [A, C]]
+    expected = [math.log(0.36), math.log(0.24), math.log(0.6 * 0.3 * 1.0)]
+    assert [h.score for h in hyps] == pytest.approx(expected)
+
+
+def test_length_penalty_changes_the_choice():
+    # EOS at once (0.5) versus a 3-token path of probability 0.45: only normalisation prefers the longer.
+    table = {BOS: {EOS: 0.5, A: 0.45, B_: 0.05}, A: {C: 1.0}, C: {EOS: 1.0}, B_: {C: 1.0}}
+    plain = decode(TableModel(table), DecodeConfig(beam_size=2, length_penalty=0.0))[0][0]
+    assert plain.tokens == []
+    normalised = decode(TableModel(table), DecodeConfig(beam_size=2, length_penalty=2.0))[0][0]
+    assert normalised.tokens == [A, C]
+    assert normalised.score == pytest.approx(math.log(0.45) / length_penalty(3, 2.0))
+
+
+def test_length_cap_reports_unfinished_hypotheses():
+    loop = {BOS: {A: 1.0}, A: {A: 0.9, EOS: 0.1}}
+    hyp = decode(TableModel(loop), DecodeConfig(beam_size=1, length_penalty=0.0, max_len_a=0.0, max_len_b=4))[0][0]
+    assert hyp.tokens == [A, A, A, A] and not hyp.finished
+    greedy = greedy_search(TableModel(loop), torch.full((1, 3), 6), torch.tensor([3]), 0.0, 4)[0]
+    assert greedy.tokens == [A, A, A, A] and not greedy.finished
+
+
+def test_min_len_forbids_an_early_eos():
+    hyp = decode(TableModel(TRAP), DecodeConfig(beam_size=2, length_penalty=0.0, min_len=2))[0][0]
+    assert len(hyp.tokens) >= 2 and hyp.tokens == [A, C]
+
+
+def test_select_candidates_picks_the_global_top_2k():
+    log_probs = torch.log(torch.tensor([[[0.1, 0.2, 0.7], [0.5, 0.4, 0.1]]]))
+    scores = torch.log(torch.tensor([[0.5, 0.5]]))
+    s, tokens, beams = select_candidates(log_probs, scores)
+    assert tokens.tolist() == [[2, 0, 1, 1]] and beams.tolist() == [[0, 1, 1, 0]]
+    assert s.exp()[0].tolist() == pytest.approx([0.35, 0.25, 0.2, 0.1])
+
+
+@pytest.fixture(scope="module")
+def trained(reverse_run):
+    root, corpus, _ = reverse_run
+    model, tokenizer, _, _ = load_checkpoint(root / "run")
+    lines = (corpus / "test.src").read_text().splitlines()[:24]
+    ids = tokenizer.encode_src(lines)
+    return model, ids
+
+
+def test_beam_one_equals_greedy_on_a_trained_model(trained):
+    model, ids = trained
+    src, lengths = pad(ids), torch.tensor([len(i) for i in ids])
+    greedy = greedy_search(model, src, lengths)
+    beam = beam_search(model, src, lengths, DecodeConfig(beam_size=1, length_penalty=0.0))
+    assert [h.tokens for h in greedy] == [b[0].tokens for b in beam]
+    assert [h.score for h in greedy] == pytest.approx([b[0].score for b in beam], abs=1e-4)
+
+
+def test_batched_beam_equals_each_sentence_alone(trained):
+    model, ids = trained
+    opts = DecodeConfig(beam_size=4)
+    batched = beam_search(model, pad(ids), torch.tensor([len(i) for i in ids]), opts, nbest=3)
+    for i, one in enumerate(ids):
+        alone = beam_search(model, torch.tensor([one]), torch.tensor([len(one)]), opts, nbest=3)[0]
+        assert [h.tokens for h in batched[i]] == [h.tokens for h in alone]
+        assert [h.score for h in batched[i]] == pytest.approx([h.score for h in alone], abs=1e-4)
+        scores = [h.score for h in batched[i]]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_attention_rows_cover_each_output_token(trained):
+    model, ids = trained
+    hyps = beam_search(model, pad(ids[:3]), torch.tensor([len(i) for i in ids[:3]]),
+                       DecodeConfig(beam_size=3), return_attention=True)
+    for sent, nbest in zip(ids[:3], hyps):
+        hyp = nbest[0]
+        assert hyp.attention.shape[0] == len(hyp.tokens) + 1
+        torch.testing.assert_close(hyp.attention[:, :len(sent)].sum(1), torch.ones(len(hyp.tokens) + 1))
