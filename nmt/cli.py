@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import json
 import logging
 import os
 import sys
@@ -69,32 +71,145 @@ def train_main(argv=None) -> int:
     return 0
 
 
+def _read_chunks(stream, name: str, on_bad_bytes: str, size: int):
+    """Yield (first line number, lines) in chunks, so that a huge input streams in flat memory."""
+    chunk, first = [], 1
+    for number, raw in enumerate(stream, start=1):
+        raw = raw.rstrip(b"\n").rstrip(b"\r")
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            if on_bad_bytes == "error":
+                raise NmtError(f"{name}:{number}: not valid UTF-8 (byte {raw[err.start]:#04x}); "
+                               "use --bad-bytes replace to translate it anyway") from None
+            logging.getLogger("nmt.translate").warning("%s:%d: invalid UTF-8 replaced by U+FFFD", name, number)
+            line = raw.decode("utf-8", errors="replace")
+        chunk.append(line)
+        if len(chunk) == size:
+            yield first, chunk
+            chunk, first = [], number + 1
+    if chunk:
+        yield first, chunk
+
+
+def _open_input(path: str | None):
+    if not path:
+        return contextlib.nullcontext(sys.stdin.buffer)
+    try:
+        return open(path, "rb")
+    except OSError as err:
+        raise NmtError(f"{path}: cannot read ({err.strerror})") from None
+
+
+def _open_output(path: str | None):
+    if not path:
+        return contextlib.nullcontext(sys.stdout)
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as err:
+        raise NmtError(f"{path}: cannot write ({err.strerror})") from None
+
+
+def _format(translator, index: int, hyps: list, args) -> str:
+    """The output line(s) for one input line in the chosen format."""
+    texts = [translator.detokenize(h) for h in hyps]
+    if args.format == "json":
+        items = [{"text": t, "score": round(h.score, 4), "finished": h.finished,
+                  "tokens": translator.tokenizer.tgt_pieces(h.tokens),
+                  **({"attention": h.attention.tolist()} if args.attention and h.attention is not None else {})}
+                 for t, h in zip(texts, hyps)]
+        record = {"line": index, **items[0]} if args.nbest == 1 else {"line": index, "nbest": items}
+        return json.dumps(record, ensure_ascii=False) + "\n"
+    if args.nbest > 1:
+        return "".join(f"{index}\t{h.score:.4f}\t{t}\n" for t, h in zip(texts, hyps))
+    return texts[0] + "\n"
+
+
+def _plot(translator, index: int, line: str, hyp, directory: Path) -> None:
+    from nmt.plot import plot_attention
+
+    if hyp.attention is None:
+        return
+    out = translator.tokenizer.tgt_pieces(hyp.tokens) + (["</s>"] if hyp.finished else [])
+    plot_attention(hyp.attention.numpy(), translator.tokenizer.src_pieces(line), out,
+                   directory / f"{index:06d}.png", title=line[:80])
+
+
 @user_errors
 def translate_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="nmt-translate", description="Translate text with a trained model.")
     parser.add_argument("model", help="run directory (uses its best checkpoint) or checkpoint directory")
-    parser.add_argument("-i", "--input", help="input file (default: stdin)")
+    parser.add_argument("-i", "--input", help="input file, one sentence per line (default: stdin)")
     parser.add_argument("-o", "--output", help="output file (default: stdout)")
-    parser.add_argument("--beam-size", type=int, help="beam size (default: the checkpoint's decode.beam_size)")
-    parser.add_argument("--batch-size", type=int, help="sentences per batch")
+    parser.add_argument("--beam-size", type=int, help="beam size, 1 = greedy (default: the checkpoint's)")
+    parser.add_argument("--length-penalty", type=float, help="GNMT length penalty alpha (0 = none)")
+    parser.add_argument("--batch-size", type=int, help="sentences per batch (default: the checkpoint's)")
+    parser.add_argument("--nbest", type=int, default=1, help="output N hypotheses per line (TSV: index, score, text)")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="plain text or JSON lines")
+    parser.add_argument("--attention", action="store_true", help="include attention weights in JSON output")
+    parser.add_argument("--plot-attention", metavar="DIR", help="write one attention heatmap PNG per line")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32", help="inference precision")
+    parser.add_argument("--bad-bytes", choices=("error", "replace"), default="error",
+                        help="on invalid UTF-8 input: stop with the line number, or replace and warn")
+    parser.add_argument("--chunk-size", type=int, default=2000, help="lines read and translated at a time")
     args = parser.parse_args(argv)
+    for flag in ("nbest", "chunk_size", "beam_size", "batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise NmtError(f"--{flag.replace('_', '-')}: must be at least 1, got {value}")
+    if args.beam_size is not None and args.nbest > args.beam_size:
+        raise NmtError(f"--nbest {args.nbest} needs --beam-size of at least {args.nbest}")
     _quiet_libraries()
-    from nmt.data import read_lines
     from nmt.translate import Translator
 
-    translator = Translator.load(args.model, device=args.device)
-    if args.input:
-        lines = read_lines(Path(args.input))
+    translator = Translator.load(args.model, device=args.device, dtype=args.dtype)
+    plots = Path(args.plot_attention) if args.plot_attention else None
+    if plots:
+        plots.mkdir(parents=True, exist_ok=True)
+    beam = args.beam_size or max(args.nbest, translator.cfg.decode.beam_size)
+    with _open_input(args.input) as stream, _open_output(args.output) as out:
+        for first, lines in _read_chunks(stream, args.input or "stdin", args.bad_bytes, args.chunk_size):
+            found = translator.translate_hyps(lines, nbest=args.nbest, first_line=first,
+                                              return_attention=bool(plots or args.attention), beam_size=beam,
+                                              length_penalty=args.length_penalty, batch_size=args.batch_size)
+            for offset, (line, hyps) in enumerate(zip(lines, found)):
+                out.write(_format(translator, first - 1 + offset, hyps, args))
+                if plots and line.strip():
+                    _plot(translator, first - 1 + offset, line, hyps[0], plots)
+            out.flush()
+    return 0
+
+
+@user_errors
+def evaluate_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="nmt-evaluate", description="BLEU and chrF overall and by source length, from files or a checkpoint.")
+    parser.add_argument("model", nargs="?", help="run or checkpoint directory to translate --split with")
+    parser.add_argument("--split", action="append", default=[],
+                        help="'test' (the recipe's test splits), 'valid', or a split of the corpus (repeatable)")
+    parser.add_argument("--hyp", help="hypothesis file (detokenized, one per line)")
+    parser.add_argument("--ref", help="reference file")
+    parser.add_argument("--src", help="source file, for the length buckets")
+    parser.add_argument("--beam-size", type=int, help="beam size when translating (default: the checkpoint's)")
+    parser.add_argument("--buckets", help="source-word bucket edges, e.g. 10,20,30 (default: the recipe's)")
+    parser.add_argument("--threshold", type=int, help="short/long threshold in source words (default: the recipe's)")
+    parser.add_argument("--device", help="device for translating (default: cuda if available)")
+    parser.add_argument("--json", metavar="FILE", help="also write the scores as JSON ('-' for stdout)")
+    args = parser.parse_args(argv)
+    if bool(args.model) == bool(args.hyp or args.ref):
+        raise NmtError("give either a RUN_DIR (with --split) or --hyp and --ref files")
+    _quiet_libraries()
+    from nmt import evaluate
+
+    edges = [int(x) for x in args.buckets.split(",")] if args.buckets else None
+    if args.model:
+        results = evaluate.evaluate_checkpoint(args.model, args.split or ["test"], args.device,
+                                               args.beam_size, edges=edges, threshold=args.threshold)
     else:
-        try:
-            lines = sys.stdin.buffer.read().decode("utf-8").removesuffix("\n").split("\n")
-        except UnicodeDecodeError as err:
-            raise NmtError(f"stdin: not valid UTF-8 at byte {err.start}") from None
-    outputs = translator.translate(lines, beam_size=args.beam_size, batch_size=args.batch_size)
-    text = "".join(line + "\n" for line in outputs)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+        results = evaluate.evaluate_files(args.hyp, args.ref, args.src, edges, args.threshold)
+    if args.json == "-":
+        print(json.dumps(results, indent=1))
+    elif args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -98,6 +98,7 @@ class DecodeConfig:
     max_len_b: int = option(10, "output length cap: a * source length + b", min=1)
     min_len: int = option(0, "minimum output length", min=0)
     batch_size: int = option(64, "sentences per decoding batch", min=1)
+    max_input_len: int = option(400, "longer inputs are truncated to this many pieces (with a warning)", min=2)
 
 
 @dataclass

@@ -6,8 +6,6 @@ about devices, processes or the cell type beyond building the layers.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -65,9 +63,12 @@ def init_weights(model: nn.Module) -> None:
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
     # Embeddings last: a tied output projection must end up with the embedding's initialisation.
+    # Unit variance (PyTorch's default): with Xavier input weights, smaller embeddings give the
+    # recurrent layers near-zero inputs and training stalls for epochs (measured: 0.5 nats worse
+    # after one Multi30k epoch with std 1/sqrt(E)).
     for module in model.modules():
         if isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=1.0 / math.sqrt(module.embedding_dim))
+            nn.init.normal_(module.weight, std=1.0)
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from nmt import checkpoint, data
 from nmt.config import Config, save_config
 from nmt.errors import NmtError
-from nmt.evaluate import by_length, format_table, score
+from nmt.evaluate import evaluate_checkpoint, score
 from nmt.model import Seq2Seq, count_parameters
 from nmt.optim import build_optimizer, build_scheduler
 from nmt.tokenizer import PAD, Tokenizer
@@ -107,7 +107,7 @@ def validate(model, valid_ds, tokenizer: Tokenizer, cfg: Config, accelerator: Ac
                 tokens = tokens + n
             greedy = _greedy_options(cfg)
             hyps = decode_ids(model, list(share["src_ids"]), greedy, accelerator.device) if len(share) else []
-        pairs = list(zip(mine, tokenizer.decode([h.tokens for h in hyps])))
+        pairs = list(zip(mine, tokenizer.decode([h[0].tokens for h in hyps])))
     total, tokens = accelerator.reduce(torch.stack([total, tokens]), reduction="sum").unbind(0)
     ordered = [text for _, text in sorted(gather_object(pairs))]
     bleu = score(ordered, list(valid_ds["tgt"]), cfg.eval.tokenize)["bleu"]
@@ -197,7 +197,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
                  tokenizer, valid_ds, progress, metrics)
     results = {"valid": last}
     if cfg.data.test and accelerator.is_main_process:
-        results["test"] = evaluate_tests(run_dir, cfg, accelerator.device)
+        results["test"] = evaluate_checkpoint(run_dir, cfg.data.test, accelerator.device, hyp_dir=run_dir)
         (run_dir / "results.json").write_text(json.dumps(results, indent=1))
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -289,21 +289,3 @@ def _validate_and_save(cfg, run_dir, accelerator, model, optimizer, scheduler, t
                    f"BLEU {result['valid_bleu']:.2f}{' (best)' if improved else ''}")
     _save(accelerator, run_dir, model, cfg, tokenizer, optimizer, scheduler, progress, result, improved)
     return result
-
-
-def evaluate_tests(run_dir: Path, cfg: Config, device: torch.device) -> dict:
-    """Translate each test split with the best checkpoint; BLEU/chrF overall and by source length."""
-    model, tokenizer, _, meta = checkpoint.load_checkpoint(run_dir)
-    model.to(device)
-    results = {"checkpoint_step": meta["step"]}
-    for split in cfg.data.test:
-        ds = data.load_split(cfg.data, split)
-        with torch.inference_mode():
-            hyps = decode_ids(model, tokenizer.encode_src(ds["src"]), cfg.decode, device)
-        texts = tokenizer.decode([h.tokens for h in hyps])
-        (run_dir / f"{Path(split).name}.hyp").write_text("".join(t + "\n" for t in texts), encoding="utf-8")
-        table = by_length(texts, list(ds["tgt"]), list(ds["src"]), cfg.eval.length_buckets,
-                          cfg.eval.short_long_threshold, cfg.eval.tokenize)
-        print(f"\n{split} (beam {cfg.decode.beam_size}, step {meta['step']}):\n{format_table(table)}")
-        results[split] = table
-    return results
