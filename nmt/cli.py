@@ -49,7 +49,7 @@ def _quiet_libraries() -> None:
 @user_errors
 def train_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="nmt-train", description="Train an attention RNN translation model.")
-    parser.add_argument("config", help="recipe YAML file")
+    parser.add_argument("config", nargs="+", help="recipe YAML file(s), merged left to right")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set model.cell=lstm (repeatable)")
     parser.add_argument("--run-dir", help="output directory (default: runs/<config name>)")
@@ -60,7 +60,7 @@ def train_main(argv=None) -> int:
     from nmt.config import load_config
 
     overrides = args.overrides + ([f"data.root={args.data_root}"] if args.data_root else [])
-    run_dir = Path(args.run_dir or Path("runs") / Path(args.config).stem)
+    run_dir = Path(args.run_dir or Path("runs") / "-".join(Path(c).stem for c in args.config))
     saved = run_dir / "config.yaml"
     # A resumed run keeps the config it was started with; --set may still change it (e.g. train.max_steps).
     cfg = load_config(saved if args.resume and saved.exists() else args.config, overrides)

@@ -84,6 +84,7 @@ class TrainConfig:
     mixed_precision: str = option("no", "autocast precision", choices=("no", "fp16", "bf16"))
     eval_every: int = option(1000, "validate every N updates (and at each epoch end)", min=1)
     patience: int = option(5, "stop after N validations without a better BLEU (0 = never)", min=0)
+    max_bad_losses: int = option(5, "stop after this many non-finite losses in a row", min=1)
     keep_last: int = option(2, "step checkpoints kept besides the best", min=1)
     log_every: int = option(100, "log training loss every N updates", min=1)
     tensorboard: bool = option(False, "also log to TensorBoard in RUN_DIR/tensorboard")
@@ -193,8 +194,7 @@ def from_dict(values: dict, overrides: list[str] = ()) -> Config:
     return _build(Config, values, "")
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -205,6 +205,24 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise NmtError(f"{path}: invalid YAML{where}") from None
+    if values is not None and not isinstance(values, dict):
+        raise NmtError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
+    return values or {}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        both_maps = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both_maps else value
+    return out
+
+
+def load_config(paths: str | Path | list, overrides: list[str] = ()) -> Config:
+    """Load one YAML file, or several merged left to right (e.g. a recipe, then its cpu.yaml)."""
+    values: dict = {}
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        values = _merge(values, _read_yaml(Path(path)))
     return from_dict(values, overrides)
 
 

@@ -188,14 +188,18 @@ def token_batches(src_lens, tgt_lens, max_tokens: int, seed: int, epoch: int,
 
 
 class TokenBatchSampler:
-    """A batch sampler over `token_batches`; `set_epoch` changes the shuffle deterministically."""
+    """A batch sampler over `token_batches`; `use_epoch` changes the shuffle deterministically.
+
+    Deliberately not named `set_epoch`: Accelerate calls `set_epoch` with its own iteration counter,
+    which restarts at 0 on the loader that `skip_first_batches` builds when a run resumes mid-epoch.
+    """
 
     def __init__(self, ds, max_tokens: int, seed: int, shuffle: bool = True):
         self.src_lens, self.tgt_lens = lengths(ds)
         self.max_tokens, self.seed, self.shuffle, self.epoch = max_tokens, seed, shuffle, 0
         self._batches = None
 
-    def set_epoch(self, epoch: int) -> None:
+    def use_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
             self.epoch, self._batches = epoch, None
 
@@ -231,8 +235,10 @@ def collate(rows: list[dict]) -> Batch:
 
 
 def make_loader(ds, max_tokens: int, seed: int, shuffle: bool):
-    """A DataLoader of `Batch`es over a tokenised split, plus its sampler (for `set_epoch`)."""
+    """A DataLoader of `Batch`es over a tokenised split, plus its sampler (for `use_epoch`)."""
     sampler = TokenBatchSampler(ds, max_tokens, seed, shuffle)
     columns = ds.select_columns(["src_ids", "tgt_ids"])
-    loader = torch.utils.data.DataLoader(columns, batch_sampler=sampler, collate_fn=collate)
+    # An own generator: creating an iterator must not draw from the global RNG (exact resume).
+    loader = torch.utils.data.DataLoader(columns, batch_sampler=sampler, collate_fn=collate,
+                                         generator=torch.Generator().manual_seed(seed))
     return loader, sampler

@@ -6,12 +6,12 @@ process writes files. Mixed precision, accumulation and DDP are Accelerate's; we
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
-import random
+import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,41 +20,17 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
-from nmt import checkpoint, data
+from nmt import data
 from nmt.config import Config, save_config
 from nmt.errors import NmtError
 from nmt.evaluate import evaluate_checkpoint, score
 from nmt.model import Seq2Seq, count_parameters
 from nmt.optim import build_optimizer, build_scheduler
+from nmt.run import MetricsLog, Progress, Run, StopSignal, Window, check_run_dir, restore, save
 from nmt.tokenizer import PAD, Tokenizer
 from nmt.translate import decode_ids
 
 log = logging.getLogger("nmt.train")
-
-
-@dataclass
-class Progress:
-    """Where training stands; saved in every checkpoint so that --resume continues exactly."""
-    step: int = 0
-    epoch: int = 0
-    batches_done: int = 0  # batches of `epoch` already consumed (accumulation micro-batches included)
-    best_bleu: float = -1.0
-    bad_evals: int = 0
-
-
-def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """Fail before any work if the run directory is unusable or would be overwritten."""
-    if (run_dir / "checkpoints").exists() and not resume:
-        raise NmtError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
-    if resume and not (run_dir / "last").exists():
-        raise NmtError(f"{run_dir}: nothing to resume (no 'last' checkpoint)")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"x" * 1024)
-        probe.unlink()
-    except OSError as err:
-        raise NmtError(f"{run_dir}: not writable ({err.strerror})") from None
 
 
 def prepare_tokenizer(cfg: Config, run_dir: Path, train_ds, accelerator: Accelerator) -> Tokenizer:
@@ -105,7 +81,7 @@ def validate(model, valid_ds, tokenizer: Tokenizer, cfg: Config, accelerator: Ac
                 n = (batch.tgt_out != PAD).sum()
                 total = total + loss_fn(logits, batch.tgt_out, 0.0) * n
                 tokens = tokens + n
-            greedy = _greedy_options(cfg)
+            greedy = dataclasses.replace(cfg.decode, beam_size=1)
             hyps = decode_ids(model, list(share["src_ids"]), greedy, accelerator.device) if len(share) else []
         pairs = list(zip(mine, tokenizer.decode([h[0].tokens for h in hyps])))
     total, tokens = accelerator.reduce(torch.stack([total, tokens]), reduction="sum").unbind(0)
@@ -114,59 +90,6 @@ def validate(model, valid_ds, tokenizer: Tokenizer, cfg: Config, accelerator: Ac
     loss = float(total / tokens.clamp(min=1))
     model.train()
     return {"valid_loss": round(loss, 4), "valid_ppl": round(math.exp(min(loss, 50)), 2), "valid_bleu": bleu}
-
-
-def _greedy_options(cfg: Config):
-    import dataclasses
-    return dataclasses.replace(cfg.decode, beam_size=1)
-
-
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate()}
-
-
-def _save(accelerator, run_dir, model, cfg, tokenizer, optimizer, scheduler, progress: Progress,
-          metrics: dict, best: bool) -> None:
-    """Checkpoint on the main process: weights for translation, trainer state for --resume."""
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        trainer = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "progress": vars(progress).copy(), "rng": _rng_state()}
-        if accelerator.scaler is not None:
-            trainer["scaler"] = accelerator.scaler.state_dict()
-        meta = {"step": progress.step, "epoch": progress.epoch, **metrics,
-                "src_vocab_size": tokenizer.src_vocab_size, "tgt_vocab_size": tokenizer.tgt_vocab_size}
-        links = ("last", "best") if best else ("last",)
-        checkpoint.save_checkpoint(run_dir, accelerator.unwrap_model(model), cfg, tokenizer, meta,
-                                   trainer, links, cfg.train.keep_last)
-    accelerator.wait_for_everyone()
-
-
-def _restore(run_dir: Path, model, optimizer, scheduler, accelerator) -> Progress:
-    ckpt = (run_dir / "last").resolve()
-    checkpoint.load_weights(accelerator.unwrap_model(model), ckpt / "model.safetensors")
-    state = checkpoint.load_trainer_state(ckpt)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if accelerator.scaler is not None and "scaler" in state:
-        accelerator.scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    random.setstate(state["rng"]["python"])
-    log.info("resumed from %s (step %d)", ckpt.name, state["progress"]["step"])
-    return Progress(**state["progress"])
-
-
-class MetricsLog:
-    """Appends JSON lines to RUN_DIR/metrics.jsonl (main process) and forwards to Accelerate's trackers."""
-
-    def __init__(self, accelerator: Accelerator, path: Path):
-        self.accelerator, self.path = accelerator, path
-
-    def __call__(self, step: int, **values) -> None:
-        if self.accelerator.is_main_process:
-            with self.path.open("a") as f:
-                f.write(json.dumps({"step": step, **values}) + "\n")
-        self.accelerator.log(values, step=step)
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
@@ -188,14 +111,22 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
     log.info("model: %s cell, %d parameters", cfg.model.cell, count_parameters(model))
     optimizer = build_optimizer(cfg.train, model.parameters())
-    scheduler = build_scheduler(cfg.train, optimizer)
+    scheduler = build_scheduler(cfg.train, optimizer)  # stepped by us: one step per update
     loader, sampler = data.make_loader(train_ds, cfg.train.max_tokens, cfg.train.seed, shuffle=True)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    progress = _restore(run_dir, model, optimizer, scheduler, accelerator) if resume else Progress()
-    metrics = MetricsLog(accelerator, run_dir / "metrics.jsonl")
-    last = _loop(cfg, run_dir, accelerator, model, optimizer, scheduler, loader, sampler,
-                 tokenizer, valid_ds, progress, metrics)
-    results = {"valid": last}
+    run = Run(cfg, run_dir, accelerator, model, optimizer, scheduler, tokenizer,
+              MetricsLog(accelerator, run_dir / "metrics.jsonl"))
+    progress = restore(run) if resume else Progress()
+    stop = StopSignal()
+    try:
+        results = {"valid": _loop(run, loader, sampler, valid_ds, progress, stop)}
+    finally:
+        stop.restore()
+    if stop.received:
+        if accelerator.is_main_process:
+            print(f"stopped by {stop.received} at step {progress.step}; checkpoint saved. Continue with:\n"
+                  f"  nmt-train {run_dir / 'config.yaml'} --run-dir {run_dir} --resume", file=sys.stderr)
+        return {"stopped": stop.received, "step": progress.step}
     if cfg.data.test and accelerator.is_main_process:
         results["test"] = evaluate_checkpoint(run_dir, cfg.data.test, accelerator.device, hyp_dir=run_dir)
         (run_dir / "results.json").write_text(json.dumps(results, indent=1))
@@ -204,55 +135,71 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     return results
 
 
-def _loop(cfg, run_dir, accelerator, model, optimizer, scheduler, loader, sampler, tokenizer,
-          valid_ds, progress: Progress, metrics: MetricsLog) -> dict:
-    """Epochs of updates, with validation, checkpoints, early stopping and a step limit."""
-    tc = cfg.train
-    steps_per_epoch = max(1, len(loader) // tc.accumulate)
-    total = tc.max_steps or tc.epochs * steps_per_epoch
-    bar = tqdm(total=total, initial=progress.step, disable=not accelerator.is_main_process,
+def _update(run: Run, batch: data.Batch, bad_losses: int) -> tuple[float, int]:
+    """Forward, backward and (at the end of an accumulation cycle) an optimizer step.
+
+    A non-finite loss is skipped on every process; returns (loss, consecutive non-finite losses).
+    """
+    acc, tc = run.accelerator, run.cfg.train
+    with acc.accumulate(run.model):
+        logits = run.model(batch.src, batch.src_lengths, batch.tgt_in)
+        loss = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
+        finite = torch.isfinite(loss.detach()).float()
+        if acc.num_processes > 1:
+            finite = acc.reduce(finite, reduction="min")
+        if not finite:
+            run.optimizer.zero_grad(set_to_none=True)
+            log.warning("non-finite loss skipped (%d in a row)", bad_losses + 1)
+            if bad_losses + 1 >= tc.max_bad_losses:
+                raise NmtError(f"{bad_losses + 1} non-finite losses in a row; stopping. The last good "
+                               f"checkpoint is kept; try a lower train.lr or train.mixed_precision=no")
+            return float("nan"), bad_losses + 1
+        acc.backward(loss)
+        if acc.sync_gradients and tc.clip_norm:
+            acc.clip_grad_norm_(run.model.parameters(), tc.clip_norm)
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    return loss.item(), 0
+
+
+def _loop(run: Run, loader, sampler, valid_ds, progress: Progress, stop: StopSignal) -> dict:
+    """Epochs of updates, with validation, checkpoints, early stopping, a step limit and signals."""
+    acc, tc = run.accelerator, run.cfg.train
+    total = tc.max_steps or tc.epochs * max(1, len(loader) // tc.accumulate)
+    bar = tqdm(total=total, initial=progress.step, disable=not acc.is_main_process,
                desc="train", unit="step", mininterval=5, dynamic_ncols=True)
-    window = {"loss": 0.0, "batches": 0, "tokens": 0, "start": time.perf_counter()}
-    last_valid, validated_at = {}, -1
-    schedule = scheduler.lr_lambdas[0]
+    window = Window()
+    last_valid, validated_at, bad_losses = {}, -1, 0
     while progress.epoch < tc.epochs and not _done(tc, progress):
-        sampler.set_epoch(progress.epoch)
-        skip = progress.batches_done
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-        for batch in batches:
-            with accelerator.accumulate(model):
-                logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-                loss = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and tc.clip_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), tc.clip_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+        sampler.use_epoch(progress.epoch)
+        skip = progress.batches_done  # resume mid-epoch: same order, batches already seen skipped
+        for batch in acc.skip_first_batches(loader, skip) if skip else loader:
+            loss, bad_losses = _update(run, batch, bad_losses)
             progress.batches_done += 1
-            window["loss"] += loss.item()
-            window["batches"] += 1
-            window["tokens"] += int((batch.tgt_out != PAD).sum()) * accelerator.num_processes
-            if not accelerator.sync_gradients:
+            window.add(loss, int((batch.tgt_out != PAD).sum()) * acc.num_processes)
+            if not acc.sync_gradients or bad_losses:
                 continue
-            if not accelerator.optimizer_step_was_skipped:
-                scheduler.step()
+            if not acc.optimizer_step_was_skipped:
+                run.scheduler.step()
             progress.step += 1
             bar.update(1)
             if progress.step % tc.log_every == 0:
-                _log_window(window, progress, scheduler, metrics, bar)
+                values = window.flush(progress, run.scheduler.get_last_lr()[0])
+                run.metrics(progress.step, **values)
+                bar.set_postfix(loss=f"{values['train_loss']:.3f}", tok_s=f"{values['tgt_tokens_per_s']:.0f}")
             if progress.step % tc.eval_every == 0:
-                last_valid = _validate_and_save(cfg, run_dir, accelerator, model, optimizer, scheduler,
-                                                tokenizer, valid_ds, progress, metrics, schedule)
-                validated_at = progress.step
-            if _done(tc, progress):
+                last_valid, validated_at = _validate_and_save(run, valid_ds, progress), progress.step
+            if _done(tc, progress) or stop.agreed(acc):
                 break
         else:
-            progress.epoch += 1
-            progress.batches_done = 0
+            progress.epoch, progress.batches_done = progress.epoch + 1, 0
+        if stop.received:
+            break
     bar.close()
-    if validated_at != progress.step:
-        last_valid = _validate_and_save(cfg, run_dir, accelerator, model, optimizer, scheduler,
-                                        tokenizer, valid_ds, progress, metrics, schedule)
+    if stop.received:
+        save(run, progress, {}, best=False)
+    elif validated_at != progress.step:
+        last_valid = _validate_and_save(run, valid_ds, progress)
     return last_valid
 
 
@@ -262,30 +209,19 @@ def _done(tc, progress: Progress) -> bool:
     return out_of_steps or out_of_patience
 
 
-def _log_window(window: dict, progress: Progress, scheduler, metrics: MetricsLog, bar) -> None:
-    elapsed = time.perf_counter() - window["start"]
-    loss = window["loss"] / max(1, window["batches"])
-    values = {"epoch": progress.epoch, "train_loss": round(loss, 4), "lr": scheduler.get_last_lr()[0],
-              "tgt_tokens_per_s": round(window["tokens"] / max(elapsed, 1e-9), 1)}
-    metrics(progress.step, **values)
-    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{values['tgt_tokens_per_s']:.0f}")
-    window.update(loss=0.0, batches=0, tokens=0, start=time.perf_counter())
-
-
-def _validate_and_save(cfg, run_dir, accelerator, model, optimizer, scheduler, tokenizer, valid_ds,
-                       progress: Progress, metrics: MetricsLog, schedule) -> dict:
+def _validate_and_save(run: Run, valid_ds, progress: Progress) -> dict:
     start = time.perf_counter()
-    result = validate(accelerator.unwrap_model(model), valid_ds, tokenizer, cfg, accelerator)
+    result = validate(run.accelerator.unwrap_model(run.model), valid_ds, run.tokenizer, run.cfg, run.accelerator)
     improved = result["valid_bleu"] > progress.best_bleu
     if improved:
         progress.best_bleu, progress.bad_evals = result["valid_bleu"], 0
     else:
         progress.bad_evals += 1
-    schedule.observe(result["valid_bleu"])
-    metrics(progress.step, epoch=progress.epoch, **result, best_bleu=progress.best_bleu,
-            valid_seconds=round(time.perf_counter() - start, 1))
-    if accelerator.is_main_process:
+    run.scheduler.lr_lambdas[0].observe(result["valid_bleu"])
+    run.metrics(progress.step, epoch=progress.epoch, **result, best_bleu=progress.best_bleu,
+                valid_seconds=round(time.perf_counter() - start, 1))
+    if run.accelerator.is_main_process:
         tqdm.write(f"step {progress.step}: valid loss {result['valid_loss']:.3f} ppl {result['valid_ppl']:.2f} "
                    f"BLEU {result['valid_bleu']:.2f}{' (best)' if improved else ''}")
-    _save(accelerator, run_dir, model, cfg, tokenizer, optimizer, scheduler, progress, result, improved)
+    save(run, progress, result, improved)
     return result

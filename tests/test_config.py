@@ -61,3 +61,12 @@ def test_every_recipe_loads():
     assert recipes
     for path in recipes:
         load_config(path)
+
+
+def test_several_files_merge_left_to_right(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("model:\n  cell: lstm\n  hidden_size: 512\ntrain:\n  lr: 0.001\n")
+    small = tmp_path / "cpu.yaml"
+    small.write_text("model:\n  hidden_size: 128\n")
+    cfg = load_config([base, small], ["train.lr=0.002"])
+    assert (cfg.model.cell, cfg.model.hidden_size, cfg.train.lr) == ("lstm", 128, 0.002)

@@ -1,0 +1,150 @@
+"""A training run's state and files: progress counters, checkpoints for resume, metrics, signals.
+
+`train.py` holds the loop; this module holds what the loop carries between updates and across
+a restart, so that `--resume` continues exactly where a run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from nmt import checkpoint
+from nmt.config import Config
+from nmt.errors import NmtError
+from nmt.tokenizer import Tokenizer
+
+log = logging.getLogger("nmt.train")
+
+
+@dataclass
+class Run:
+    """What the helpers below share: the config, where to write, and the prepared objects."""
+    cfg: Config
+    run_dir: Path
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    tokenizer: Tokenizer
+    metrics: "MetricsLog"
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint so that --resume continues exactly."""
+    step: int = 0
+    epoch: int = 0
+    batches_done: int = 0  # batches of `epoch` already consumed (accumulation micro-batches included)
+    best_bleu: float = -1.0
+    bad_evals: int = 0
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Fail before any work if the run directory is unusable or would be overwritten."""
+    if (run_dir / "checkpoints").exists() and not resume:
+        raise NmtError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+    if resume and not (run_dir / "last").exists():
+        raise NmtError(f"{run_dir}: nothing to resume (no 'last' checkpoint)")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"x" * 1024)
+        probe.unlink()
+    except OSError as err:
+        raise NmtError(f"{run_dir}: not writable ({err.strerror})") from None
+
+
+def save(run: Run, progress: Progress, metrics: dict, best: bool) -> None:
+    """Checkpoint on the main process: weights for translation, trainer state for --resume."""
+    acc = run.accelerator
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        trainer = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+                   "progress": vars(progress).copy(),
+                   "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}}
+        if acc.scaler is not None:
+            trainer["scaler"] = acc.scaler.state_dict()
+        meta = {"step": progress.step, "epoch": progress.epoch, **metrics,
+                "src_vocab_size": run.tokenizer.src_vocab_size, "tgt_vocab_size": run.tokenizer.tgt_vocab_size}
+        links = ("last", "best") if best else ("last",)
+        checkpoint.save_checkpoint(run.run_dir, acc.unwrap_model(run.model), run.cfg, run.tokenizer, meta,
+                                   trainer, links, run.cfg.train.keep_last)
+    acc.wait_for_everyone()
+
+
+def restore(run: Run) -> Progress:
+    ckpt = (run.run_dir / "last").resolve()
+    checkpoint.load_weights(run.accelerator.unwrap_model(run.model), ckpt / "model.safetensors")
+    state = checkpoint.load_trainer_state(ckpt)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.accelerator.scaler is not None and "scaler" in state:
+        run.accelerator.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(state["rng"]["python"])
+    log.info("resumed from %s (step %d)", ckpt.name, state["progress"]["step"])
+    return Progress(**state["progress"])
+
+
+class MetricsLog:
+    """Appends JSON lines to RUN_DIR/metrics.jsonl (main process) and forwards to Accelerate's trackers."""
+
+    def __init__(self, accelerator: Accelerator, path: Path):
+        self.accelerator, self.path = accelerator, path
+
+    def __call__(self, step: int, **values) -> None:
+        if self.accelerator.is_main_process:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": step, **values}) + "\n")
+        self.accelerator.log(values, step=step)
+
+
+class StopSignal:
+    """SIGINT/SIGTERM ask training to stop after the current update, with a checkpoint (pre-emption)."""
+
+    def __init__(self):
+        self.received = None
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def agreed(self, accelerator: Accelerator) -> bool:
+        """True on every process as soon as any process got a signal (so all stop at the same step)."""
+        flag = torch.tensor(float(self.received is not None), device=accelerator.device)
+        if accelerator.num_processes > 1:
+            flag = accelerator.reduce(flag, reduction="sum")
+        return bool(flag > 0)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+class Window:
+    """Training loss and throughput since the last log line."""
+
+    def __init__(self):
+        self.loss, self.batches, self.tokens, self.start = 0.0, 0, 0, time.perf_counter()
+
+    def add(self, loss: float, tokens: int) -> None:
+        if math.isfinite(loss):
+            self.loss, self.batches = self.loss + loss, self.batches + 1
+        self.tokens += tokens
+
+    def flush(self, progress: Progress, lr: float) -> dict:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        values = {"epoch": progress.epoch, "train_loss": round(self.loss / max(1, self.batches), 4),
+                  "lr": lr, "tgt_tokens_per_s": round(self.tokens / elapsed, 1)}
+        self.__init__()
+        return values

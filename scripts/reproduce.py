@@ -1,0 +1,136 @@
+#!/usr/bin/env python
+"""Train rnn/lstm/gru from one recipe folder, evaluate with beam search, write RESULTS.md and a plot.
+
+    scripts/reproduce.py recipes/multi30k_de_en [--scale cpu|full] [--cells rnn lstm gru]
+
+Each model trains in RUNS/<corpus>-<scale>/<cell> (reused when finished, resumed when interrupted),
+then the best checkpoint's test BLEU/chrF overall, for short and long sentences and per source-length
+bucket (from the run's results.json) goes into RECIPE_DIR/RESULTS[.full].md and bleu_by_length[.full].png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nmt.checkpoint import load_checkpoint  # noqa: E402
+from nmt.model import count_parameters  # noqa: E402
+from nmt.plot import plot_bleu_by_length  # noqa: E402
+
+
+def train_one(recipe_dir: Path, cell: str, scale: str, run_dir: Path, data_root: str | None) -> None:
+    """Train (or resume, or reuse) one model; the log goes beside the run directory."""
+    if (run_dir / "results.json").exists():
+        print(f"{cell}: finished run found in {run_dir}, reused")
+        return
+    configs = [str(recipe_dir / f"{cell}.yaml")] + ([str(recipe_dir / "cpu.yaml")] if scale == "cpu" else [])
+    resume = (run_dir / "last").exists()
+    cmd = [str(Path(sys.executable).with_name("nmt-train")), *configs, "--run-dir", str(run_dir)]
+    cmd += ["--resume"] if resume else []
+    cmd += ["--data-root", data_root] if data_root else []
+    print(f"{cell}: {'resuming' if resume else 'training'}: {' '.join(cmd)}", flush=True)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    with open(run_dir.parent / f"{cell}.log", "a") as log:
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+    if code != 0:
+        sys.exit(f"{cell}: nmt-train failed with status {code}; see {run_dir.parent / f'{cell}.log'}")
+    timing = {"wall_s": round(time.time() - start, 1), "resumed": resume}
+    (run_dir / "timing.json").write_text(json.dumps(timing))
+
+
+def summarize(cell: str, run_dir: Path) -> dict:
+    results = json.loads((run_dir / "results.json").read_text())
+    model, _, cfg, meta = load_checkpoint(run_dir)
+    logs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    speeds = [x["tgt_tokens_per_s"] for x in logs if "tgt_tokens_per_s" in x][1:]  # first window: warm-up
+    valid = [x["valid_bleu"] for x in logs if "valid_bleu" in x]
+    timing = run_dir / "timing.json"
+    split = next(k for k in results["test"] if k != "checkpoint_step")
+    return {"cell": cell, "params": count_parameters(model), "tok_s": statistics.median(speeds),
+            "best_valid_bleu": max(valid), "best_step": meta["step"], "split": split,
+            "test": results["test"][split], "cfg": cfg,
+            "wall_s": json.loads(timing.read_text())["wall_s"] if timing.exists() else None}
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    import torch
+
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu} ({os.cpu_count()} cores){gpu}, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def fmt(x, digits=2):
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def write_report(recipe_dir: Path, scale: str, rows: list[dict], command: str) -> None:
+    suffix = "" if scale == "cpu" else f".{scale}"
+    cfg = rows[0]["cfg"]
+    threshold = cfg.eval.short_long_threshold
+    short, long = f"short (<= {threshold})", f"long (> {threshold})"
+    base = next((r["tok_s"] for r in rows if r["cell"] == "rnn"), rows[0]["tok_s"])
+    lines = [f"# {recipe_dir.name}: RNN vs LSTM vs GRU ({scale} scale)", "",
+             f"Test split `{rows[0]['split']}`, best checkpoint by validation BLEU, beam {cfg.decode.beam_size} "
+             f"(length penalty {cfg.decode.length_penalty}). Short/long: source sentences of at most / more than "
+             f"{threshold} words. Training speed: median target tokens/s over the run's log windows.", "",
+             "| model | parameters | training speed (tgt tok/s) | relative to RNN | BLEU | short BLEU (n) "
+             "| long BLEU (n) | chrF | best valid BLEU (step) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = r["test"]
+        lines.append(f"| {r['cell']} | {r['params'] / 1e6:.2f}M | {r['tok_s']:.0f} | {r['tok_s'] / base:.2f}x "
+                     f"| {fmt(t['all']['bleu'])} | {fmt(t[short]['bleu'])} ({t[short]['n']}) "
+                     f"| {fmt(t[long]['bleu'])} ({t[long]['n']}) | {fmt(t['all']['chrf'])} "
+                     f"| {fmt(r['best_valid_bleu'])} ({r['best_step']}) |")
+    buckets = [k for k in rows[0]["test"] if k[0].isdigit()]
+    lines += ["", "BLEU by source length (words), sentence counts in brackets:", "",
+              "| model | " + " | ".join(f"{b} ({rows[0]['test'][b]['n']})" for b in buckets) + " |",
+              "|---|" + "---|" * len(buckets)]
+    for r in rows:
+        lines.append(f"| {r['cell']} | " + " | ".join(fmt(r["test"][b]["bleu"]) for b in buckets) + " |")
+    walls = ", ".join(f"{r['cell']} {r['wall_s'] / 60:.1f} min" for r in rows if r["wall_s"])
+    lines += ["", f"![BLEU by source length](bleu_by_length{suffix}.png)", "",
+              f"- Command: `{command}`", f"- Machine: {machine()}",
+              f"- Date: {datetime.date.today().isoformat()}",
+              f"- Wall time per model (training + evaluation): {walls or 'not recorded (reused runs)'}",
+              f"- BLEU signature: `{rows[0]['test']['all']['bleu_signature']}`", ""]
+    (recipe_dir / f"RESULTS{suffix}.md").write_text("\n".join(lines))
+    plot_bleu_by_length({r["cell"]: [r["test"][b]["bleu"] for b in buckets] for r in rows}, buckets,
+                        recipe_dir / f"bleu_by_length{suffix}.png",
+                        f"{recipe_dir.name} ({scale} scale): test BLEU by source length")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipe_dir", type=Path)
+    parser.add_argument("--scale", choices=("cpu", "full"), default="cpu")
+    parser.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"])
+    parser.add_argument("--runs", type=Path, default=REPO / "runs" / "reproduce")
+    parser.add_argument("--data-root", help="passed on to nmt-train")
+    args = parser.parse_args()
+    recipe_dir = args.recipe_dir.resolve()
+    runs = args.runs / f"{recipe_dir.name}-{args.scale}"
+    for cell in args.cells:
+        train_one(recipe_dir, cell, args.scale, runs / cell, args.data_root)
+    rows = [summarize(cell, runs / cell) for cell in args.cells]
+    command = f"scripts/reproduce.py {args.recipe_dir} --scale {args.scale}"
+    write_report(recipe_dir, args.scale, rows, command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Interrupted training resumes to exactly the weights of an uninterrupted run (CPU, fixed seed)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import TINY, reverse_corpus, run_cli
+
+STEPS = 40
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    corpus = reverse_corpus(root / "data", n_train=600)
+    recipe = root / "r.yaml"
+    recipe.write_text(f"data:\n  dir: {corpus}\n  src_lang: src\n  tgt_lang: tgt\n"
+                      f"train:\n  max_steps: {STEPS}\n  eval_every: 10\n  max_tokens: 300\n  patience: 0\n"
+                      "  keep_last: 10\n  log_every: 5\n")
+    args = [*TINY, "--set", "model.dropout=0.2"]  # dropout: the RNG state must be restored too
+    full = run_cli("nmt-train", str(recipe), "--run-dir", str(root / "full"), *args)
+    assert full.returncode == 0, full.stderr[-2000:]
+    return root, recipe, args, load_file(root / "full" / "last" / "model.safetensors")
+
+
+def assert_same_weights(run_dir, expected):
+    got = load_file(run_dir / "last" / "model.safetensors")
+    assert got.keys() == expected.keys()
+    for name in expected:
+        assert (got[name] == expected[name]).all(), name
+
+
+def start(recipe, run_dir, args):
+    exe = os.path.join(os.path.dirname(sys.executable), "nmt-train")
+    return subprocess.Popen([exe, str(recipe), "--run-dir", str(run_dir), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(run_dir, proc, timeout=120):
+    deadline = time.time() + timeout
+    while not (run_dir / "last").exists():
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+def test_stopping_at_a_step_limit_then_resuming(setup):
+    root, recipe, args, expected = setup
+    run_dir = root / "limit"
+    first = run_cli("nmt-train", str(recipe), "--run-dir", str(run_dir), *args, "--set", "train.max_steps=17")
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = run_cli("nmt-train", str(recipe), "--run-dir", str(run_dir), "--resume",
+                     "--set", f"train.max_steps={STEPS}")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from step-00000017" in second.stderr
+    assert_same_weights(run_dir, expected)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.7])
+def test_kill_9_then_resume(setup, delay):
+    root, recipe, args, expected = setup
+    run_dir = root / f"kill{delay}"
+    proc = start(recipe, run_dir, args)
+    wait_for_checkpoint(run_dir, proc)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+    resumed = run_cli("nmt-train", str(recipe), "--run-dir", str(run_dir), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_weights(run_dir, expected)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(setup):
+    root, recipe, args, expected = setup
+    run_dir = root / "term"
+    proc = start(recipe, run_dir, args)
+    wait_for_checkpoint(run_dir, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr[-2000:]
+    if "stopped by SIGTERM" in stderr:  # else it had already finished
+        assert "--resume" in stderr
+        resumed = run_cli("nmt-train", str(recipe), "--run-dir", str(run_dir), "--resume")
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_weights(run_dir, expected)
