@@ -7,6 +7,7 @@ a restart, so that `--resume` continues exactly where a run stopped.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import math
 import random
@@ -57,7 +58,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
         raise NmtError(f"{run_dir}: nothing to resume (no 'last' checkpoint)")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
+        probe = run_dir / f".write-test-{os.getpid()}"
         probe.write_bytes(b"x" * 1024)
         probe.unlink()
     except OSError as err:

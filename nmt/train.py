@@ -100,6 +100,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
                               gradient_accumulation_steps=cfg.train.accumulate,
                               log_with="tensorboard" if cfg.train.tensorboard else None,
                               project_dir=str(run_dir))
+    if not accelerator.is_main_process:
+        logging.getLogger("nmt").setLevel(logging.WARNING)  # one copy of the log, from rank 0
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     set_seed(cfg.train.seed)
@@ -127,8 +129,12 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
             print(f"stopped by {stop.received} at step {progress.step}; checkpoint saved. Continue with:\n"
                   f"  nmt-train {run_dir / 'config.yaml'} --run-dir {run_dir} --resume", file=sys.stderr)
         return {"stopped": stop.received, "step": progress.step}
-    if cfg.data.test and accelerator.is_main_process:
-        results["test"] = evaluate_checkpoint(run_dir, cfg.data.test, accelerator.device, hyp_dir=run_dir)
+    # One number per process: replicas that drifted apart under DDP would show different sums.
+    checksum = sum(p.detach().double().sum().item() for p in accelerator.unwrap_model(model).parameters())
+    run.metrics(progress.step, weights_checksum_per_process=gather_object([checksum]))
+    if accelerator.is_main_process:
+        if cfg.data.test:
+            results["test"] = evaluate_checkpoint(run_dir, cfg.data.test, accelerator.device, hyp_dir=run_dir)
         (run_dir / "results.json").write_text(json.dumps(results, indent=1))
     accelerator.wait_for_everyone()
     accelerator.end_training()

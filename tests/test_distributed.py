@@ -1,0 +1,77 @@
+"""Two CPU processes (gloo) under `accelerate launch` run the same loop; compared with one process.
+
+Accelerate 1.15's `launch --cpu` starts a single process, so the test uses the torchrun-based
+launcher (`--multi_gpu`) with ACCELERATE_USE_CPU=true, which gives DistributedType.MULTI_CPU.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import TINY, reverse_corpus, run_cli
+
+# No dropout: each process draws its own masks, which a single process cannot reproduce.
+ARGS = [*TINY, "--set", "model.dropout=0.0", "--set", "train.threads=1", "--set", "train.schedule=constant"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    corpus = reverse_corpus(root / "data", n_train=600)
+    recipe = root / "r.yaml"
+    # 12 updates stay inside the first epoch, where both set-ups see the same batches.
+    recipe.write_text(f"data:\n  dir: {corpus}\n  src_lang: src\n  tgt_lang: tgt\n"
+                      "train:\n  max_steps: 12\n  eval_every: 6\n  max_tokens: 300\n  log_every: 3\n  patience: 0\n")
+    exe = os.path.join(os.path.dirname(sys.executable), "nmt-train")
+    launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", exe, str(recipe),
+                          "--run-dir", str(root / "ddp"), *ARGS], capture_output=True, text=True, timeout=300,
+                         env=env)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    # One process accumulating 2 batches of 300 tokens takes the same global batches as 2 ranks.
+    single = run_cli("nmt-train", str(recipe), "--run-dir", str(root / "single"), *ARGS,
+                     "--set", "train.accumulate=2")
+    assert single.returncode == 0, single.stderr[-3000:]
+    other = run_cli("nmt-train", str(recipe), "--run-dir", str(root / "other"), *ARGS)  # half the batch
+    assert other.returncode == 0, other.stderr[-3000:]
+    return root, ddp
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_both_ranks_end_with_identical_weights(runs):
+    root, _ = runs
+    sums = [m for m in metrics(root / "ddp") if "weights_checksum_per_process" in m][0]
+    first, second = sums["weights_checksum_per_process"]
+    assert first == second
+
+
+def test_only_rank_zero_writes_and_logs(runs):
+    root, ddp = runs
+    steps = [m["step"] for m in metrics(root / "ddp") if "train_loss" in m]
+    assert steps == [3, 6, 9, 12]  # one line per log step, not one per process
+    assert ddp.stderr.count("training pairs:") == 1
+    assert sorted(p.name for p in (root / "ddp" / "checkpoints").iterdir()) == ["step-00000006", "step-00000012"]
+
+
+def mean_abs_diff(a, b):
+    return sum((a[k] - b[k]).abs().sum() for k in a).item() / sum(v.numel() for v in a.values())
+
+
+def test_ddp_matches_one_process_with_the_same_global_batch(runs):
+    root, _ = runs
+    ddp, single, other = (load_file(root / name / "last" / "model.safetensors") for name in ("ddp", "single", "other"))
+    # Same updates; only the order of floating-point sums differs (all-reduce vs accumulation), which
+    # Adam's normalised steps turn into differences well under one step (lr 1e-3) per weight.
+    assert max((ddp[k] - single[k]).abs().max().item() for k in single) < 2e-3
+    assert mean_abs_diff(ddp, single) < 1e-4
+    # A different global batch moves the weights far more: the comparison above has teeth.
+    assert mean_abs_diff(other, single) > 10 * mean_abs_diff(ddp, single)
