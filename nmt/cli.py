@@ -101,13 +101,26 @@ def _open_input(path: str | None):
         raise NmtError(f"{path}: cannot read ({err.strerror})") from None
 
 
+@contextlib.contextmanager
 def _open_output(path: str | None):
+    """stdout, or PATH written as PATH.partial and renamed when complete.
+
+    A run that fails midway leaves an existing PATH untouched and its own lines in PATH.partial.
+    """
     if not path:
-        return contextlib.nullcontext(sys.stdout)
+        yield sys.stdout
+        return
+    partial = Path(f"{path}.partial")
     try:
-        return open(path, "w", encoding="utf-8")
+        out = open(partial, "w", encoding="utf-8")
     except OSError as err:
         raise NmtError(f"{path}: cannot write ({err.strerror})") from None
+    try:
+        with out:
+            yield out
+    except NmtError as err:
+        raise NmtError(f"{err} ({partial} holds the lines translated before it)") from None
+    os.replace(partial, path)
 
 
 def _format(translator, index: int, hyps: list, args) -> str:

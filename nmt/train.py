@@ -100,6 +100,9 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
                               gradient_accumulation_steps=cfg.train.accumulate,
                               log_with="tensorboard" if cfg.train.tensorboard else None,
                               project_dir=str(run_dir))
+    if cfg.train.mixed_precision == "fp16" and accelerator.scaler is None:
+        raise NmtError(f"train.mixed_precision: fp16 needs a GPU ({accelerator.device} has no fp16 autocast "
+                       "with a gradient scaler in Accelerate); use bf16 or no")
     if not accelerator.is_main_process:
         logging.getLogger("nmt").setLevel(logging.WARNING)  # one copy of the log, from rank 0
     if cfg.train.threads:

@@ -15,7 +15,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
 from nmt.checkpoint import load_checkpoint  # noqa: E402
 from nmt.model import count_parameters  # noqa: E402
@@ -50,15 +50,31 @@ def train_one(recipe_dir: Path, cell: str, scale: str, run_dir: Path, data_root:
     (run_dir / "timing.json").write_text(json.dumps(timing))
 
 
+def throughput(run_dir: Path, cfg, tokenizer) -> dict:
+    """Training speed measured apart from the run (bench.py's timed updates), so that whatever else
+    the machine did during a long run does not skew the comparison; cached in the run directory."""
+    path = run_dir / "throughput.json"
+    if not path.exists():
+        import torch
+
+        from bench import measure_training
+
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        path.write_text(json.dumps(measure_training(cfg, tokenizer, steps=60, warmup=10, device=device)))
+    return json.loads(path.read_text())
+
+
 def summarize(cell: str, run_dir: Path) -> dict:
     results = json.loads((run_dir / "results.json").read_text())
-    model, _, cfg, meta = load_checkpoint(run_dir)
+    model, tokenizer, cfg, meta = load_checkpoint(run_dir)
     logs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    speeds = [x["tgt_tokens_per_s"] for x in logs if "tgt_tokens_per_s" in x][1:]  # first window: warm-up
     valid = [x["valid_bleu"] for x in logs if "valid_bleu" in x]
     timing = run_dir / "timing.json"
     split = next(k for k in results["test"] if k != "checkpoint_step")
-    return {"cell": cell, "params": count_parameters(model), "tok_s": statistics.median(speeds),
+    return {"cell": cell, "params": count_parameters(model),
+            "tok_s": throughput(run_dir, cfg, tokenizer)["tgt_tokens_per_s"],
             "best_valid_bleu": max(valid), "best_step": meta["step"], "split": split,
             "test": results["test"][split], "cfg": cfg,
             "wall_s": json.loads(timing.read_text())["wall_s"] if timing.exists() else None}
@@ -86,7 +102,8 @@ def write_report(recipe_dir: Path, scale: str, rows: list[dict], command: str) -
     lines = [f"# {recipe_dir.name}: RNN vs LSTM vs GRU ({scale} scale)", "",
              f"Test split `{rows[0]['split']}`, best checkpoint by validation BLEU, beam {cfg.decode.beam_size} "
              f"(length penalty {cfg.decode.length_penalty}). Short/long: source sentences of at most / more than "
-             f"{threshold} words. Training speed: median target tokens/s over the run's log windows.", "",
+             f"{threshold} words. Training speed: target tokens/s over 60 timed updates of the recipe's "
+             "batches (`scripts/bench.py`'s measurement, taken after training on an otherwise idle machine).", "",
              "| model | parameters | training speed (tgt tok/s) | relative to RNN | BLEU | short BLEU (n) "
              "| long BLEU (n) | chrF | best valid BLEU (step) |",
              "|---|---|---|---|---|---|---|---|---|"]

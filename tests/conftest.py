@@ -39,7 +39,7 @@ def reverse_corpus(directory: Path, n_train: int = 1500, seed: int = 0, vocab: i
 def run_cli(tool: str, *args: str, stdin: str | None = None, cwd: Path | None = None,
             timeout: int = 600) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name(tool)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     return subprocess.run([str(exe), *args], input=stdin, capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
 
@@ -54,7 +54,7 @@ def multi30k_dir() -> Path:
 
 TINY = ["--set", "tokenizer.vocab_size=40", "--set", "model.embed_size=32", "--set", "model.hidden_size=48",
         "--set", "model.decoder_hidden_size=64", "--set", "model.attention_size=32",
-        "--set", "model.dropout=0.0", "--set", "train.label_smoothing=0.0", "--set", "train.threads=2"]
+        "--set", "model.dropout=0.0", "--set", "train.label_smoothing=0.0", "--set", "train.threads=1"]
 
 
 @pytest.fixture(scope="session")

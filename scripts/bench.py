@@ -1,0 +1,196 @@
+#!/usr/bin/env python
+"""Speed and memory of training and decoding for a config, against the bare recurrent layers' floor.
+
+    scripts/bench.py RECIPE.yaml [more.yaml] [--set k=v] [--steps 100] [--checkpoint RUN_DIR]
+                     [--decode-file FILE] [--json OUT.json]
+
+1. training: target and source+target tokens/s over --steps updates after --warmup, peak memory;
+2. decoding (with --checkpoint): sentences/s and output tokens/s, greedy and beam 5;
+3. the floor: the same batches through bare nn.GRU/nn.LSTM/nn.RNN encoder and decoder layers plus
+   the output projection and loss, forward and backward, so every figure reads as a ratio to what
+   the hardware needs anyway.
+Speed targets live here, never in the tests. Prints one table; --json writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nmt import data  # noqa: E402
+from nmt.config import Config, load_config  # noqa: E402
+from nmt.model import Seq2Seq, count_parameters  # noqa: E402
+from nmt.optim import build_optimizer  # noqa: E402
+from nmt.tokenizer import PAD, Tokenizer  # noqa: E402
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def training_batches(cfg: Config, tokenizer: Tokenizer, count: int) -> list[data.Batch]:
+    """The first `count` batches of the first epoch, exactly as training would see them."""
+    ds = data.tokenize(data.load_split(cfg.data, cfg.data.train), tokenizer)
+    ds, _ = data.filter_pairs(ds, cfg.data.max_len, cfg.data.max_ratio)
+    loader, _ = data.make_loader(ds, cfg.train.max_tokens, cfg.train.seed, shuffle=True)
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == count:
+            return batches
+    return batches * (count // len(batches) + 1)
+
+
+def timed(step, batches: list[data.Batch], warmup: int, device: torch.device) -> dict:
+    """Run `step` on each batch; tokens/s over the batches after the warm-up."""
+    for batch in batches[:warmup]:
+        step(batch)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for batch in batches[warmup:]:
+        step(batch)
+    sync()
+    seconds = time.perf_counter() - start
+    tgt = sum(int((b.tgt_out != PAD).sum()) for b in batches[warmup:])
+    src = sum(int(b.src_lengths.sum()) for b in batches[warmup:])
+    return {"seconds": round(seconds, 2), "tgt_tokens_per_s": round(tgt / seconds, 1),
+            "src_tgt_tokens_per_s": round((src + tgt) / seconds, 1)}
+
+
+def measure_training(cfg: Config, tokenizer: Tokenizer, steps: int, warmup: int, device: torch.device) -> dict:
+    """Our training update (forward, loss, backward, clipping, Adam) on real batches."""
+    torch.manual_seed(cfg.train.seed)
+    model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size).to(device).train()
+    optimizer = build_optimizer(cfg.train, model.parameters())
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.mixed_precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    def step(batch):
+        batch = data.Batch(*(t.to(device) for t in batch))
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt_out.flatten(), ignore_index=PAD,
+                                   label_smoothing=cfg.train.label_smoothing)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm or float("inf"))
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    result = timed(step, training_batches(cfg, tokenizer, warmup + steps), warmup, device)
+    return {**result, "parameters": count_parameters(model), "peak_memory_mb": round(peak_memory_mb(device))}
+
+
+class Floor(torch.nn.Module):
+    """Bare layers with our shapes: embeddings, bi-RNN encoder, decoder RNN, output projection."""
+
+    def __init__(self, cfg: Config, src_vocab: int, tgt_vocab: int):
+        super().__init__()
+        m = cfg.model
+        cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[m.cell]
+        self.src_embed = torch.nn.Embedding(src_vocab, m.embed_size)
+        self.tgt_embed = torch.nn.Embedding(tgt_vocab, m.embed_size)
+        self.encoder = cls(m.embed_size, m.hidden_size, m.num_layers, batch_first=True, bidirectional=True)
+        # The decoder's input is embedding + context, as in ours; the context is not computed here.
+        self.decoder = cls(m.embed_size + 2 * m.hidden_size, m.decoder_hidden_size, m.num_layers, batch_first=True)
+        self.out = torch.nn.Linear(m.decoder_hidden_size, tgt_vocab)
+        self.context = 2 * m.hidden_size
+
+    def forward(self, batch: data.Batch) -> torch.Tensor:
+        memory, _ = self.encoder(self.src_embed(batch.src))
+        emb = self.tgt_embed(batch.tgt_in)
+        context = memory.mean(1, keepdim=True).expand(-1, emb.size(1), -1)
+        out, _ = self.decoder(torch.cat([emb, context], -1))
+        return F.cross_entropy(self.out(out).flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD)
+
+
+def measure_floor(cfg: Config, tokenizer: Tokenizer, steps: int, warmup: int, device: torch.device) -> dict:
+    floor = Floor(cfg, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size).to(device)
+
+    def step(batch):
+        batch = data.Batch(*(t.to(device) for t in batch))
+        floor(batch).backward()
+        floor.zero_grad(set_to_none=True)
+
+    return timed(step, training_batches(cfg, tokenizer, warmup + steps), warmup, device)
+
+
+def measure_decoding(run_dir: str, lines: list[str], device: torch.device, batch_size: int) -> dict:
+    from nmt.translate import Translator
+
+    translator = Translator.load(run_dir, device=str(device))
+    results = {}
+    for beam in (1, 5):
+        translator.translate(lines[:batch_size], beam_size=beam, batch_size=batch_size)  # warm-up
+        start = time.perf_counter()
+        hyps = translator.translate_hyps(lines, beam_size=beam, batch_size=batch_size)
+        seconds = time.perf_counter() - start
+        tokens = sum(len(h[0].tokens) + 1 for h in hyps)
+        results[f"beam{beam}"] = {"sentences_per_s": round(len(lines) / seconds, 1),
+                                  "output_tokens_per_s": round(tokens / seconds, 1), "seconds": round(seconds, 2)}
+    results["batch_size_sentences"] = batch_size
+    results["peak_memory_mb"] = round(peak_memory_mb(device))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="+")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--spm", help="SentencePiece model to use (default: train one on the training split)")
+    parser.add_argument("--checkpoint", help="run directory to time decoding with")
+    parser.add_argument("--decode-file", help="source file to decode (default: the recipe's first test split)")
+    parser.add_argument("--batch-size", type=int, default=64, help="decoding batch size in sentences")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg, device = load_config(args.config, args.overrides), torch.device(args.device)
+    tokenizer = load_tokenizer(cfg, args.spm)
+    report = {"config": args.config, "overrides": args.overrides, "device": str(device),
+              "threads": torch.get_num_threads(), "torch": torch.__version__}
+    report["training"] = measure_training(cfg, tokenizer, args.steps, args.warmup, device)
+    report["floor"] = measure_floor(cfg, tokenizer, args.steps, args.warmup, device)
+    report["training"]["ratio_to_floor"] = round(
+        report["floor"]["tgt_tokens_per_s"] / report["training"]["tgt_tokens_per_s"], 2)
+    if args.checkpoint:
+        path = args.decode_file or str(data.resolve_root(cfg.data) / cfg.data.dir /
+                                       f"{cfg.data.test[0]}.{cfg.data.src_lang}")
+        lines = data.read_lines(Path(path))
+        report["decoding"] = measure_decoding(args.checkpoint, lines, device, args.batch_size)
+    print(json.dumps(report, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+
+
+def load_tokenizer(cfg: Config, spm_model: str | None) -> Tokenizer:
+    if spm_model:
+        import sentencepiece as spm
+
+        proc = spm.SentencePieceProcessor(model_file=spm_model)
+        return Tokenizer(proc, proc, {"spm.model": Path(spm_model)})
+    ds = data.load_split(cfg.data, cfg.data.train)
+    return Tokenizer.train(list(ds["src"]), list(ds["tgt"]), cfg.tokenizer, Path(tempfile.mkdtemp()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Checkpoints: atomic writes, keep-last-N, and loading that refuses code and names mismatches."""
+
+import os
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from conftest import run_cli
+from nmt import checkpoint
+from nmt.config import Config, ModelConfig
+from nmt.errors import NmtError
+from nmt.model import Seq2Seq
+from nmt.tokenizer import Tokenizer
+
+
+@pytest.fixture
+def run_copy(reverse_run, tmp_path):
+    root, _, _ = reverse_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run, symlinks=True)
+    return run
+
+
+def tiny_save(run_dir, step, tokenizer, links=("last",), keep_last=2):
+    cfg = Config(model=ModelConfig(embed_size=4, hidden_size=4, decoder_hidden_size=4, attention_size=4))
+    model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
+    return checkpoint.save_checkpoint(run_dir, model, cfg, tokenizer, {"step": step}, {"x": torch.zeros(1)},
+                                      links, keep_last)
+
+
+def test_keep_last_n_never_deletes_best_or_last(run_copy, tmp_path):
+    tok = Tokenizer.load(run_copy)
+    run_dir = tmp_path / "fresh"
+    for step in range(1, 6):
+        tiny_save(run_dir, step, tok, links=("last", "best") if step == 2 else ("last",))
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert names == ["step-00000002", "step-00000004", "step-00000005"]
+    assert os.readlink(run_dir / "best").endswith("step-00000002")
+    assert os.readlink(run_dir / "last").endswith("step-00000005")
+
+
+def test_a_save_killed_midway_leaves_the_previous_checkpoint(run_copy, tmp_path, monkeypatch):
+    tok = Tokenizer.load(run_copy)
+    run_dir = tmp_path / "fresh"
+    tiny_save(run_dir, 1, tok)
+
+    def dies(*args, **kwargs):
+        raise KeyboardInterrupt  # stands for a kill in the middle of writing
+
+    monkeypatch.setattr(torch, "save", dies)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_save(run_dir, 2, tok)
+    assert os.readlink(run_dir / "last").endswith("step-00000001")
+    assert not (run_dir / "checkpoints" / "step-00000002").exists()
+    model, *_ = checkpoint.load_checkpoint(run_dir)  # the survivor still loads
+    assert model is not None
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/nmt-pwned",))
+
+
+def test_a_pickle_that_runs_code_is_refused(run_copy):
+    if os.path.exists("/tmp/nmt-pwned"):
+        os.remove("/tmp/nmt-pwned")
+    last = (run_copy / "last").resolve()
+    torch.save({"optimizer": Exploit()}, last / "trainer.pt")
+    with pytest.raises(NmtError, match="trainer.pt: refused or unreadable"):
+        checkpoint.load_trainer_state(last)
+    assert not os.path.exists("/tmp/nmt-pwned")
+    result = run_cli("nmt-train", str(run_copy / "config.yaml"), "--run-dir", str(run_copy), "--resume")
+    assert result.returncode == 2 and "refused or unreadable" in result.stderr and "Traceback" not in result.stderr
+    assert not os.path.exists("/tmp/nmt-pwned")
+
+
+def test_pickled_weights_are_not_safetensors(run_copy):
+    best = (run_copy / "best").resolve()
+    torch.save({"w": Exploit()}, best / "model.safetensors")
+    result = run_cli("nmt-translate", str(run_copy), stdin="w1 w2\n")
+    assert result.returncode == 2 and "not a readable safetensors file" in result.stderr
+    assert not os.path.exists("/tmp/nmt-pwned")
+
+
+def test_truncated_weights_are_reported(run_copy):
+    path = (run_copy / "best").resolve() / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(NmtError, match="not a readable safetensors file"):
+        checkpoint.load_checkpoint(run_copy)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"cell": "lstm"}, "has shape"),  # gates: 4 H rows instead of 3 H
+    ({"hidden_size": 64}, "has shape"),
+    ({"num_layers": 2}, "no tensor encoder.rnn.weight_ih_l1"),
+])
+def test_a_checkpoint_of_another_architecture_names_the_mismatch(run_copy, change, message):
+    best = (run_copy / "best").resolve()
+    cfg = yaml.safe_load((best / "config.yaml").read_text())
+    cfg["model"].update(change)
+    (best / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(NmtError, match=message) as err:
+        checkpoint.load_checkpoint(run_copy)
+    assert "\n" not in str(err.value)
+
+
+def test_another_vocabulary_names_the_mismatch(run_copy, tmp_path):
+    other = Tokenizer.train(["a b c d e f g"] * 50, ["h i j k l m"] * 50,
+                            Config().tokenizer.__class__(vocab_size=20), tmp_path / "spm")
+    best = (run_copy / "best").resolve()
+    shutil.copyfile(other.files["spm.model"], best / "spm.model")
+    with pytest.raises(NmtError, match=r"embed.weight has shape \(\d+, 32\), the model expects \(\d+, 32\) \(another architecture or vocabulary\)"):
+        checkpoint.load_checkpoint(run_copy)
