@@ -11,6 +11,7 @@ import os
 import logging
 import math
 import random
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -63,6 +64,16 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
         probe.unlink()
     except OSError as err:
         raise NmtError(f"{run_dir}: not writable ({err.strerror})") from None
+
+
+def check_free_space(run_dir: Path, parameters: int, keep_last: int) -> None:
+    """Refuse to start when the disk cannot hold the checkpoints the run will keep."""
+    # Each checkpoint: fp32 weights plus Adam's two moments; keep_last of them, best, and one being written.
+    need = parameters * 4 * 3 * (keep_last + 2)
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        raise NmtError(f"{run_dir}: {free / 2**20:.0f} MiB free, but its checkpoints need about "
+                       f"{need / 2**20:.0f} MiB (see train.keep_last)")
 
 
 def save(run: Run, progress: Progress, metrics: dict, best: bool) -> None:

@@ -26,7 +26,8 @@ from nmt.errors import NmtError
 from nmt.evaluate import evaluate_checkpoint, score
 from nmt.model import Seq2Seq, count_parameters
 from nmt.optim import build_optimizer, build_scheduler
-from nmt.run import MetricsLog, Progress, Run, StopSignal, Window, check_run_dir, restore, save
+from nmt.run import (MetricsLog, Progress, Run, StopSignal, Window, check_free_space, check_run_dir,
+                     restore, save)
 from nmt.tokenizer import PAD, Tokenizer
 from nmt.translate import decode_ids
 
@@ -115,6 +116,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     tokenizer, train_ds, valid_ds = load_data(cfg, run_dir, accelerator)
     model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
     log.info("model: %s cell, %d parameters", cfg.model.cell, count_parameters(model))
+    check_free_space(run_dir, count_parameters(model), cfg.train.keep_last)
     optimizer = build_optimizer(cfg.train, model.parameters())
     scheduler = build_scheduler(cfg.train, optimizer)  # stepped by us: one step per update
     loader, sampler = data.make_loader(train_ds, cfg.train.max_tokens, cfg.train.seed, shuffle=True)

@@ -1,7 +1,6 @@
 """The real commands on bad input: a one-line error and exit 2, or a documented, warned behaviour."""
 
 import os
-import resource
 import shutil
 import subprocess
 import sys
