@@ -123,9 +123,8 @@ def _open_output(path: str | None):
     os.replace(partial, path)
 
 
-def _format(translator, index: int, hyps: list, args) -> str:
-    """The output line(s) for one input line in the chosen format."""
-    texts = [translator.detokenize(h) for h in hyps]
+def _format(translator, index: int, hyps: list, texts: list[str], args) -> str:
+    """The output line(s) for one input line (its hypotheses and their detokenized texts)."""
     if args.format == "json":
         items = [{"text": t, "score": round(h.score, 4), "finished": h.finished,
                   "tokens": translator.tokenizer.tgt_pieces(h.tokens),
@@ -186,8 +185,10 @@ def translate_main(argv=None) -> int:
             found = translator.translate_hyps(lines, nbest=args.nbest, first_line=first,
                                               return_attention=bool(plots or args.attention), beam_size=beam,
                                               length_penalty=args.length_penalty, batch_size=args.batch_size)
+            # One batched detokenization per chunk: a call per line costs more than the decoding.
+            texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))
             for offset, (line, hyps) in enumerate(zip(lines, found)):
-                out.write(_format(translator, first - 1 + offset, hyps, args))
+                out.write(_format(translator, first - 1 + offset, hyps, [next(texts) for _ in hyps], args))
                 if plots and line.strip():
                     _plot(translator, first - 1 + offset, line, hyps[0], plots)
             out.flush()

@@ -95,9 +95,6 @@ class Translator:
             results[i] = hyps
         return results
 
-    def detokenize(self, hyp: Hypothesis) -> str:
-        return self.tokenizer.decode([hyp.tokens])[0]
-
     def translate(self, lines: list[str], **overrides) -> list[str]:
         """Detokenized translations, one per input line, in input order."""
         hyps = self.translate_hyps(lines, **overrides)

@@ -50,7 +50,7 @@ def train_one(recipe_dir: Path, cell: str, scale: str, run_dir: Path, data_root:
     (run_dir / "timing.json").write_text(json.dumps(timing))
 
 
-def throughput(run_dir: Path, cfg, tokenizer) -> dict:
+def throughput(run_dir: Path, cfg, tokenizer, steps: int) -> dict:
     """Training speed measured apart from the run (bench.py's timed updates), so that whatever else
     the machine did during a long run does not skew the comparison; cached in the run directory."""
     path = run_dir / "throughput.json"
@@ -62,19 +62,19 @@ def throughput(run_dir: Path, cfg, tokenizer) -> dict:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        path.write_text(json.dumps(measure_training(cfg, tokenizer, steps=60, warmup=10, device=device)))
+        path.write_text(json.dumps(measure_training(cfg, tokenizer, steps=steps, warmup=10, device=device)))
     return json.loads(path.read_text())
 
 
-def summarize(cell: str, run_dir: Path) -> dict:
+def summarize(cell: str, run_dir: Path, bench_steps: int) -> dict:
     results = json.loads((run_dir / "results.json").read_text())
     model, tokenizer, cfg, meta = load_checkpoint(run_dir)
     logs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     valid = [x["valid_bleu"] for x in logs if "valid_bleu" in x]
     timing = run_dir / "timing.json"
     split = next(k for k in results["test"] if k != "checkpoint_step")
-    return {"cell": cell, "params": count_parameters(model),
-            "tok_s": throughput(run_dir, cfg, tokenizer)["tgt_tokens_per_s"],
+    return {"cell": cell, "params": count_parameters(model), "bench_steps": bench_steps,
+            "tok_s": throughput(run_dir, cfg, tokenizer, bench_steps)["tgt_tokens_per_s"],
             "best_valid_bleu": max(valid), "best_step": meta["step"], "split": split,
             "test": results["test"][split], "cfg": cfg,
             "wall_s": json.loads(timing.read_text())["wall_s"] if timing.exists() else None}
@@ -102,7 +102,7 @@ def write_report(recipe_dir: Path, scale: str, rows: list[dict], command: str) -
     lines = [f"# {recipe_dir.name}: RNN vs LSTM vs GRU ({scale} scale)", "",
              f"Test split `{rows[0]['split']}`, best checkpoint by validation BLEU, beam {cfg.decode.beam_size} "
              f"(length penalty {cfg.decode.length_penalty}). Short/long: source sentences of at most / more than "
-             f"{threshold} words. Training speed: target tokens/s over 60 timed updates of the recipe's "
+             f"{threshold} words. Training speed: target tokens/s over {rows[0]['bench_steps']} timed updates of the recipe's "
              "batches (`scripts/bench.py`'s measurement, taken after training on an otherwise idle machine).", "",
              "| model | parameters | training speed (tgt tok/s) | relative to RNN | BLEU | short BLEU (n) "
              "| long BLEU (n) | chrF | best valid BLEU (step) |",
@@ -139,12 +139,13 @@ def main() -> None:
     parser.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"])
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "reproduce")
     parser.add_argument("--data-root", help="passed on to nmt-train")
+    parser.add_argument("--bench-steps", type=int, default=60, help="timed updates for the training speed")
     args = parser.parse_args()
     recipe_dir = args.recipe_dir.resolve()
     runs = args.runs / f"{recipe_dir.name}-{args.scale}"
     for cell in args.cells:
         train_one(recipe_dir, cell, args.scale, runs / cell, args.data_root)
-    rows = [summarize(cell, runs / cell) for cell in args.cells]
+    rows = [summarize(cell, runs / cell, args.bench_steps) for cell in args.cells]
     command = f"scripts/reproduce.py {args.recipe_dir} --scale {args.scale}"
     write_report(recipe_dir, args.scale, rows, command)
 

@@ -18,7 +18,8 @@ def test_reproduce_writes_a_table_and_a_plot(tmp_path):
     (recipes / "cpu.yaml").write_text(  # the cpu scale must override the full-scale sizes
         "tokenizer:\n  vocab_size: 40\nmodel:\n  embed_size: 16\n  hidden_size: 16\n  decoder_hidden_size: 16\n"
         "  attention_size: 16\ntrain:\n  max_steps: 30\n  eval_every: 15\n  max_tokens: 400\n  log_every: 5\n")
-    cmd = [sys.executable, str(REPO / "scripts" / "reproduce.py"), str(recipes), "--runs", str(tmp_path / "runs")]
+    cmd = [sys.executable, str(REPO / "scripts" / "reproduce.py"), str(recipes), "--runs", str(tmp_path / "runs"),
+           "--bench-steps", "5"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
     report = (recipes / "RESULTS.md").read_text()
