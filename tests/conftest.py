@@ -36,6 +36,15 @@ def reverse_corpus(directory: Path, n_train: int = 1500, seed: int = 0, vocab: i
     return directory
 
 
+def reverse_recipe(root: Path, n_train: int, train: dict, extra: str = "") -> Path:
+    """A reverse-task corpus under `root` and a recipe for it with the given `train` section."""
+    corpus = reverse_corpus(root / "data", n_train=n_train)
+    lines = "".join(f"  {key}: {value}\n" for key, value in train.items())
+    recipe = root / "r.yaml"
+    recipe.write_text(f"data:\n  dir: {corpus}\n  src_lang: src\n  tgt_lang: tgt\ntrain:\n{lines}{extra}")
+    return recipe
+
+
 def run_cli(tool: str, *args: str, stdin: str | None = None, cwd: Path | None = None,
             timeout: int = 600) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name(tool)

@@ -12,7 +12,7 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from conftest import TINY, reverse_corpus, run_cli
+from conftest import TINY, reverse_recipe, run_cli
 
 # No dropout: each process draws its own masks, which a single process cannot reproduce.
 ARGS = [*TINY, "--set", "model.dropout=0.0", "--set", "train.threads=1", "--set", "train.schedule=constant"]
@@ -21,11 +21,9 @@ ARGS = [*TINY, "--set", "model.dropout=0.0", "--set", "train.threads=1", "--set"
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
-    corpus = reverse_corpus(root / "data", n_train=600)
-    recipe = root / "r.yaml"
     # 12 updates stay inside the first epoch, where both set-ups see the same batches.
-    recipe.write_text(f"data:\n  dir: {corpus}\n  src_lang: src\n  tgt_lang: tgt\n"
-                      "train:\n  max_steps: 12\n  eval_every: 6\n  max_tokens: 300\n  log_every: 3\n  patience: 0\n")
+    recipe = reverse_recipe(root, 600, {"max_steps": 12, "eval_every": 6, "max_tokens": 300, "log_every": 3,
+                                        "patience": 0})
     exe = os.path.join(os.path.dirname(sys.executable), "nmt-train")
     launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}

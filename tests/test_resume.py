@@ -9,7 +9,7 @@ import time
 import pytest
 from safetensors.torch import load_file
 
-from conftest import TINY, reverse_corpus, run_cli
+from conftest import TINY, reverse_recipe, run_cli
 
 STEPS = 40
 
@@ -17,11 +17,8 @@ STEPS = 40
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    corpus = reverse_corpus(root / "data", n_train=600)
-    recipe = root / "r.yaml"
-    recipe.write_text(f"data:\n  dir: {corpus}\n  src_lang: src\n  tgt_lang: tgt\n"
-                      f"train:\n  max_steps: {STEPS}\n  eval_every: 10\n  max_tokens: 300\n  patience: 0\n"
-                      "  keep_last: 10\n  log_every: 5\n")
+    recipe = reverse_recipe(root, 600, {"max_steps": STEPS, "eval_every": 10, "max_tokens": 300, "patience": 0,
+                                        "keep_last": 10, "log_every": 5})
     args = [*TINY, "--set", "model.dropout=0.2"]  # dropout: the RNG state must be restored too
     full = run_cli("nmt-train", str(recipe), "--run-dir", str(root / "full"), *args)
     assert full.returncode == 0, full.stderr[-2000:]
