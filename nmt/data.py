@@ -75,9 +75,10 @@ def _from_columns(ds, cfg: DataConfig, where: str):
     import datasets
 
     if "translation" in ds.column_names:
-        pick = lambda row: {"src": row["translation"][cfg.src_lang], "tgt": row["translation"][cfg.tgt_lang]}
+        pick = lambda row: {"src": row["translation"][cfg.src_lang] or "",
+                            "tgt": row["translation"][cfg.tgt_lang] or ""}
     elif cfg.src_lang in ds.column_names and cfg.tgt_lang in ds.column_names:
-        pick = lambda row: {"src": row[cfg.src_lang], "tgt": row[cfg.tgt_lang]}
+        pick = lambda row: {"src": row[cfg.src_lang] or "", "tgt": row[cfg.tgt_lang] or ""}
     else:
         raise NmtError(f"{where}: needs a 'translation' column or columns '{cfg.src_lang}' and "
                        f"'{cfg.tgt_lang}'; found {', '.join(ds.column_names)}")
@@ -85,7 +86,6 @@ def _from_columns(ds, cfg: DataConfig, where: str):
         ds = ds.map(pick, remove_columns=ds.column_names)
     except KeyError as err:
         raise NmtError(f"{where}: a row has no {err} entry") from None
-    ds = ds.map(lambda row: {"src": row["src"] or "", "tgt": row["tgt"] or ""})
     return ds.cast(datasets.Features({"src": datasets.Value("string"), "tgt": datasets.Value("string")}))
 
 

@@ -51,7 +51,7 @@ def training_batches(cfg: Config, tokenizer: Tokenizer, count: int) -> list[data
         batches.append(batch)
         if len(batches) == count:
             return batches
-    return batches * (count // len(batches) + 1)
+    return (batches * (count // len(batches) + 1))[:count]  # a small corpus: go round again
 
 
 def timed(step, batches: list[data.Batch], warmup: int, device: torch.device) -> dict:
