@@ -45,8 +45,9 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
     B, K, device = src.size(0), opts.beam_size, src.device
     caps = max_lengths(src_lengths, opts.max_len_a, opts.max_len_b)  # (B,)
     enc = model.encode(src, src_lengths)
-    rows = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,) beam rows, sentence-major
-    enc, state = enc.select(rows), model.init_state(enc).select(rows)
+    # State rows are hypotheses, K per sentence, sentence-major; enc keeps one row per sentence.
+    rows = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,)
+    state = model.init_state(enc).select(rows)
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start equal: expand only the first at step 0
     tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
@@ -92,7 +93,7 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
             keep = (~done).nonzero().flatten()
             keep_rows = (keep[:, None] * K + torch.arange(K, device=device)).view(-1)
             sentence, scores = sentence[keep], scores[keep]
-            enc, state = enc.select(keep_rows), state.select(keep_rows)
+            enc, state = enc.select(keep), state.select(keep_rows)
             tokens, history = tokens[keep_rows], history[keep_rows]
             if attn_history is not None:
                 attn_history = attn_history[keep_rows]

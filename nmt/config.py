@@ -51,6 +51,8 @@ class TokenizerConfig:
     character_coverage: float = option(1.0, "share of characters covered by the vocabulary", min=0.5)
     byte_fallback: bool = option(False, "spell unknown characters as UTF-8 bytes instead of <unk>")
     max_sentences: int = option(1_000_000, "sentences sampled to train the model", min=1)
+    min_freq: int = option(1, "each side's vocabulary keeps the pieces its training text uses this often; "
+                              "others read as <unk> (0 = every piece of the model)", min=0)
 
 
 @dataclass

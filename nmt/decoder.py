@@ -8,6 +8,12 @@ For target position t, with E the target embedding and s the top-layer decoder s
     p(y_t | y_<t, x) = softmax(W_out o_t)                    # W_out may be tied to E
 
 s_0 comes from the bridge: s_0 = tanh(W_b [h→_last; h←_first]) (and likewise the LSTM cell).
+
+The context c_t enters the step only through linear maps (the first layer's input weights and
+W_o), and W c_t = Σ_j α_tj (W m_j): so the memory is multiplied by those weights once per batch
+(`prepare`), and each step sums S projected rows instead of pushing c_t through a (2H x G*H)
+matrix. Likewise the embedding's share of the input and output layers is one matmul over all
+target positions in training. The weights are those of `rnn` and `readout`, sliced by what they read.
 `step` runs one position; `forward` (teacher forcing) runs the same update over all positions
 and applies the output layer once to every position after the loop.
 """
@@ -18,9 +24,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nmt.attention import BahdanauAttention
+from nmt.cells import CELLS, GATES
 from nmt.encoder import RNN_CLASSES, EncoderOutput
 
 
@@ -51,6 +59,7 @@ class Decoder(nn.Module):
         self.attention = BahdanauAttention(hidden_size, memory_size, attention_size)
         self.rnn = RNN_CLASSES[cell](embed_size + memory_size, hidden_size, num_layers=num_layers,
                                      batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.update, self.gate_size = CELLS[cell], GATES[cell] * hidden_size
         self.has_cell_state = cell == "lstm"
         self.bridge = nn.Linear(memory_size, hidden_size)
         self.cell_bridge = nn.Linear(memory_size, hidden_size) if self.has_cell_state else None
@@ -58,40 +67,64 @@ class Decoder(nn.Module):
         self.out = nn.Linear(embed_size, vocab_size, bias=False)
         if tie_embeddings:
             self.out.weight = self.embed.weight
+        self.sizes = (hidden_size, memory_size, embed_size)
+
+    def prepare(self, enc: EncoderOutput) -> EncoderOutput:
+        """Attention keys and the memory through the context's weights, once per batch."""
+        H, M, E = self.sizes
+        reads_context = torch.cat([self.rnn.weight_ih_l0[:, E:], self.readout.weight[:, H:H + M]])
+        enc.keys = self.attention.project_keys(enc.memory)  # (B, S, A)
+        enc.values = F.linear(enc.memory, reads_context)  # (B, S, G*H + E)
+        return enc
 
     def init_state(self, enc: EncoderOutput) -> DecoderState:
         hidden = torch.tanh(self.bridge(enc.final))
         cell = None if self.cell_bridge is None else torch.tanh(self.cell_bridge(enc.final_cell))
         return DecoderState(hidden.contiguous(), None if cell is None else cell.contiguous())
 
-    def _advance(self, emb: torch.Tensor, state: DecoderState, enc: EncoderOutput):
-        """One position: attend with the previous top state, then update the cell. emb (B, E)."""
-        context, weights = self.attention(state.hidden[-1], enc.keys, enc.memory, enc.mask)
-        x = torch.cat([emb, context], dim=-1).unsqueeze(1)  # (B, 1, E + 2H)
-        rnn_state = (state.hidden, state.cell) if self.has_cell_state else state.hidden
-        _, rnn_state = self.rnn(x, rnn_state)
-        hidden, cell = rnn_state if self.has_cell_state else (rnn_state, None)
-        return DecoderState(hidden, cell), context, weights
+    def _embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens (B,) or (B, T) -> the embedding's first-layer input gates (..., G*H) and readout term (..., E)."""
+        H, M, E = self.sizes
+        emb = self.dropout(self.embed(tokens))
+        return (F.linear(emb, self.rnn.weight_ih_l0[:, :E], self.rnn.bias_ih_l0),
+                F.linear(emb, self.readout.weight[:, H + M:], self.readout.bias))
 
-    def predict(self, top: torch.Tensor, context: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """Attentional output layer and projection; works on (B, H) or (B, T, H) alike -> logits (..., V)."""
-        o = torch.tanh(self.readout(torch.cat([top, context, emb], dim=-1)))
+    def _advance(self, x_gates: torch.Tensor, state: DecoderState, enc: EncoderOutput):
+        """One position: attend with the previous top state, then update each layer. x_gates (B, G*H)."""
+        mixed, weights = self.attention(state.hidden[-1], enc.keys, enc.values, enc.mask)  # (B, G*H + E)
+        x = x_gates + mixed[:, :self.gate_size]
+        hidden, cells = [], []
+        for layer in range(self.rnn.num_layers):
+            if layer:  # nn.GRU's dropout between layers, on the layer below's output
+                below = F.dropout(hidden[-1], self.rnn.dropout, self.training)
+                x = F.linear(below, getattr(self.rnn, f"weight_ih_l{layer}"), getattr(self.rnn, f"bias_ih_l{layer}"))
+            h, c = self.update(x, state.hidden[layer], None if state.cell is None else state.cell[layer],
+                               getattr(self.rnn, f"weight_hh_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}"))
+            hidden.append(h)
+            cells.append(c)
+        state = DecoderState(torch.stack(hidden), None if state.cell is None else torch.stack(cells))
+        return state, mixed[:, self.gate_size:], weights
+
+    def _output(self, top: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        """Attentional output layer and projection on (B, H) or (B, T, H); `rest` holds the context
+        and embedding terms of the readout -> logits (..., V)."""
+        o = torch.tanh(F.linear(top, self.readout.weight[:, :self.sizes[0]]) + rest)
         return self.out(self.dropout(o))
 
     def step(self, tokens: torch.Tensor, state: DecoderState, enc: EncoderOutput) -> StepOutput:
         """tokens (B,) previous outputs -> logits (B, V) for the next position."""
-        emb = self.dropout(self.embed(tokens))  # (B, E)
-        state, context, weights = self._advance(emb, state, enc)
-        return StepOutput(self.predict(state.hidden[-1], context, emb), state, weights)
+        x_gates, read_emb = self._embed(tokens)
+        state, read_context, weights = self._advance(x_gates, state, enc)
+        return StepOutput(self._output(state.hidden[-1], read_context + read_emb), state, weights)
 
     def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> torch.Tensor:
         """Teacher forcing: tgt_in (B, T) -> logits (B, T, V)."""
-        emb = self.dropout(self.embed(tgt_in))  # (B, T, E)
+        x_gates, read_emb = self._embed(tgt_in)  # (B, T, G*H), (B, T, E): all positions at once
         state = self.init_state(enc)
-        tops, contexts = [], []
+        tops, reads = [], []
         for t in range(tgt_in.size(1)):
-            state, context, _ = self._advance(emb[:, t], state, enc)
+            state, read_context, _ = self._advance(x_gates[:, t], state, enc)
             tops.append(state.hidden[-1])
-            contexts.append(context)
+            reads.append(read_context)
         # The output layer does not feed back, so it runs once over all positions.
-        return self.predict(torch.stack(tops, 1), torch.stack(contexts, 1), emb)
+        return self._output(torch.stack(tops, 1), torch.stack(reads, 1) + read_emb)

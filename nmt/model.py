@@ -26,15 +26,14 @@ class Seq2Seq(nn.Module):
         init_weights(self)
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
-        """src (B, S), src_lengths (B,) -> memory, mask, final states and projected keys."""
-        enc = self.encoder(src, src_lengths)
-        enc.keys = self.decoder.attention.project_keys(enc.memory)
-        return enc
+        """src (B, S), src_lengths (B,) -> memory, mask, final states, and the decoder's projections."""
+        return self.decoder.prepare(self.encoder(src, src_lengths))
 
     def init_state(self, enc: EncoderOutput) -> DecoderState:
         return self.decoder.init_state(enc)
 
     def step(self, tokens: torch.Tensor, state: DecoderState, enc: EncoderOutput) -> StepOutput:
+        """tokens (B*K,) and state rows are hypotheses, K per sentence of enc (B rows), sentence-major."""
         return self.decoder.step(tokens, state, enc)
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:

@@ -183,13 +183,8 @@ def main() -> None:
 
 
 def load_tokenizer(cfg: Config, spm_model: str | None) -> Tokenizer:
-    if spm_model:
-        import sentencepiece as spm
-
-        proc = spm.SentencePieceProcessor(model_file=spm_model)
-        return Tokenizer(proc, proc, {"spm.model": Path(spm_model)})
     ds = data.load_split(cfg.data, cfg.data.train)
-    return Tokenizer.train(list(ds["src"]), list(ds["tgt"]), cfg.tokenizer, Path(tempfile.mkdtemp()))
+    return Tokenizer.train(list(ds["src"]), list(ds["tgt"]), cfg.tokenizer, Path(tempfile.mkdtemp()), spm_model)
 
 
 if __name__ == "__main__":

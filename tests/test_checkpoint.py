@@ -110,6 +110,6 @@ def test_another_vocabulary_names_the_mismatch(run_copy, tmp_path):
     other = Tokenizer.train(["a b c d e f g"] * 50, ["h i j k l m"] * 50,
                             Config().tokenizer.__class__(vocab_size=20), tmp_path / "spm")
     best = (run_copy / "best").resolve()
-    shutil.copyfile(other.files["spm.model"], best / "spm.model")
+    other.copy_to(best)
     with pytest.raises(NmtError, match=r"embed.weight has shape \(\d+, 32\), the model expects \(\d+, 32\) \(another architecture or vocabulary\)"):
         checkpoint.load_checkpoint(run_copy)

@@ -11,7 +11,7 @@ from conftest import write_lines
 from nmt import data
 from nmt.config import DataConfig, TokenizerConfig
 from nmt.errors import NmtError
-from nmt.tokenizer import BOS, EOS, PAD, Tokenizer
+from nmt.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
 
 SRC = ["Ein Hund läuft im Park.", "Zwei Männer spielen Fußball.", "Eine Frau liest ein Buch.",
        "Kinder baden im See.", "Ein Mann fährt Fahrrad."] * 20
@@ -37,6 +37,31 @@ def test_tokenizer_round_trip_and_reload(tmp_path, joint):
     assert again.encode_tgt(TGT[:3]) == tok.encode_tgt(TGT[:3])
     assert sorted(p.name for p in tmp_path.glob("*.model")) == (
         ["spm.model"] if joint else ["spm.src.model", "spm.tgt.model"])
+
+
+def test_each_side_keeps_the_pieces_its_training_text_uses(tmp_path):
+    tok = Tokenizer.train(SRC, TGT, TokenizerConfig(vocab_size=80), tmp_path)
+    proc = tok.tgt.proc  # the joint SentencePiece model, read without a vocabulary
+    used = {p for line in TGT for p in proc.encode(line, out_type=str)}
+    assert tok.tgt.pieces(list(range(4, tok.tgt_vocab_size))) == [
+        proc.id_to_piece(i) for i in range(proc.get_piece_size()) if proc.id_to_piece(i) in used]
+    assert tok.tgt_vocab_size == 4 + len(used) < proc.get_piece_size()
+    assert UNK not in sum(tok.encode_tgt(TGT), []) and tok.decode(tok.encode_tgt(TGT)) == TGT
+    # German pieces are not English ones: the source vocabulary gives them ids, the target side <unk>.
+    assert UNK not in tok.encode_src(["Ein Hund läuft im Park."])[0]
+    pieces = proc.encode("Ein Hund läuft im Park.", out_type=str)
+    got = tok.encode_tgt(["Ein Hund läuft im Park."])[0]
+    assert [i == UNK for i in got] == [p not in used for p in pieces] and UNK in got
+    full = Tokenizer.train(SRC, TGT, TokenizerConfig(vocab_size=80, min_freq=0), tmp_path / "full")
+    assert full.tgt_vocab_size == full.src_vocab_size == proc.get_piece_size()
+
+
+def test_a_vocabulary_that_does_not_fit_its_model_is_refused(tmp_path):
+    Tokenizer.train(SRC, TGT, TokenizerConfig(vocab_size=80), tmp_path)
+    lines = (tmp_path / "vocab.tgt.txt").read_text().splitlines()
+    (tmp_path / "vocab.tgt.txt").write_text("\n".join(lines[:6] + ["▁Zebra"] + lines[6:]) + "\n")
+    with pytest.raises(NmtError, match=r"vocab.tgt.txt:7: '▁Zebra' is not a piece"):
+        Tokenizer.load(tmp_path)
 
 
 def test_text_pairs_by_prefix_template_and_paths(corpus):

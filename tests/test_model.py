@@ -85,6 +85,33 @@ def test_teacher_forcing_equals_stepping(cell, tie, layers):
         state = out.state
 
 
+@pytest.mark.parametrize("cell, layers", [("rnn", 1), ("lstm", 2), ("gru", 2)])
+def test_step_equals_the_textbook_update_through_the_torch_layers(cell, layers):
+    """The step with pre-projected memory and sliced weights against decoder.py's equations computed
+    the plain way: an explicit context vector, nn.GRU/nn.LSTM/nn.RNN itself, the readout on the concatenation."""
+    model = small_model(cell, layers=layers)
+    dec = model.decoder
+    src, src_lengths = pad(sentences(4, [5, 2, 7])), torch.tensor([5, 2, 7])
+    enc = model.encode(src, src_lengths)
+    state = model.init_state(enc)
+    tokens = torch.tensor([5, 9, 2])
+    for _ in range(3):
+        out = model.step(tokens, state, enc)
+        context, alpha = dec.attention(state.hidden[-1], dec.attention.project_keys(enc.memory), enc.memory, enc.mask)
+        emb = dec.embed(tokens)
+        x = torch.cat([emb, context], -1).unsqueeze(1)  # (B, 1, E + 2H)
+        if cell == "lstm":
+            _, (hidden, cell_state) = dec.rnn(x, (state.hidden, state.cell))
+            torch.testing.assert_close(out.state.cell, cell_state, atol=1e-5, rtol=1e-4)
+        else:
+            _, hidden = dec.rnn(x, state.hidden)
+        logits = dec.out(torch.tanh(dec.readout(torch.cat([hidden[-1], context, emb], -1))))
+        torch.testing.assert_close(out.state.hidden, hidden, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out.attention, alpha, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(out.logits, logits, atol=1e-5, rtol=1e-4)
+        state, tokens = out.state, out.logits.argmax(-1)
+
+
 def test_initialisation_follows_the_literature():
     model = small_model("lstm")
     rnn = model.decoder.rnn
