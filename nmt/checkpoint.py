@@ -4,6 +4,7 @@
         model.safetensors   weights
         config.yaml         the full config the model was built from
         spm*.model          the tokenizer
+        vocab.{src,tgt}.txt the pieces each side's embedding rows stand for
         meta.json           step, epoch, vocabulary sizes, validation scores
         trainer.pt          optimizer/scheduler/scaler/RNG state (resume only; loaded weights_only)
     RUN_DIR/best, RUN_DIR/last   symlinks to step directories, replaced atomically

@@ -210,7 +210,7 @@ def _loop(run: Run, loader, sampler, valid_ds, progress: Progress, stop: StopSig
     if stop.received:
         save(run, progress, {}, best=False)
     elif validated_at != progress.step:
-        last_valid = _validate_and_save(run, valid_ds, progress)
+        last_valid = _validate_and_save(run, valid_ds, progress, scheduled=False)
     return last_valid
 
 
@@ -220,15 +220,21 @@ def _done(tc, progress: Progress) -> bool:
     return out_of_steps or out_of_patience
 
 
-def _validate_and_save(run: Run, valid_ds, progress: Progress) -> dict:
+def _validate_and_save(run: Run, valid_ds, progress: Progress, scheduled: bool = True) -> dict:
+    """Validate, log, and save a checkpoint (marked best if it is).
+
+    Only validations on the eval_every grid feed the plateau schedule and the patience count: the
+    one that closes a run off the grid (a step limit) must not, or extending that run with --resume
+    and a higher limit would train differently from a run given the higher limit at once.
+    """
     start = time.perf_counter()
     result = validate(run.accelerator.unwrap_model(run.model), valid_ds, run.tokenizer, run.cfg, run.accelerator)
     improved = result["valid_bleu"] > progress.best_bleu
     if improved:
-        progress.best_bleu, progress.bad_evals = result["valid_bleu"], 0
-    else:
-        progress.bad_evals += 1
-    run.scheduler.lr_lambdas[0].observe(result["valid_bleu"])
+        progress.best_bleu = result["valid_bleu"]
+    if scheduled:
+        progress.bad_evals = 0 if improved else progress.bad_evals + 1
+        run.scheduler.lr_lambdas[0].observe(result["valid_bleu"])
     run.metrics(progress.step, epoch=progress.epoch, **result, best_bleu=progress.best_bleu,
                 valid_seconds=round(time.perf_counter() - start, 1))
     if run.accelerator.is_main_process:

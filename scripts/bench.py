@@ -10,6 +10,7 @@
    the output projection and loss, forward and backward, so every figure reads as a ratio to what
    the hardware needs anyway.
 Speed targets live here, never in the tests. Prints one table; --json writes the figures.
+scripts/compare_joeynmt.py runs the same measurements beside JoeyNMT 2.3.0 and prints both with ratios.
 """
 
 from __future__ import annotations
@@ -177,9 +178,30 @@ def main() -> None:
                                        f"{cfg.data.test[0]}.{cfg.data.src_lang}")
         lines = data.read_lines(Path(path))
         report["decoding"] = measure_decoding(args.checkpoint, lines, device, args.batch_size)
-    print(json.dumps(report, indent=1))
+    print(table(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
+
+
+def table(report: dict) -> str:
+    """The figures as one Markdown table."""
+    train, floor = report["training"], report["floor"]
+    rows = [("training, target tokens/s", train["tgt_tokens_per_s"]),
+            ("training, source+target tokens/s", train["src_tgt_tokens_per_s"]),
+            ("floor (bare layers), target tokens/s", floor["tgt_tokens_per_s"]),
+            ("floor / training (target <= 1.5)", train["ratio_to_floor"]),
+            ("parameters", train["parameters"]),
+            ("peak memory after training, MB", train["peak_memory_mb"])]
+    dec = report.get("decoding")
+    if dec:
+        for beam, name in (("beam1", "greedy"), ("beam5", "beam 5")):
+            rows += [(f"{name} decoding, sentences/s (batches of {dec['batch_size_sentences']})",
+                      dec[beam]["sentences_per_s"]),
+                     (f"{name} decoding, output tokens/s", dec[beam]["output_tokens_per_s"])]
+        rows.append(("peak memory after decoding, MB", dec["peak_memory_mb"]))
+    head = (f"{report['device']}, {report['threads']} threads, torch {report['torch']}, "
+            f"{' '.join(report['config'])} {' '.join(report['overrides'])}")
+    return "\n".join([head, "", "| figure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
 
 def load_tokenizer(cfg: Config, spm_model: str | None) -> Tokenizer:

@@ -62,6 +62,22 @@ def test_attention_masks_padding_and_matches_a_per_sentence_loop():
         torch.testing.assert_close(context[b], (alpha[:, None] * memory[b, :n]).sum(0))
 
 
+def test_beams_share_their_sentence_keys_without_copies():
+    """K query rows per sentence against B key rows equals K copies of each sentence's keys."""
+    torch.manual_seed(0)
+    attn = BahdanauAttention(query_size=5, key_size=6, hidden_size=4)
+    memory = torch.randn(3, 7, 6)
+    mask = torch.arange(7)[None] < torch.tensor([3, 7, 1])[:, None]
+    query = torch.randn(3 * 4, 5)  # 4 beams per sentence, sentence-major
+    context, weights = attn(query, attn.project_keys(memory), memory, mask)
+    rows = torch.arange(3).repeat_interleave(4)
+    for r in range(12):
+        one_c, one_w = attn(query[r:r + 1], attn.project_keys(memory[rows[r:r + 1]]), memory[rows[r:r + 1]],
+                            mask[rows[r:r + 1]])
+        torch.testing.assert_close(context[r], one_c[0])
+        torch.testing.assert_close(weights[r], one_w[0])
+
+
 def small_model(cell: str, tie: bool = False, layers: int = 1) -> Seq2Seq:
     torch.manual_seed(0)
     cfg = ModelConfig(cell=cell, embed_size=8, hidden_size=6, decoder_hidden_size=10,
