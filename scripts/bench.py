@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -131,16 +132,21 @@ def measure_floor(cfg: Config, tokenizer: Tokenizer, steps: int, warmup: int, de
     return timed(step, training_batches(cfg, tokenizer, warmup + steps), warmup, device)
 
 
-def measure_decoding(run_dir: str, lines: list[str], device: torch.device, batch_size: int) -> dict:
+def measure_decoding(run_dir: str, lines: list[str], device: torch.device, batch_size: int,
+                     repeats: int = 3) -> dict:
+    """Sentences/s and output tokens/s over `lines`, the median of `repeats` passes after a warm-up."""
     from nmt.translate import Translator
 
     translator = Translator.load(run_dir, device=str(device))
     results = {}
     for beam in (1, 5):
         translator.translate(lines[:batch_size], beam_size=beam, batch_size=batch_size)  # warm-up
-        start = time.perf_counter()
-        hyps = translator.translate_hyps(lines, beam_size=beam, batch_size=batch_size)
-        seconds = time.perf_counter() - start
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            hyps = translator.translate_hyps(lines, beam_size=beam, batch_size=batch_size)
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
         tokens = sum(len(h[0].tokens) + 1 for h in hyps)
         results[f"beam{beam}"] = {"sentences_per_s": round(len(lines) / seconds, 1),
                                   "output_tokens_per_s": round(tokens / seconds, 1), "seconds": round(seconds, 2)}
