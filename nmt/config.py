@@ -84,7 +84,7 @@ class TrainConfig:
     plateau_patience: int = option(1, "plateau: stalled validations before decaying", min=0)
     label_smoothing: float = option(0.1, "label smoothing of the cross-entropy", min=0)
     mixed_precision: str = option("no", "autocast precision", choices=("no", "fp16", "bf16"))
-    eval_every: int = option(1000, "validate every N updates (and at each epoch end)", min=1)
+    eval_every: int = option(1000, "validate every N updates (and once more when training ends)", min=1)
     patience: int = option(5, "stop after N validations without a better BLEU (0 = never)", min=0)
     max_bad_losses: int = option(5, "stop after this many non-finite losses in a row", min=1)
     keep_last: int = option(2, "step checkpoints kept besides the best", min=1)
