@@ -94,12 +94,10 @@ class Decoder(nn.Module):
         mixed, weights = self.attention(state.hidden[-1], enc.keys, enc.values, enc.mask)  # (B, G*H + E)
         x = x_gates + mixed[:, :self.gate_size]
         hidden, cells = [], []
-        for layer in range(self.rnn.num_layers):
+        for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.rnn.all_weights):
             if layer:  # nn.GRU's dropout between layers, on the layer below's output
-                below = F.dropout(hidden[-1], self.rnn.dropout, self.training)
-                x = F.linear(below, getattr(self.rnn, f"weight_ih_l{layer}"), getattr(self.rnn, f"bias_ih_l{layer}"))
-            h, c = self.update(x, state.hidden[layer], None if state.cell is None else state.cell[layer],
-                               getattr(self.rnn, f"weight_hh_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}"))
+                x = F.linear(F.dropout(hidden[-1], self.rnn.dropout, self.training), w_ih, b_ih)
+            h, c = self.update(x, state.hidden[layer], None if state.cell is None else state.cell[layer], w_hh, b_hh)
             hidden.append(h)
             cells.append(c)
         state = DecoderState(torch.stack(hidden), None if state.cell is None else torch.stack(cells))

@@ -21,7 +21,7 @@ class EncoderOutput:
     values: torch.Tensor | None = None  # (B, S, D) memory through the weights that read the context
 
     def select(self, index: torch.Tensor) -> "EncoderOutput":
-        """Rows `index` of the batch (used to repeat sentences for beams or drop finished ones)."""
+        """Rows `index` of the batch (beam search drops finished sentences with this)."""
         pick = lambda t, dim: None if t is None else t.index_select(dim, index)
         return EncoderOutput(pick(self.memory, 0), pick(self.mask, 0), pick(self.final, 1),
                              pick(self.final_cell, 1), pick(self.keys, 0), pick(self.values, 0))

@@ -66,7 +66,7 @@ class Side:
         return [[lookup[i] for i in ids] for ids in self.proc.encode(list(lines))]
 
     def to_spm(self, ids: list[int]) -> list[int]:
-        return self.spm_ids[ids].tolist() if len(ids) else []
+        return self.spm_ids[ids].tolist()
 
     def pieces(self, ids: list[int]) -> list[str]:
         return [self.proc.id_to_piece(i) for i in self.to_spm(ids)]
