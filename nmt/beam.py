@@ -22,6 +22,8 @@ def length_penalty(length: int | torch.Tensor, alpha: float):
 def select_candidates(log_probs: torch.Tensor, scores: torch.Tensor):
     """log_probs (B, K, V), scores (B, K) -> the 2K best extensions per sentence.
 
+    Only the sums matter: the caller may pass logits, with each row's log-normaliser moved into `scores`.
+
     Returns (scores, tokens, beams), each (B, 2K), best first: 2K so that K candidates that do
     not end in EOS always remain to carry on.
     """
@@ -58,10 +60,12 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
     n_finished = torch.zeros(B, dtype=torch.long, device=device)
     for t in range(int(caps.max())):
         out = model.step(tokens, state, enc)
-        logp = torch.log_softmax(out.logits.float(), dim=-1).view(len(sentence), K, -1)
+        logits = out.logits.float().view(len(sentence), K, -1)
+        # log_softmax(logits) + scores, without writing the (b, K, V) log-probabilities out first
+        log_norm = logits.logsumexp(-1)  # (b, K)
         if t < opts.min_len:
-            logp[..., EOS] = float("-inf")
-        cand_scores, cand_tokens, cand_beams = select_candidates(logp, scores)
+            logits[..., EOS] = float("-inf")  # after normalising, as fairseq: EOS is forbidden, not renormalised
+        cand_scores, cand_tokens, cand_beams = select_candidates(logits, scores - log_norm)
         flat_beams = cand_beams + (torch.arange(len(sentence), device=device) * K)[:, None]  # (b, 2K)
         attn_now = out.attention.unsqueeze(1) if return_attention else None
         if return_attention:

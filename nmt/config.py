@@ -99,7 +99,7 @@ class DecodeConfig:
     length_penalty: float = option(1.0, "GNMT length penalty alpha (0 = none)", min=0)
     max_len_a: float = option(1.5, "output length cap: a * source length + b", min=0)
     max_len_b: int = option(10, "output length cap: a * source length + b", min=1)
-    min_len: int = option(0, "minimum output length", min=0)
+    min_len: int = option(1, "minimum output length in pieces (EOS is forbidden before it; 1: no empty output)", min=0)
     batch_size: int = option(64, "sentences per decoding batch", min=1)
     max_input_len: int = option(400, "longer inputs are truncated to this many pieces (with a warning)", min=2)
 

@@ -16,6 +16,10 @@ matrix. Likewise the embedding's share of the input and output layers is one mat
 target positions in training. The weights are those of `rnn` and `readout`, sliced by what they read.
 `step` runs one position; `forward` (teacher forcing) runs the same update over all positions
 and applies the output layer once to every position after the loop.
+
+In decoding (no gradients, eval mode) the embedding terms of a step are rows of a (V, G*H + E)
+table, one per target piece, computed once for the current weights: a lookup instead of a
+(B*K, E) x (E, G*H + E) product per step.
 """
 
 from __future__ import annotations
@@ -54,7 +58,11 @@ class Decoder(nn.Module):
                  memory_size: int, attention_size: int, num_layers: int, dropout: float,
                  tie_embeddings: bool, padding_idx: int):
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed_size, padding_idx=padding_idx)
+        # MKL's sgemm runs about 1.5x faster when the output width is a multiple of 8 (320 rows x
+        # 256 -> 3 963: 7.5 ms, -> 3 968: 4.9 ms); the padding rows' logits are cut off in `_output`,
+        # so they never receive a gradient and the model is the unpadded one.
+        self.vocab_size, padded = vocab_size, -(-vocab_size // 8) * 8
+        self.embed = nn.Embedding(padded if tie_embeddings else vocab_size, embed_size, padding_idx=padding_idx)
         self.dropout = nn.Dropout(dropout)
         self.attention = BahdanauAttention(hidden_size, memory_size, attention_size)
         self.rnn = RNN_CLASSES[cell](embed_size + memory_size, hidden_size, num_layers=num_layers,
@@ -64,10 +72,11 @@ class Decoder(nn.Module):
         self.bridge = nn.Linear(memory_size, hidden_size)
         self.cell_bridge = nn.Linear(memory_size, hidden_size) if self.has_cell_state else None
         self.readout = nn.Linear(hidden_size + memory_size + embed_size, embed_size)
-        self.out = nn.Linear(embed_size, vocab_size, bias=False)
+        self.out = nn.Linear(embed_size, padded, bias=False)
         if tie_embeddings:
             self.out.weight = self.embed.weight
         self.sizes = (hidden_size, memory_size, embed_size)
+        self._table, self._table_key = None, None
 
     def prepare(self, enc: EncoderOutput) -> EncoderOutput:
         """Attention keys and the memory through the context's weights, once per batch."""
@@ -82,17 +91,34 @@ class Decoder(nn.Module):
         cell = None if self.cell_bridge is None else torch.tanh(self.cell_bridge(enc.final_cell))
         return DecoderState(hidden.contiguous(), None if cell is None else cell.contiguous())
 
+    def _embedding_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weights that read the embedding: first-layer input gates and readout, (G*H + E, E) and bias."""
+        H, M, E = self.sizes
+        return (torch.cat([self.rnn.weight_ih_l0[:, :E], self.readout.weight[:, H + M:]]),
+                torch.cat([self.rnn.bias_ih_l0, self.readout.bias]))
+
+    def _embedding_table(self) -> torch.Tensor:
+        """(V, G*H + E): every piece's embedding terms, rebuilt when a weight it reads has changed
+        (in-place updates bump a tensor's version; loading or moving the model changes its storage)."""
+        weights = (self.embed.weight, self.rnn.weight_ih_l0, self.rnn.bias_ih_l0, self.readout.weight, self.readout.bias)
+        key = tuple((w._version, w.data_ptr()) for w in weights)
+        if key != self._table_key:
+            self._table, self._table_key = F.linear(self.embed.weight, *self._embedding_weights()), key
+        return self._table
+
     def _embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens (B,) or (B, T) -> the embedding's first-layer input gates (..., G*H) and readout term (..., E)."""
-        H, M, E = self.sizes
-        emb = self.dropout(self.embed(tokens))
-        return (F.linear(emb, self.rnn.weight_ih_l0[:, :E], self.rnn.bias_ih_l0),
-                F.linear(emb, self.readout.weight[:, H + M:], self.readout.bias))
+        if self.training or torch.is_grad_enabled():
+            both = F.linear(self.dropout(self.embed(tokens)), *self._embedding_weights())
+        else:
+            both = F.embedding(tokens, self._embedding_table())
+        return both.split([self.gate_size, self.sizes[2]], -1)
 
     def _advance(self, x_gates: torch.Tensor, state: DecoderState, enc: EncoderOutput):
         """One position: attend with the previous top state, then update each layer. x_gates (B, G*H)."""
         mixed, weights = self.attention(state.hidden[-1], enc.keys, enc.values, enc.mask)  # (B, G*H + E)
-        x = x_gates + mixed[:, :self.gate_size]
+        gates_context, read_context = mixed.split([self.gate_size, self.sizes[2]], -1)
+        x = x_gates + gates_context
         hidden, cells = [], []
         for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.rnn.all_weights):
             if layer:  # nn.GRU's dropout between layers, on the layer below's output
@@ -101,13 +127,13 @@ class Decoder(nn.Module):
             hidden.append(h)
             cells.append(c)
         state = DecoderState(torch.stack(hidden), None if state.cell is None else torch.stack(cells))
-        return state, mixed[:, self.gate_size:], weights
+        return state, read_context, weights
 
     def _output(self, top: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
         """Attentional output layer and projection on (B, H) or (B, T, H); `rest` holds the context
         and embedding terms of the readout -> logits (..., V)."""
         o = torch.tanh(F.linear(top, self.readout.weight[:, :self.sizes[0]]) + rest)
-        return self.out(self.dropout(o))
+        return self.out(self.dropout(o))[..., :self.vocab_size]
 
     def step(self, tokens: torch.Tensor, state: DecoderState, enc: EncoderOutput) -> StepOutput:
         """tokens (B,) previous outputs -> logits (B, V) for the next position."""
@@ -120,8 +146,10 @@ class Decoder(nn.Module):
         x_gates, read_emb = self._embed(tgt_in)  # (B, T, G*H), (B, T, E): all positions at once
         state = self.init_state(enc)
         tops, reads = [], []
-        for t in range(tgt_in.size(1)):
-            state, read_context, _ = self._advance(x_gates[:, t], state, enc)
+        # unbind, not x_gates[:, t]: the gradient of each indexed position would be a zero (B, T, G*H)
+        # tensor with one filled column, summed over T in backward.
+        for x_t in x_gates.unbind(1):
+            state, read_context, _ = self._advance(x_t, state, enc)
             tops.append(state.hidden[-1])
             reads.append(read_context)
         # The output layer does not feed back, so it runs once over all positions.

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nmt.config import DecodeConfig
 from nmt.tokenizer import BOS, EOS
 
 
@@ -26,11 +27,12 @@ def max_lengths(src_lengths: torch.Tensor, a: float, b: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def greedy_search(model, src: torch.Tensor, src_lengths: torch.Tensor, max_len_a: float = 1.5,
-                  max_len_b: int = 10, return_attention: bool = False) -> list[Hypothesis]:
-    """Pick the most probable token at each step; all sentences of the batch advance together."""
+def greedy_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: DecodeConfig,
+                  return_attention: bool = False) -> list[Hypothesis]:
+    """Pick the most probable token at each step; all sentences of the batch advance together.
+    Uses opts' length cap and min_len (beam size and length penalty do not apply)."""
     B = src.size(0)
-    caps = max_lengths(src_lengths, max_len_a, max_len_b)  # (B,)
+    caps = max_lengths(src_lengths, opts.max_len_a, opts.max_len_b)  # (B,)
     enc = model.encode(src, src_lengths)
     state = model.init_state(enc)
     tokens = torch.full((B,), BOS, dtype=torch.long, device=src.device)
@@ -38,9 +40,12 @@ def greedy_search(model, src: torch.Tensor, src_lengths: torch.Tensor, max_len_a
     steps, scores, attns = [], torch.zeros(B, device=src.device), []
     for t in range(int(caps.max())):
         out = model.step(tokens, state, enc)
-        logp = torch.log_softmax(out.logits.float(), dim=-1)  # (B, V)
-        best, tokens = logp.max(dim=-1)
-        scores += best * alive
+        logits = out.logits.float()  # (B, V)
+        log_norm = logits.logsumexp(-1)
+        if t < opts.min_len:
+            logits[:, EOS] = float("-inf")  # after normalising, as in beam search
+        best, tokens = logits.max(dim=-1)
+        scores += (best - log_norm) * alive  # the chosen token's log-probability
         steps.append(torch.where(alive, tokens, EOS))
         attns.append(out.attention)
         alive &= (tokens != EOS) & (t + 1 < caps)

@@ -30,8 +30,7 @@ def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torc
         src = pad([src_ids[i] for i in chunk]).to(device)
         lengths = torch.tensor([len(src_ids[i]) for i in chunk], device=device)
         if opts.beam_size == 1 and nbest == 1:
-            found = [[h] for h in greedy_search(model, src, lengths, opts.max_len_a, opts.max_len_b,
-                                                return_attention)]
+            found = [[h] for h in greedy_search(model, src, lengths, opts, return_attention)]
         else:
             found = beam_search(model, src, lengths, opts, nbest, return_attention)
         for i, hyps in zip(chunk, found):

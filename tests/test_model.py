@@ -121,7 +121,7 @@ def test_step_equals_the_textbook_update_through_the_torch_layers(cell, layers):
             torch.testing.assert_close(out.state.cell, cell_state, atol=1e-5, rtol=1e-4)
         else:
             _, hidden = dec.rnn(x, state.hidden)
-        logits = dec.out(torch.tanh(dec.readout(torch.cat([hidden[-1], context, emb], -1))))
+        logits = dec.out(torch.tanh(dec.readout(torch.cat([hidden[-1], context, emb], -1))))[:, :25]
         torch.testing.assert_close(out.state.hidden, hidden, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(out.attention, alpha, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(out.logits, logits, atol=1e-5, rtol=1e-4)
@@ -143,3 +143,33 @@ def test_initialisation_follows_the_literature():
 def test_tied_embeddings_share_one_tensor():
     model = small_model("gru", tie=True)
     assert model.decoder.out.weight is model.decoder.embed.weight
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_decoding_reads_embedding_terms_of_the_current_weights(tie):
+    """Without gradients the step looks its embedding terms up in a table built from the weights;
+    it must equal the computed step, and follow the weights when they change in place (an optimizer
+    step) or are replaced (a loaded checkpoint)."""
+    model = small_model("gru", tie=tie)
+    src, src_lengths = pad(sentences(5, [5, 2, 7])), torch.tensor([5, 2, 7])
+    tokens = torch.tensor([5, 9, 24])
+
+    def step_logits():
+        enc = model.encode(src, src_lengths)
+        return model.step(tokens, model.init_state(enc), enc).logits
+
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    computed = step_logits()
+    assert computed.shape == (3, 25) and model.decoder.out.weight.size(0) == 32  # rows padded to 8s
+    with torch.inference_mode():
+        torch.testing.assert_close(step_logits(), computed, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        model.decoder.embed.weight[9] += 1.0
+        model.decoder.rnn.bias_ih_l0 -= 0.5
+    changed = step_logits()
+    assert not torch.allclose(changed, computed)
+    with torch.inference_mode():
+        torch.testing.assert_close(step_logits(), changed, atol=1e-5, rtol=1e-4)
+    model.load_state_dict(original)
+    with torch.inference_mode():
+        torch.testing.assert_close(step_logits(), computed, atol=1e-5, rtol=1e-4)

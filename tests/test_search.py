@@ -51,7 +51,7 @@ def decode(model, opts, nbest=1, n=1):
 def test_beam_finds_the_sequence_greedy_misses():
     model = TableModel(TRAP)
     src, lengths = torch.full((1, 3), 6), torch.tensor([3])
-    assert greedy_search(model, src, lengths)[0].tokens == [A]
+    assert greedy_search(model, src, lengths, DecodeConfig())[0].tokens == [A]
     best = decode(model, DecodeConfig(beam_size=2, length_penalty=0.0))[0][0]
     assert best.tokens == [B_] and best.finished
     assert best.score == pytest.approx(math.log(0.4 * 0.9))
@@ -67,9 +67,9 @@ def test_nbest_is_sorted_and_scores_are_exact():
 def test_length_penalty_changes_the_choice():
     # EOS at once (0.5) versus a 3-token path of probability 0.45: only normalisation prefers the longer.
     table = {BOS: {EOS: 0.5, A: 0.45, B_: 0.05}, A: {C: 1.0}, C: {EOS: 1.0}, B_: {C: 1.0}}
-    plain = decode(TableModel(table), DecodeConfig(beam_size=2, length_penalty=0.0))[0][0]
+    plain = decode(TableModel(table), DecodeConfig(beam_size=2, length_penalty=0.0, min_len=0))[0][0]
     assert plain.tokens == []
-    normalised = decode(TableModel(table), DecodeConfig(beam_size=2, length_penalty=2.0))[0][0]
+    normalised = decode(TableModel(table), DecodeConfig(beam_size=2, length_penalty=2.0, min_len=0))[0][0]
     assert normalised.tokens == [A, C]
     assert normalised.score == pytest.approx(math.log(0.45) / length_penalty(3, 2.0))
 
@@ -78,13 +78,26 @@ def test_length_cap_reports_unfinished_hypotheses():
     loop = {BOS: {A: 1.0}, A: {A: 0.9, EOS: 0.1}}
     hyp = decode(TableModel(loop), DecodeConfig(beam_size=1, length_penalty=0.0, max_len_a=0.0, max_len_b=4))[0][0]
     assert hyp.tokens == [A, A, A, A] and not hyp.finished
-    greedy = greedy_search(TableModel(loop), torch.full((1, 3), 6), torch.tensor([3]), 0.0, 4)[0]
+    greedy = greedy_search(TableModel(loop), torch.full((1, 3), 6), torch.tensor([3]),
+                           DecodeConfig(max_len_a=0.0, max_len_b=4))[0]
     assert greedy.tokens == [A, A, A, A] and not greedy.finished
 
 
 def test_min_len_forbids_an_early_eos():
     hyp = decode(TableModel(TRAP), DecodeConfig(beam_size=2, length_penalty=0.0, min_len=2))[0][0]
     assert len(hyp.tokens) >= 2 and hyp.tokens == [A, C]
+
+
+@pytest.mark.parametrize("min_len, tokens, prob", [(0, [], 0.7), (1, [A], 0.3)])
+def test_min_len_in_greedy_and_beam_search(min_len, tokens, prob):
+    """The default (1) never outputs an empty line; the forbidden EOS is not renormalised away."""
+    model = TableModel({BOS: {EOS: 0.7, A: 0.3}, A: {EOS: 1.0}})
+    opts = DecodeConfig(beam_size=2, length_penalty=0.0, min_len=min_len)
+    greedy = greedy_search(model, torch.full((1, 3), 6), torch.tensor([3]), opts)[0]
+    beam = decode(model, opts)[0][0]
+    for hyp in (greedy, beam):
+        assert hyp.tokens == tokens and hyp.score == pytest.approx(math.log(prob))
+    assert DecodeConfig().min_len == 1
 
 
 def test_select_candidates_picks_the_global_top_2k():
@@ -107,7 +120,7 @@ def trained(reverse_run):
 def test_beam_one_equals_greedy_on_a_trained_model(trained):
     model, ids = trained
     src, lengths = pad(ids), torch.tensor([len(i) for i in ids])
-    greedy = greedy_search(model, src, lengths)
+    greedy = greedy_search(model, src, lengths, DecodeConfig())
     beam = beam_search(model, src, lengths, DecodeConfig(beam_size=1, length_penalty=0.0))
     assert [h.tokens for h in greedy] == [b[0].tokens for b in beam]
     assert [h.score for h in greedy] == pytest.approx([b[0].score for b in beam], abs=1e-4)
