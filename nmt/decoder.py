@@ -59,8 +59,10 @@ class Decoder(nn.Module):
                  tie_embeddings: bool, padding_idx: int):
         super().__init__()
         # MKL's sgemm runs about 1.5x faster when the output width is a multiple of 8 (320 rows x
-        # 256 -> 3 963: 7.5 ms, -> 3 968: 4.9 ms); the padding rows' logits are cut off in `_output`,
-        # so they never receive a gradient and the model is the unpadded one.
+        # 256 -> 3 963: 7.5 ms, -> 3 968: 4.9 ms), so the output layer has padding rows. A decoding
+        # step cuts their logits off; teacher forcing multiplies by the real rows only, because the
+        # loss needs contiguous (B, T, V) logits and copying them out costs more than the padding saves.
+        # The padding rows never receive a gradient: the model is the unpadded one.
         self.vocab_size, padded = vocab_size, -(-vocab_size // 8) * 8
         self.embed = nn.Embedding(padded if tie_embeddings else vocab_size, embed_size, padding_idx=padding_idx)
         self.dropout = nn.Dropout(dropout)
@@ -129,17 +131,17 @@ class Decoder(nn.Module):
         state = DecoderState(torch.stack(hidden), None if state.cell is None else torch.stack(cells))
         return state, read_context, weights
 
-    def _output(self, top: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
-        """Attentional output layer and projection on (B, H) or (B, T, H); `rest` holds the context
-        and embedding terms of the readout -> logits (..., V)."""
-        o = torch.tanh(F.linear(top, self.readout.weight[:, :self.sizes[0]]) + rest)
-        return self.out(self.dropout(o))[..., :self.vocab_size]
+    def _readout(self, top: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        """Attentional output layer on (B, H) or (B, T, H); `rest` holds the context and embedding
+        terms -> (..., E), the input of the output projection."""
+        return self.dropout(torch.tanh(F.linear(top, self.readout.weight[:, :self.sizes[0]]) + rest))
 
     def step(self, tokens: torch.Tensor, state: DecoderState, enc: EncoderOutput) -> StepOutput:
         """tokens (B,) previous outputs -> logits (B, V) for the next position."""
         x_gates, read_emb = self._embed(tokens)
         state, read_context, weights = self._advance(x_gates, state, enc)
-        return StepOutput(self._output(state.hidden[-1], read_context + read_emb), state, weights)
+        logits = self.out(self._readout(state.hidden[-1], read_context + read_emb))[:, :self.vocab_size]
+        return StepOutput(logits, state, weights)
 
     def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> torch.Tensor:
         """Teacher forcing: tgt_in (B, T) -> logits (B, T, V)."""
@@ -153,4 +155,5 @@ class Decoder(nn.Module):
             tops.append(state.hidden[-1])
             reads.append(read_context)
         # The output layer does not feed back, so it runs once over all positions.
-        return self._output(torch.stack(tops, 1), torch.stack(reads, 1) + read_emb)
+        o = self._readout(torch.stack(tops, 1), torch.stack(reads, 1) + read_emb)
+        return F.linear(o, self.out.weight[:self.vocab_size])
