@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nmt.loop import DIRECT
+
 
 class BahdanauAttention(nn.Module):
     def __init__(self, query_size: int, key_size: int, hidden_size: int):
@@ -28,15 +30,17 @@ class BahdanauAttention(nn.Module):
         return self.key_proj(memory)  # (B, S, A)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                mask: torch.Tensor, ops=DIRECT) -> tuple[torch.Tensor, torch.Tensor]:
         """query (B*K, Q), keys (B, S, A), values (B, S, D), mask (B, S) -> context (B*K, D), weights (B*K, S).
 
         K consecutive query rows (a sentence's beams; K = 1 in training and greedy search) share
         their sentence's keys and values, which are never copied K times: the K contexts are one
         (K, S) x (S, D) product per sentence instead of K matrix-vector products over copies.
+        `ops` computes the two products with tensors every step reads (the query weights, values):
+        a `nmt.loop.Loop` in teacher forcing sums their gradients once per loop.
         """
         B, S, A = keys.shape
-        q = self.query_proj(query).view(B, -1, 1, A)  # (B, K, 1, A)
+        q = ops.linear(query, self.query_proj.weight).view(B, -1, 1, A)  # (B, K, 1, A)
         # vᵀ tanh(a) = 2 vᵀ σ(2a) - Σv, and softmax ignores the constant. On the CPU this is the
         # largest elementwise op of a decoding step, and PyTorch's tanh is 6x slower than its
         # sigmoid there (7.8 vs 1.2 ms over (64, 5, 36, 512) floats, 2 threads).
@@ -44,5 +48,5 @@ class BahdanauAttention(nn.Module):
         scores = 2 * self.v(hidden).squeeze(3)  # (B, K, S), up to a constant per row
         # -inf, not a large negative number: padding must get exactly zero weight.
         weights = torch.softmax(scores.masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)
-        context = torch.bmm(weights.to(values.dtype), values)  # (B, K, D)
+        context = ops.bmm(weights.to(values.dtype), values)  # (B, K, D)
         return context.flatten(0, 1), weights.flatten(0, 1)

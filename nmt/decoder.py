@@ -34,6 +34,7 @@ from torch import nn
 from nmt.attention import BahdanauAttention
 from nmt.cells import CELLS, GATES
 from nmt.encoder import RNN_CLASSES, EncoderOutput
+from nmt.loop import DIRECT, Loop
 
 
 @dataclass
@@ -116,16 +117,18 @@ class Decoder(nn.Module):
             both = F.embedding(tokens, self._embedding_table())
         return both.split([self.gate_size, self.sizes[2]], -1)
 
-    def _advance(self, x_gates: torch.Tensor, state: DecoderState, enc: EncoderOutput):
-        """One position: attend with the previous top state, then update each layer. x_gates (B, G*H)."""
-        mixed, weights = self.attention(state.hidden[-1], enc.keys, enc.values, enc.mask)  # (B, G*H + E)
+    def _advance(self, x_gates: torch.Tensor, state: DecoderState, enc: EncoderOutput, ops=DIRECT):
+        """One position: attend with the previous top state, then update each layer. x_gates (B, G*H).
+        `ops` computes the products with tensors that every position reads (see nmt/loop.py)."""
+        mixed, weights = self.attention(state.hidden[-1], enc.keys, enc.values, enc.mask, ops)  # (B, G*H + E)
         gates_context, read_context = mixed.split([self.gate_size, self.sizes[2]], -1)
         x = x_gates + gates_context
         hidden, cells = [], []
         for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.rnn.all_weights):
             if layer:  # nn.GRU's dropout between layers, on the layer below's output
-                x = F.linear(F.dropout(hidden[-1], self.rnn.dropout, self.training), w_ih, b_ih)
-            h, c = self.update(x, state.hidden[layer], None if state.cell is None else state.cell[layer], w_hh, b_hh)
+                x = ops.linear(F.dropout(hidden[-1], self.rnn.dropout, self.training), w_ih, b_ih)
+            c = None if state.cell is None else state.cell[layer]
+            h, c = self.update(x, ops.linear(state.hidden[layer], w_hh, b_hh), state.hidden[layer], c)
             hidden.append(h)
             cells.append(c)
         state = DecoderState(torch.stack(hidden), None if state.cell is None else torch.stack(cells))
@@ -150,8 +153,9 @@ class Decoder(nn.Module):
         tops, reads = [], []
         # unbind, not x_gates[:, t]: the gradient of each indexed position would be a zero (B, T, G*H)
         # tensor with one filled column, summed over T in backward.
+        loop = Loop()
         for x_t in x_gates.unbind(1):
-            state, read_context, _ = self._advance(x_t, state, enc)
+            state, read_context, _ = self._advance(x_t, state, enc, loop)
             tops.append(state.hidden[-1])
             reads.append(read_context)
         # The output layer does not feed back, so it runs once over all positions.
