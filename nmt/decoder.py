@@ -15,7 +15,8 @@ W_o), and W c_t = Σ_j α_tj (W m_j): so the memory is multiplied by those weigh
 matrix. Likewise the embedding's share of the input and output layers is one matmul over all
 target positions in training. The weights are those of `rnn` and `readout`, sliced by what they read.
 `step` runs one position; `forward` (teacher forcing) runs the same update over all positions
-and applies the output layer once to every position after the loop.
+and applies the output layer once to every position after the loop; its products with tensors
+that every position reads go through `nmt.loop.Loop`, which sums their gradients once per loop.
 
 In decoding (no gradients, eval mode) the embedding terms of a step are rows of a (V, G*H + E)
 table, one per target piece, computed once for the current weights: a lookup instead of a
@@ -103,8 +104,8 @@ class Decoder(nn.Module):
     def _embedding_table(self) -> torch.Tensor:
         """(V, G*H + E): every piece's embedding terms, rebuilt when a weight it reads has changed
         (in-place updates bump a tensor's version; loading or moving the model changes its storage)."""
-        weights = (self.embed.weight, self.rnn.weight_ih_l0, self.rnn.bias_ih_l0, self.readout.weight, self.readout.bias)
-        key = tuple((w._version, w.data_ptr()) for w in weights)
+        reads = (self.embed.weight, self.rnn.weight_ih_l0, self.rnn.bias_ih_l0, self.readout.weight, self.readout.bias)
+        key = tuple((w._version, w.data_ptr()) for w in reads)
         if key != self._table_key:
             self._table, self._table_key = F.linear(self.embed.weight, *self._embedding_weights()), key
         return self._table
