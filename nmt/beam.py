@@ -64,6 +64,7 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
         # log_softmax(logits) + scores, without writing the (b, K, V) log-probabilities out first
         log_norm = logits.logsumexp(-1)  # (b, K)
         if t < opts.min_len:
+            logits = logits.clone()  # the model's output is not ours to write to
             logits[..., EOS] = float("-inf")  # after normalising, as fairseq: EOS is forbidden, not renormalised
         cand_scores, cand_tokens, cand_beams = select_candidates(logits, scores - log_norm)
         flat_beams = cand_beams + (torch.arange(len(sentence), device=device) * K)[:, None]  # (b, 2K)

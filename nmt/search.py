@@ -43,6 +43,7 @@ def greedy_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Dec
         logits = out.logits.float()  # (B, V)
         log_norm = logits.logsumexp(-1)
         if t < opts.min_len:
+            logits = logits.clone()  # the model's output is not ours to write to
             logits[:, EOS] = float("-inf")  # after normalising, as in beam search
         best, tokens = logits.max(dim=-1)
         scores += (best - log_norm) * alive  # the chosen token's log-probability
