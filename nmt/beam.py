@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from nmt.config import DecodeConfig
-from nmt.search import Hypothesis, max_lengths
+from nmt.search import Hypothesis, max_lengths, step_logits
 from nmt.tokenizer import BOS, EOS
 
 
@@ -60,12 +60,7 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
     n_finished = torch.zeros(B, dtype=torch.long, device=device)
     for t in range(int(caps.max())):
         out = model.step(tokens, state, enc)
-        logits = out.logits.float().view(len(sentence), K, -1)
-        # log_softmax(logits) + scores, without writing the (b, K, V) log-probabilities out first
-        log_norm = logits.logsumexp(-1)  # (b, K)
-        if t < opts.min_len:
-            logits = logits.clone()  # the model's output is not ours to write to
-            logits[..., EOS] = float("-inf")  # after normalising, as fairseq: EOS is forbidden, not renormalised
+        logits, log_norm = step_logits(out.logits.view(len(sentence), K, -1), t, opts)  # (b, K, V), (b, K)
         cand_scores, cand_tokens, cand_beams = select_candidates(logits, scores - log_norm)
         flat_beams = cand_beams + (torch.arange(len(sentence), device=device) * K)[:, None]  # (b, 2K)
         attn_now = out.attention.unsqueeze(1) if return_attention else None

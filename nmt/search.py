@@ -26,6 +26,18 @@ def max_lengths(src_lengths: torch.Tensor, a: float, b: int) -> torch.Tensor:
     return (src_lengths.float() * a).long() + b
 
 
+def step_logits(logits: torch.Tensor, t: int, opts: DecodeConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step t's logits (..., V) in float and their log-normaliser (...): log-probabilities are
+    logits - log_norm, never written out. Before opts.min_len EOS is forbidden after normalising,
+    as in fairseq: its probability is removed, not spread over the other tokens."""
+    logits = logits.float()
+    log_norm = logits.logsumexp(-1)
+    if t < opts.min_len:
+        logits = logits.clone()  # the model's output is not ours to write to
+        logits[..., EOS] = float("-inf")
+    return logits, log_norm
+
+
 @torch.inference_mode()
 def greedy_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: DecodeConfig,
                   return_attention: bool = False) -> list[Hypothesis]:
@@ -40,11 +52,7 @@ def greedy_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Dec
     steps, scores, attns = [], torch.zeros(B, device=src.device), []
     for t in range(int(caps.max())):
         out = model.step(tokens, state, enc)
-        logits = out.logits.float()  # (B, V)
-        log_norm = logits.logsumexp(-1)
-        if t < opts.min_len:
-            logits = logits.clone()  # the model's output is not ours to write to
-            logits[:, EOS] = float("-inf")  # after normalising, as in beam search
+        logits, log_norm = step_logits(out.logits, t, opts)  # (B, V), (B,)
         best, tokens = logits.max(dim=-1)
         scores += (best - log_norm) * alive  # the chosen token's log-probability
         steps.append(torch.where(alive, tokens, EOS))
