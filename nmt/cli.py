@@ -71,6 +71,32 @@ def train_main(argv=None) -> int:
     return 0
 
 
+@user_errors
+def prepare_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="nmt-prepare", description="Train the tokenizer and tokenise a recipe's training and validation "
+        "splits into the data cache, as nmt-train does first when they are not there (fairseq-preprocess).")
+    parser.add_argument("config", nargs="+", help="recipe YAML file(s), merged left to right")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set data.num_proc=8 (repeatable)")
+    parser.add_argument("--data-root", help="folder the recipe's data.dir is relative to "
+                        "(default: $NMT_DATA_ROOT or ../shared/data)")
+    parser.add_argument("--cache-dir", help="where prepared splits are kept "
+                        "(default: data.cache_dir, else $NMT_CACHE_DIR, else ~/.cache/nmt)")
+    args = parser.parse_args(argv)
+    from nmt.config import load_config
+
+    overrides = args.overrides + ([f"data.root={args.data_root}"] if args.data_root else [])
+    cfg = load_config(args.config, overrides + ([f"data.cache_dir={args.cache_dir}"] if args.cache_dir else []))
+    _quiet_libraries()
+    from nmt.prepare import prepare
+
+    ready = prepare(cfg)
+    print(f"prepared: {len(ready.train)} training pairs ({', '.join(f'{k} {v}' for k, v in ready.counts.items())}), "
+          f"{len(ready.valid)} validation pairs")
+    return 0
+
+
 def _read_chunks(stream, name: str, on_bad_bytes: str, size: int):
     """Yield (first line number, lines) in chunks, so that a huge input streams in flat memory."""
     chunk, first = [], 1

@@ -41,6 +41,10 @@ class DataConfig:
     max_ratio: float = option(3.0, "training pairs whose piece-length ratio exceeds this are dropped", min=1)
     train_limit: int = option(0, "use only the first N training pairs (0 = all)", min=0)
     valid_limit: int = option(0, "use only the first N validation pairs (0 = all)", min=0)
+    cache_dir: str = option("", "where prepared (tokenised, memory-mapped) splits are kept; "
+                                "empty = $NMT_CACHE_DIR, else $XDG_CACHE_HOME/nmt or ~/.cache/nmt")
+    num_proc: int = option(0, "worker processes that tokenise the training split (0 = the cores available)",
+                           min=0)
 
 
 @dataclass
@@ -50,7 +54,9 @@ class TokenizerConfig:
     model_type: str = option("unigram", "SentencePiece algorithm", choices=("unigram", "bpe"))
     character_coverage: float = option(1.0, "share of characters covered by the vocabulary", min=0.5)
     byte_fallback: bool = option(False, "spell unknown characters as UTF-8 bytes instead of <unk>")
-    max_sentences: int = option(1_000_000, "sentences sampled to train the model", min=1)
+    max_sentences: int = option(300_000, "lines sampled (without loading the corpus) to train the model and "
+                                         "count each side's pieces; SentencePiece needs about 1.5 KB per "
+                                         "line of 60 characters", min=1)
     min_freq: int = option(1, "each side's vocabulary keeps the pieces its training text uses this often; "
                               "others read as <unk> (0 = every piece of the model)", min=0)
 

@@ -1,24 +1,28 @@
-"""Parallel data: loading through Hugging Face `datasets`, tokenisation, filtering and token batching.
+"""Parallel data: splits as Hugging Face `datasets`, filtering and token batching.
 
-A split is a `datasets.Dataset` with the raw text columns `src` and `tgt`; `tokenize` adds
-`src_ids`/`tgt_ids`. Training pairs that are empty, too long or too unbalanced are dropped
-(and counted); evaluation pairs never are.
+A split is read a block of pairs at a time (`split_blocks`), which `prepare` tokenises into
+memory-mapped Arrow files with the columns `src_ids`/`tgt_ids`, or, for test sets, into memory as a
+`datasets.Dataset` with the text columns `src` and `tgt` (`load_split`). Training pairs that are empty, too long or too
+unbalanced are left out of the batches (and counted); evaluation pairs never are.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 
+from nmt import readers
 from nmt.config import DataConfig
 from nmt.errors import NmtError
-from nmt.tokenizer import BOS, EOS, PAD, Tokenizer
+from nmt.readers import read_lines  # noqa: F401 (small files: references, hypotheses; scripts use it)
+from nmt.tokenizer import BOS, EOS, PAD
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +46,6 @@ def resolve_root(cfg: DataConfig) -> Path:
     return Path.cwd()
 
 
-def read_lines(path: Path) -> list[str]:
-    """All lines of a UTF-8 text file; a bad byte is reported with its line number."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise NmtError(f"{path}: file not found") from None
-    except OSError as err:
-        raise NmtError(f"{path}: cannot read ({err.strerror})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise NmtError(f"{path}:{line}: not valid UTF-8 (byte {raw[err.start]:#04x})") from None
-    if not text:
-        raise NmtError(f"{path}: file is empty")
-    # Only \n ends a line: str.splitlines would also split on \u2028 and friends and misalign pairs.
-    return text.removesuffix("\n").split("\n")
-
-
 def _text_pair_paths(spec: str, cfg: DataConfig, corpus: Path) -> tuple[Path, Path]:
     if "|" in spec:
         src, tgt = spec.split("|", 1)
@@ -70,8 +55,29 @@ def _text_pair_paths(spec: str, cfg: DataConfig, corpus: Path) -> tuple[Path, Pa
     return corpus / f"{spec}.{cfg.src_lang}", corpus / f"{spec}.{cfg.tgt_lang}"
 
 
+def split_files(cfg: DataConfig, spec: str) -> list[Path]:
+    """The files a split is read from (none for a hub dataset)."""
+    corpus = resolve_root(cfg) / cfg.dir
+    if cfg.format == "text":
+        return list(_text_pair_paths(spec, cfg, corpus))
+    return [] if cfg.format == "hub" else [corpus / spec]
+
+
+def split_blocks(cfg: DataConfig, spec: str) -> Iterator[readers.Pairs]:
+    """A split, a block of pairs at a time: files are streamed; a hub split is read from datasets'
+    own Arrow cache in batches."""
+    files = split_files(cfg, spec)
+    if cfg.format == "text":
+        return readers.text_pairs(*files)
+    if cfg.format == "hub":
+        batches = _hub_split(cfg, spec).with_format("arrow").iter(batch_size=50_000)
+        return (readers.Pairs(b.column("src").to_pylist(), b.column("tgt").to_pylist()) for b in batches)
+    read = readers.tsv_pairs if cfg.format == "tsv" else readers.jsonl_pairs
+    return read(files[0], cfg.src_lang, cfg.tgt_lang)
+
+
 def _from_columns(ds, cfg: DataConfig, where: str):
-    """Map a loaded dataset onto the `src`/`tgt` columns (a `translation` dict or one column per language)."""
+    """Map a hub dataset onto the `src`/`tgt` columns (a `translation` dict or one column per language)."""
     import datasets
 
     if "translation" in ds.column_names:
@@ -89,36 +95,12 @@ def _from_columns(ds, cfg: DataConfig, where: str):
     return ds.cast(datasets.Features({"src": datasets.Value("string"), "tgt": datasets.Value("string")}))
 
 
-def load_split(cfg: DataConfig, spec: str):
-    """Load one split as a Dataset with text columns `src` and `tgt`."""
+def _hub_split(cfg: DataConfig, spec: str):
     import datasets
 
-    corpus = resolve_root(cfg) / cfg.dir
-    if cfg.format == "text":
-        src_path, tgt_path = _text_pair_paths(spec, cfg, corpus)
-        src, tgt = read_lines(src_path), read_lines(tgt_path)
-        if len(src) != len(tgt):
-            raise NmtError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}")
-        return datasets.Dataset.from_dict({"src": src, "tgt": tgt})
-    if cfg.format == "hub":
-        where = f"{cfg.hub_name} ({cfg.hub_config or 'default'}, split {spec})"
-        loader_args = (cfg.hub_name, cfg.hub_config or None)
-        kwargs = {}
-    else:
-        path = corpus / spec
-        if not path.is_file():
-            raise NmtError(f"{path}: file not found")
-        where = str(path)
-        if cfg.format == "tsv":
-            loader_args = ("csv",)
-            kwargs = dict(data_files=str(path), sep="\t", header=None, quoting=3,
-                          names=[cfg.src_lang, cfg.tgt_lang], keep_default_na=False)
-        else:
-            loader_args = ("json",)
-            kwargs = dict(data_files=str(path))
-        spec = "train"  # a single data file is exposed as the split 'train'
+    where = f"{cfg.hub_name} ({cfg.hub_config or 'default'}, split {spec})"
     try:
-        ds = datasets.load_dataset(*loader_args, split=spec, **kwargs)
+        ds = datasets.load_dataset(cfg.hub_name, cfg.hub_config or None, split=spec)
     except Exception as err:  # datasets raises many types; the user needs the first line of any
         raise NmtError(f"{where}: cannot load ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
     if len(ds) == 0:
@@ -126,26 +108,33 @@ def load_split(cfg: DataConfig, spec: str):
     return _from_columns(ds, cfg, where)
 
 
-def tokenize(ds, tokenizer: Tokenizer):
-    """Add `src_ids` and `tgt_ids` columns (tokenised once, in batches)."""
-    digest = hashlib.sha1(b"".join(Path(p).read_bytes() for p in tokenizer.files.values())).hexdigest()
+def load_split(cfg: DataConfig, spec: str):
+    """One split in memory, as a Dataset with text columns `src` and `tgt` (for test sets)."""
+    import datasets
 
-    def encode(rows):
-        return {"src_ids": tokenizer.encode_src(rows["src"]), "tgt_ids": tokenizer.encode_tgt(rows["tgt"])}
-
-    fingerprint = hashlib.sha1(f"{ds._fingerprint}-{digest}".encode()).hexdigest()
-    return ds.map(encode, batched=True, batch_size=2000, new_fingerprint=fingerprint)
+    if cfg.format == "hub":
+        return _hub_split(cfg, spec)
+    src, tgt = [], []
+    for block in split_blocks(cfg, spec):
+        src += block.src
+        tgt += block.tgt
+    if not src:
+        raise NmtError(f"{split_files(cfg, spec)[0]}: no examples")
+    return datasets.Dataset.from_dict({"src": src, "tgt": tgt})
 
 
 def lengths(ds) -> tuple[np.ndarray, np.ndarray]:
-    """Source lengths (with EOS) and target lengths (without BOS/EOS)."""
-    src = np.fromiter((len(x) for x in ds["src_ids"]), dtype=np.int64, count=len(ds))
-    tgt = np.fromiter((len(x) for x in ds["tgt_ids"]), dtype=np.int64, count=len(ds))
+    """Source lengths (with EOS) and target lengths (without BOS/EOS), read from the Arrow list offsets."""
+    table = ds.with_format("arrow")
+    src = pc.list_value_length(table["src_ids"]).to_numpy().astype(np.int64)
+    tgt = pc.list_value_length(table["tgt_ids"]).to_numpy().astype(np.int64)
     return src, tgt
 
 
-def filter_pairs(ds, max_len: int, max_ratio: float):
-    """Drop training pairs with an empty side, over `max_len` pieces, or a length ratio over `max_ratio`."""
+def filter_pairs(ds, max_len: int, max_ratio: float) -> tuple[np.ndarray, dict]:
+    """Rows of the training pairs to keep: not empty, at most `max_len` pieces, a length ratio of at most
+    `max_ratio`. Applied on load from the stored lengths (as fairseq filters by size), so changing a
+    filter setting needs no new preparation."""
     src, tgt = lengths(ds)
     src = src - 1  # without the EOS the tokenizer appended
     empty = (src == 0) | (tgt == 0)
@@ -154,11 +143,26 @@ def filter_pairs(ds, max_len: int, max_ratio: float):
     keep = np.flatnonzero(~(empty | long | ratio))
     counts = {"kept": len(keep), "empty": int(empty.sum()), "too_long": int(long.sum()),
               "bad_ratio": int(ratio.sum())}
-    return ds.select(keep), counts
+    return keep, counts
+
+
+def _batch_ends(widths: np.ndarray, max_tokens: int) -> list[int]:
+    """Ends of greedy batches over ascending `widths`: a batch takes rows while rows x widest <= max_tokens.
+
+    A loop over batches, not rows: millions of examples are batched in about a second.
+    """
+    ends, start = [], 0
+    while start < len(widths):
+        # The first row always fits; no batch from `start` can hold more than max_tokens // widths[start] rows.
+        window = widths[start + 1: start + max(1, max_tokens // int(widths[start]))]
+        fits = window * np.arange(2, len(window) + 2) <= max_tokens
+        start += 1 + (len(window) if fits.all() else int(np.argmin(fits)))
+        ends.append(start)
+    return ends
 
 
 def token_batches(src_lens, tgt_lens, max_tokens: int, seed: int, epoch: int,
-                  shuffle: bool = True) -> list[list[int]]:
+                  shuffle: bool = True) -> list[np.ndarray]:
     """Group example indices into batches of at most `max_tokens` padded target tokens (with EOS).
 
     Examples are shuffled, then sorted by length inside pools of about 100 batches, so padding
@@ -168,34 +172,27 @@ def token_batches(src_lens, tgt_lens, max_tokens: int, seed: int, epoch: int,
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(n) if shuffle else np.arange(n)
     pool = max(1, int(100 * max_tokens / max(1.0, float(np.mean(tgt_lens)) + 1))) if n else 1
-    batches: list[list[int]] = []
+    batches: list[np.ndarray] = []
     for start in range(0, n, pool):
         chunk = order[start:start + pool]
-        chunk = chunk[np.lexsort((src_lens[chunk], tgt_lens[chunk]))]
-        batch, width = [], 0
-        for i in chunk.tolist():
-            w = max(width, int(tgt_lens[i]) + 1)
-            if batch and w * (len(batch) + 1) > max_tokens:
-                batches.append(batch)
-                batch, w = [], int(tgt_lens[i]) + 1
-            batch.append(i)
-            width = w
-        if batch:
-            batches.append(batch)
+        chunk = chunk[np.lexsort((src_lens[chunk], tgt_lens[chunk]))]  # by target length, then source
+        batches += np.split(chunk, _batch_ends(tgt_lens[chunk] + 1, max_tokens)[:-1])
     if shuffle:
         rng.shuffle(batches)
     return batches
 
 
 class TokenBatchSampler:
-    """A batch sampler over `token_batches`; `use_epoch` changes the shuffle deterministically.
+    """A batch sampler over `token_batches` of `rows` (default: all); `use_epoch` changes the shuffle.
 
     Deliberately not named `set_epoch`: Accelerate calls `set_epoch` with its own iteration counter,
     which restarts at 0 on the loader that `skip_first_batches` builds when a run resumes mid-epoch.
     """
 
-    def __init__(self, ds, max_tokens: int, seed: int, shuffle: bool = True):
+    def __init__(self, ds, max_tokens: int, seed: int, shuffle: bool = True, rows: np.ndarray | None = None):
         self.src_lens, self.tgt_lens = lengths(ds)
+        self.rows = np.arange(len(self.tgt_lens)) if rows is None else np.asarray(rows)
+        self.src_lens, self.tgt_lens = self.src_lens[self.rows], self.tgt_lens[self.rows]
         self.max_tokens, self.seed, self.shuffle, self.epoch = max_tokens, seed, shuffle, 0
         self._batches = None
 
@@ -203,14 +200,15 @@ class TokenBatchSampler:
         if epoch != self.epoch:
             self.epoch, self._batches = epoch, None
 
-    def batches(self) -> list[list[int]]:
+    def batches(self) -> list[np.ndarray]:
+        """Batches of dataset rows."""
         if self._batches is None:
-            self._batches = token_batches(self.src_lens, self.tgt_lens, self.max_tokens,
-                                          self.seed, self.epoch, self.shuffle)
+            self._batches = [self.rows[b] for b in token_batches(self.src_lens, self.tgt_lens, self.max_tokens,
+                                                                 self.seed, self.epoch, self.shuffle)]
         return self._batches
 
     def __iter__(self):
-        return iter(self.batches())
+        return (batch.tolist() for batch in self.batches())
 
     def __len__(self) -> int:
         return len(self.batches())
@@ -234,9 +232,9 @@ def collate(rows: list[dict]) -> Batch:
     )
 
 
-def make_loader(ds, max_tokens: int, seed: int, shuffle: bool):
-    """A DataLoader of `Batch`es over a tokenised split, plus its sampler (for `use_epoch`)."""
-    sampler = TokenBatchSampler(ds, max_tokens, seed, shuffle)
+def make_loader(ds, max_tokens: int, seed: int, shuffle: bool, rows: np.ndarray | None = None):
+    """A DataLoader of `Batch`es over a tokenised split (its `rows`, default all), plus its sampler."""
+    sampler = TokenBatchSampler(ds, max_tokens, seed, shuffle, rows)
     columns = ds.select_columns(["src_ids", "tgt_ids"])
     # An own generator: creating an iterator must not draw from the global RNG (exact resume).
     loader = torch.utils.data.DataLoader(columns, batch_sampler=sampler, collate_fn=collate,

@@ -26,6 +26,7 @@ from nmt.errors import NmtError
 from nmt.evaluate import evaluate_checkpoint, score
 from nmt.model import Seq2Seq, count_parameters
 from nmt.optim import build_optimizer, build_scheduler
+from nmt.prepare import Prepared, prepare
 from nmt.run import (MetricsLog, Progress, Run, StopSignal, Window, check_free_space, check_run_dir,
                      restore, save)
 from nmt.tokenizer import PAD, Tokenizer
@@ -34,31 +35,18 @@ from nmt.translate import decode_ids
 log = logging.getLogger("nmt.train")
 
 
-def prepare_tokenizer(cfg: Config, run_dir: Path, train_ds, accelerator: Accelerator) -> Tokenizer:
-    """Train SentencePiece on the training split once (main process); everyone then loads it."""
-    have = (run_dir / "spm.model").exists() or (run_dir / "spm.src.model").exists()
-    if accelerator.is_main_process and not have:
-        log.info("training SentencePiece (%s, %d pieces)", cfg.tokenizer.model_type, cfg.tokenizer.vocab_size)
-        Tokenizer.train(train_ds["src"], train_ds["tgt"], cfg.tokenizer, run_dir)
-    accelerator.wait_for_everyone()
-    return Tokenizer.load(run_dir)
-
-
-def load_data(cfg: Config, run_dir: Path, accelerator: Accelerator):
-    train_ds = data.load_split(cfg.data, cfg.data.train)
-    if cfg.data.train_limit:
-        train_ds = train_ds.select(range(min(cfg.data.train_limit, len(train_ds))))
-    valid_ds = data.load_split(cfg.data, cfg.data.valid)
-    if cfg.data.valid_limit:
-        valid_ds = valid_ds.select(range(min(cfg.data.valid_limit, len(valid_ds))))
-    tokenizer = prepare_tokenizer(cfg, run_dir, train_ds, accelerator)
+def load_data(cfg: Config, run_dir: Path, accelerator: Accelerator) -> Prepared:
+    """The tokenizer and tokenised splits: prepared once into the data cache by the main process
+    (if not there yet) while the others wait, then memory-mapped by every process."""
     with accelerator.main_process_first():
-        train_ds, valid_ds = data.tokenize(train_ds, tokenizer), data.tokenize(valid_ds, tokenizer)
-    train_ds, counts = data.filter_pairs(train_ds, cfg.data.max_len, cfg.data.max_ratio)
-    log.info("training pairs: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-    if len(train_ds) == 0:
+        ready = prepare(cfg, run_dir, may_build=accelerator.is_main_process)
+    if accelerator.num_processes > 1:
+        log.info("data prepared once, by the main process; all %d processes map the same cache files",
+                 accelerator.num_processes)
+    log.info("training pairs: %s", ", ".join(f"{k} {v}" for k, v in ready.counts.items()))
+    if len(ready.train_rows) == 0:
         raise NmtError("no training pairs left after filtering (see data.max_len and data.max_ratio)")
-    return tokenizer, train_ds, valid_ds
+    return ready
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -113,13 +101,15 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
         save_config(cfg, run_dir / "config.yaml")
         if cfg.train.tensorboard:
             accelerator.init_trackers("tensorboard")
-    tokenizer, train_ds, valid_ds = load_data(cfg, run_dir, accelerator)
+    ready = load_data(cfg, run_dir, accelerator)
+    tokenizer, valid_ds = ready.tokenizer, ready.valid
     model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
     log.info("model: %s cell, %d parameters", cfg.model.cell, count_parameters(model))
     check_free_space(run_dir, count_parameters(model), cfg.train.keep_last)
     optimizer = build_optimizer(cfg.train, model.parameters())
     scheduler = build_scheduler(cfg.train, optimizer)  # stepped by us: one step per update
-    loader, sampler = data.make_loader(train_ds, cfg.train.max_tokens, cfg.train.seed, shuffle=True)
+    loader, sampler = data.make_loader(ready.train, cfg.train.max_tokens, cfg.train.seed, shuffle=True,
+                                       rows=ready.train_rows)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     run = Run(cfg, run_dir, accelerator, model, optimizer, scheduler, tokenizer,
               MetricsLog(accelerator, run_dir / "metrics.jsonl"))

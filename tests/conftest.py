@@ -14,6 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory):
+    """Prepared data goes to a cache of this test session (the commands inherit the variable), never ~/.cache."""
+    path = tmp_path_factory.mktemp("nmt-cache")
+    os.environ["NMT_CACHE_DIR"] = str(path)
+    return path
+
+
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path

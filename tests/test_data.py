@@ -2,8 +2,6 @@
 
 import json
 
-import datasets
-
 import numpy as np
 import pytest
 
@@ -11,6 +9,8 @@ from conftest import write_lines
 from nmt import data
 from nmt.config import DataConfig, TokenizerConfig
 from nmt.errors import NmtError
+from nmt.encode import tokenize
+from nmt.readers import Pairs
 from nmt.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
 
 SRC = ["Ein Hund läuft im Park.", "Zwei Männer spielen Fußball.", "Eine Frau liest ein Buch.",
@@ -105,25 +105,66 @@ def test_filtering_drops_and_counts_training_pairs(tmp_path):
     tok = Tokenizer.train(SRC, TGT, TokenizerConfig(vocab_size=60), tmp_path)
     src = ["Ein Hund.", "", "Ein Hund läuft im Park " * 30, "Ein Hund läuft im Park, ein Mann fährt Fahrrad.", "Ein Mann."]
     tgt = ["A dog.", "Empty source.", "long", "A.", ""]
-    ds = data.tokenize(datasets.Dataset.from_dict({"src": src, "tgt": tgt}), tok)
-    kept, counts = data.filter_pairs(ds, max_len=50, max_ratio=3.0)
+    ds = tokenize(Pairs(src, tgt), tok)
+    assert ds["src_ids"] == tok.encode_src(src) and ds["tgt_ids"] == tok.encode_tgt(tgt)
+    rows, counts = data.filter_pairs(ds, max_len=50, max_ratio=3.0)
     assert counts == {"kept": 1, "empty": 2, "too_long": 1, "bad_ratio": 1}
-    assert kept["src"] == ["Ein Hund."]
+    assert ds.select(rows)["src"] == ["Ein Hund."]
+
+
+def greedy_batches(src, tgt, max_tokens, seed, epoch):
+    """The batching rule row by row, written plainly: the same pools and sort, then rows join the
+    current batch while (its widest target + EOS) x (its rows) stays within `max_tokens`."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(tgt))
+    pool = max(1, int(100 * max_tokens / max(1.0, float(np.mean(tgt)) + 1)))
+    batches = []
+    for start in range(0, len(tgt), pool):
+        chunk = order[start:start + pool]
+        batch, width = [], 0
+        for i in chunk[np.lexsort((src[chunk], tgt[chunk]))].tolist():
+            w = max(width, int(tgt[i]) + 1)
+            if batch and w * (len(batch) + 1) > max_tokens:
+                batches.append(batch)
+                batch, w = [], int(tgt[i]) + 1
+            batch.append(i)
+            width = w
+        batches.append(batch)
+    rng.shuffle(batches)
+    return batches
 
 
 def test_token_batches_respect_the_budget_and_are_deterministic():
     rng = np.random.default_rng(0)
     tgt = rng.integers(1, 40, size=3000)
     src = tgt + rng.integers(0, 5, size=3000)
-    batches = data.token_batches(src, tgt, max_tokens=500, seed=1, epoch=0)
+    batches = [b.tolist() for b in data.token_batches(src, tgt, max_tokens=500, seed=1, epoch=0)]
     assert sorted(i for b in batches for i in b) == list(range(3000))
     for b in batches:
         assert max(tgt[i] + 1 for i in b) * len(b) <= 500
     real = sum(tgt + 1)
     padded = sum(max(tgt[i] + 1 for i in b) * len(b) for b in batches)
     assert padded / real < 1.1  # length bucketing keeps padding low
-    assert batches == data.token_batches(src, tgt, 500, seed=1, epoch=0)
-    assert batches != data.token_batches(src, tgt, 500, seed=1, epoch=1)
+    assert batches == greedy_batches(src, tgt, 500, seed=1, epoch=0)
+    assert batches != [b.tolist() for b in data.token_batches(src, tgt, 500, seed=1, epoch=1)]
+    for max_tokens in (1, 30, 41, 2000):  # a row wider than the budget, and budgets around the widths
+        assert [b.tolist() for b in data.token_batches(src, tgt, max_tokens, 3, 0)] == greedy_batches(
+            src, tgt, max_tokens, 3, 0)
+
+
+def test_the_sampler_batches_only_the_given_rows(tmp_path):
+    tok = Tokenizer.train(SRC, TGT, TokenizerConfig(vocab_size=60), tmp_path)
+    ds = tokenize(Pairs(SRC, TGT), tok)
+    rows = np.arange(0, len(SRC), 3)
+    loader, sampler = data.make_loader(ds, max_tokens=60, seed=0, shuffle=True, rows=rows)
+    seen = [i for b in sampler for i in b]
+    assert sorted(seen) == rows.tolist()
+    src, tgt = data.lengths(ds)
+    assert [b.tolist() for b in sampler.batches()] == [
+        rows[b].tolist() for b in data.token_batches(src[rows], tgt[rows], 60, 0, 0)]
+    batch = next(iter(loader))
+    first = sampler.batches()[0]
+    assert batch.src_lengths.tolist() == src[first].tolist()
 
 
 def test_collate_builds_decoder_input_and_output():
