@@ -26,7 +26,8 @@ def runs(tmp_path_factory):
                                         "patience": 0})
     exe = os.path.join(os.path.dirname(sys.executable), "nmt-train")
     launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    # Its own data cache: the DDP run prepares, once.
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "NMT_CACHE_DIR": str(root / "cache")}
     ddp = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                           "--mixed_precision", "no", "--dynamo_backend", "no", exe, str(recipe),
                           "--run-dir", str(root / "ddp"), *ARGS], capture_output=True, text=True, timeout=300,
@@ -57,6 +58,10 @@ def test_only_rank_zero_writes_and_logs(runs):
     steps = [m["step"] for m in metrics(root / "ddp") if "train_loss" in m]
     assert steps == [3, 6, 9, 12]  # one line per log step, not one per process
     assert ddp.stderr.count("training pairs:") == 1
+    assert ddp.stderr.count("read and tokenised") == 2  # train and valid, by the main process only
+    assert "data prepared once, by the main process; all 2 processes map the same cache files" in ddp.stderr
+    cache = root / "cache"
+    assert [len(list(cache.glob(f"{kind}/*"))) for kind in ("tokenizers", "splits", "tmp-*")] == [1, 2, 0]
     assert sorted(p.name for p in (root / "ddp" / "checkpoints").iterdir()) == ["step-00000006", "step-00000012"]
 
 

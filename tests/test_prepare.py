@@ -3,11 +3,17 @@
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
-from conftest import reverse_corpus, write_lines
+from conftest import TINY, reverse_corpus, reverse_recipe, run_cli, write_lines
 from nmt import cache, readers
 from nmt.config import from_dict
 from nmt.errors import NmtError
@@ -168,3 +174,39 @@ def test_other_processes_never_prepare(tmp_path):
         prepare(cfg, may_build=False)
     prepare(cfg)
     assert prepare(cfg, may_build=False).counts["kept"] == 100
+
+
+def wait_for(condition, proc, timeout=120):
+    start = time.monotonic()
+    while not condition():
+        assert proc.poll() is None, "the preparation ended before it could be killed"
+        assert time.monotonic() - start < timeout
+        time.sleep(0.005)
+
+
+def test_a_killed_preparation_leaves_nothing_a_later_run_uses(tmp_path):
+    root = tmp_path / "r"
+    recipe = reverse_recipe(root, 50_000, {"max_steps": 2, "eval_every": 2, "max_tokens": 500, "patience": 0})
+    recipe.write_text(recipe.read_text().replace("data:\n", f"data:\n  cache_dir: {tmp_path / 'cache'}\n"
+                                                             "  valid_limit: 20\n", 1))
+    cache_dir = tmp_path / "cache"
+    built = lambda kind: list(cache_dir.glob(f"{kind}/*"))
+    tmp = lambda: list(cache_dir.glob("tmp-*/*"))
+    exe = os.path.join(os.path.dirname(sys.executable), "nmt-prepare")
+    # Killed while SentencePiece trains, then while the training split is tokenised.
+    for ready in (lambda: tmp(), lambda: built("tokenizers") and tmp()):
+        proc = subprocess.Popen([exe, str(recipe), *TINY[:2]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(ready, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not built("splits") and tmp()
+    assert len(built("tokenizers")) == 1
+    first = run_cli("nmt-train", str(recipe), "--run-dir", str(tmp_path / "first"), *TINY)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "left by a preparation that did not finish" in first.stderr and "read and tokenised" in first.stderr
+    assert not list(cache_dir.glob("tmp-*")) and len(built("splits")) == 2
+    # The next run maps the same files and trains to the same weights.
+    second = run_cli("nmt-train", str(recipe), "--run-dir", str(tmp_path / "second"), *TINY)
+    assert second.returncode == 0 and "tokenised" not in second.stderr, second.stderr[-3000:]
+    weights = [load_file(tmp_path / run / "last" / "model.safetensors") for run in ("first", "second")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
