@@ -33,8 +33,10 @@ sys.path.insert(0, str(REPO))
 
 from nmt import data  # noqa: E402
 from nmt.config import Config, load_config  # noqa: E402
+from nmt.encode import tokenize  # noqa: E402
 from nmt.model import Seq2Seq, count_parameters  # noqa: E402
 from nmt.optim import build_optimizer  # noqa: E402
+from nmt.readers import Pairs  # noqa: E402
 from nmt.tokenizer import PAD, Tokenizer  # noqa: E402
 
 
@@ -46,9 +48,10 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def training_batches(cfg: Config, tokenizer: Tokenizer, count: int) -> list[data.Batch]:
     """The first `count` batches of the first epoch, exactly as training would see them."""
-    ds = data.tokenize(data.load_split(cfg.data, cfg.data.train), tokenizer)
-    ds, _ = data.filter_pairs(ds, cfg.data.max_len, cfg.data.max_ratio)
-    loader, _ = data.make_loader(ds, cfg.train.max_tokens, cfg.train.seed, shuffle=True)
+    split = data.load_split(cfg.data, cfg.data.train)
+    ds = tokenize(Pairs(list(split["src"]), list(split["tgt"])), tokenizer)
+    rows, _ = data.filter_pairs(ds, cfg.data.max_len, cfg.data.max_ratio)
+    loader, _ = data.make_loader(ds, cfg.train.max_tokens, cfg.train.seed, shuffle=True, rows=rows)
     batches = []
     for batch in loader:
         batches.append(batch)
