@@ -31,8 +31,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MULTI30K = REPO.parent / "shared" / "data" / "multi30k"
 BIN = Path(sys.executable).parent
+
+
+MULTI30K = REPO.parent / "shared" / "data" / "multi30k"  # --data-root changes it
 
 
 def build_corpus(work: Path, pairs: int) -> str:
@@ -121,8 +123,11 @@ def main() -> None:
     parser.add_argument("--runs", default="first,second,resume",
                         help="which runs, in this order: first, second, resume (needs second), ddp (a 2-process "
                              "CPU DDP run with a fresh cache)")
+    parser.add_argument("--data-root", help="folder that holds multi30k/ (default: ../shared/data)")
     parser.add_argument("--json", help="also write the figures (and the runs' log lines) as JSON")
     args = parser.parse_args()
+    global MULTI30K
+    MULTI30K = Path(args.data_root) / "multi30k" if args.data_root else MULTI30K
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results = [bench_size(work, int(n), args.runs.split(",")) for n in args.sizes.split(",")]
