@@ -41,7 +41,8 @@ def _encode_side(side, lines: list[str], eos: bool) -> tuple[np.ndarray, np.ndar
 
 
 def encode_pairs(tokenizer: Tokenizer, pairs: Pairs) -> Encoded:
-    return Encoded(*_encode_side(tokenizer.src, pairs.src, eos=True), *_encode_side(tokenizer.tgt, pairs.tgt, eos=False))
+    src = _encode_side(tokenizer.src, pairs.src, eos=True)
+    return Encoded(*src, *_encode_side(tokenizer.tgt, pairs.tgt, eos=False))
 
 
 def _record_batch(enc: Encoded, pairs: Pairs | None) -> pa.RecordBatch:

@@ -111,8 +111,9 @@ def table(results: list[dict]) -> str:
         for name in ("first", "second", "resume", "ddp"):
             if name in r:
                 f = r[name]
-                rows.append(f"| {r['pairs']:,} | {r['text_mb']} | {r.get('cache_mb', '')} | {name} | {f['to_first_update_s']} "
-                            f"| {f['to_last_update_s']} | {f['total_s']} | {f['peak_rss_gb']} | {f['prepared_splits']} |")
+                cells = [f"{r['pairs']:,}", r["text_mb"], r.get("cache_mb", ""), name, f["to_first_update_s"],
+                         f["to_last_update_s"], f["total_s"], f["peak_rss_gb"], f["prepared_splits"]]
+                rows.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(rows)
 
 

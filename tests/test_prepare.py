@@ -59,7 +59,8 @@ def test_prepared_ids_equal_the_whole_file_path(tmp_path, monkeypatch, fmt):
     if fmt == "text":
         crlf_file(tmp_path / "train.de", SRC)
         crlf_file(tmp_path / "train.en", TGT, bom=False, last_newline=True)
-        spec, pairs = "train", list(zip(whole_file_lines(tmp_path / "train.de"), whole_file_lines(tmp_path / "train.en")))
+        spec = "train"
+        pairs = list(zip(whole_file_lines(tmp_path / "train.de"), whole_file_lines(tmp_path / "train.en")))
     elif fmt == "tsv":
         rows = [f"{s}\t{t}" for s, t in zip(SRC, TGT)]
         crlf_file(tmp_path / "train.tsv", [r if i % 7 else "" for i, r in enumerate(rows)])  # blank lines: skipped
@@ -80,6 +81,16 @@ def test_prepared_ids_equal_the_whole_file_path(tmp_path, monkeypatch, fmt):
     assert list(ready.train["tgt_ids"]) == ready.tokenizer.encode_tgt(tgt)
     assert list(ready.valid["src"]) == src and list(ready.valid["tgt"]) == tgt
     assert list(ready.valid["src_ids"]) == ready.tokenizer.encode_src(src)
+
+
+def test_a_hub_dataset_is_prepared_from_its_own_arrow_cache(tmp_path):
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    rows = [{"translation": {"de": s, "en": t}} for s, t in zip(SRC, TGT)]
+    (hub / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ready = prepare(config(tmp_path, format="hub", hub_name=str(hub), train_limit=30))
+    assert list(ready.train["tgt_ids"]) == ready.tokenizer.encode_tgt(TGT[:30])
+    assert list(ready.valid["src"]) == SRC and list(ready.valid["src_ids"]) == ready.tokenizer.encode_src(SRC)
 
 
 @pytest.mark.parametrize("fmt, spec, content, message", [
