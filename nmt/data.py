@@ -125,10 +125,13 @@ def load_split(cfg: DataConfig, spec: str):
 
 
 def lengths(ds) -> tuple[np.ndarray, np.ndarray]:
-    """Source lengths (with EOS) and target lengths (without BOS/EOS), read from the Arrow list offsets."""
+    """Source lengths (with EOS) and target lengths (without BOS/EOS), read from the Arrow list offsets.
+
+    int32, as all per-example arrays here: batching holds a few of them for every training pair.
+    """
     table = ds.with_format("arrow")
-    src = pc.list_value_length(table["src_ids"]).to_numpy().astype(np.int64)
-    tgt = pc.list_value_length(table["tgt_ids"]).to_numpy().astype(np.int64)
+    src = pc.list_value_length(table["src_ids"]).to_numpy().astype(np.int32)
+    tgt = pc.list_value_length(table["tgt_ids"]).to_numpy().astype(np.int32)
     return src, tgt
 
 
@@ -141,7 +144,7 @@ def filter_pairs(ds, max_len: int, max_ratio: float) -> tuple[np.ndarray, dict]:
     empty = (src == 0) | (tgt == 0)
     long = ~empty & ((src > max_len) | (tgt > max_len))
     ratio = ~empty & ~long & (np.maximum(src, tgt) > max_ratio * np.minimum(src, tgt))
-    keep = np.flatnonzero(~(empty | long | ratio))
+    keep = np.flatnonzero(~(empty | long | ratio)).astype(np.int32)
     counts = {"kept": len(keep), "empty": int(empty.sum()), "too_long": int(long.sum()),
               "bad_ratio": int(ratio.sum())}
     return keep, counts
@@ -171,7 +174,7 @@ def token_batches(src_lens, tgt_lens, max_tokens: int, seed: int, epoch: int,
     """
     n = len(tgt_lens)
     rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(n) if shuffle else np.arange(n)
+    order = rng.permutation(np.arange(n, dtype=np.int32)) if shuffle else np.arange(n, dtype=np.int32)
     pool = max(1, int(100 * max_tokens / max(1.0, float(np.mean(tgt_lens)) + 1))) if n else 1
     batches: list[np.ndarray] = []
     for start in range(0, n, pool):
@@ -192,7 +195,7 @@ class TokenBatchSampler:
 
     def __init__(self, ds, max_tokens: int, seed: int, shuffle: bool = True, rows: np.ndarray | None = None):
         self.src_lens, self.tgt_lens = lengths(ds)
-        self.rows = np.arange(len(self.tgt_lens)) if rows is None else np.asarray(rows)
+        self.rows = np.arange(len(self.tgt_lens), dtype=np.int32) if rows is None else np.asarray(rows)
         self.src_lens, self.tgt_lens = self.src_lens[self.rows], self.tgt_lens[self.rows]
         self.max_tokens, self.seed, self.shuffle, self.epoch = max_tokens, seed, shuffle, 0
         self._batches = None
