@@ -5,8 +5,8 @@
     CACHE/splits/KEY/       a split's memory-mapped Arrow files (`src_ids`, `tgt_ids`; the validation
                             split also its text). KEY: the split's data and the tokenizer's files
 
-Every later run, `--resume`, and the recipes that share data and tokenizer settings (the RNN, LSTM
-and GRU recipes of a corpus) map the same files. Nothing holds a corpus in memory: SentencePiece
+Every later run, `--resume`, and the runs that share data and tokenizer settings (the RNN, LSTM and
+GRU runs of a recipe) map the same files. Nothing holds a corpus in memory: SentencePiece
 trains on a sample of `tokenizer.max_sentences` lines drawn while the files stream past, and
 `data.num_proc` processes tokenise block by block (`encode.py`). Filter settings are applied when a
 split is loaded (`data.filter_pairs`), so changing them needs no new entry.
