@@ -197,7 +197,7 @@ def wait_for(condition, proc, timeout=120):
 
 def test_a_killed_preparation_leaves_nothing_a_later_run_uses(tmp_path):
     root = tmp_path / "r"
-    recipe = reverse_recipe(root, 50_000, {"max_steps": 2, "eval_every": 2, "max_tokens": 500, "patience": 0})
+    recipe = reverse_recipe(root, 30_000, {"max_steps": 2, "eval_every": 2, "max_tokens": 500, "patience": 0})
     recipe.write_text(recipe.read_text().replace("data:\n", f"data:\n  cache_dir: {tmp_path / 'cache'}\n"
                                                              "  valid_limit: 20\n", 1))
     cache_dir = tmp_path / "cache"
