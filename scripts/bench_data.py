@@ -75,7 +75,7 @@ def run(cmd: list[str], run_dir: Path, env: dict, first_step: int, name: str) ->
             "log": [line for line in text.splitlines() if " nmt." in line]}
 
 
-def bench_size(work: Path, pairs: int, which: list[str]) -> dict:
+def bench_size(work: Path, pairs: int, which: list[str], overrides: list[str]) -> dict:
     train = build_corpus(work, pairs)
     cache = work / f"cache-{pairs}"
     shutil.rmtree(cache, ignore_errors=True)
@@ -85,7 +85,7 @@ def bench_size(work: Path, pairs: int, which: list[str]) -> dict:
     env = {**os.environ, "NMT_CACHE_DIR": str(cache), "PYTHONWARNINGS": "ignore"}
     args = [str(REPO / "recipes/multi30k_de_en/quick.yaml"), "--data-root", str(MULTI30K.parent),
             "--set", f"data.train={train}", "--set", "train.max_steps=5", "--set", "train.log_every=1",
-            "--set", "data.test=[]"]
+            "--set", "data.test=[]", *(x for o in overrides for x in ("--set", o))]
     out = {"pairs": pairs, "text_mb": round(sum(Path(p).stat().st_size for p in train.split("|")) / 1e6)}
     for name in ("first", "second"):
         if name in which:
@@ -125,13 +125,15 @@ def main() -> None:
                         help="which runs, in this order: first, second, resume (needs second), ddp (a 2-process "
                              "CPU DDP run with a fresh cache)")
     parser.add_argument("--data-root", help="folder that holds multi30k/ (default: ../shared/data)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="more overrides for every run, e.g. --set data.valid_limit=100 (shorter validation)")
     parser.add_argument("--json", help="also write the figures (and the runs' log lines) as JSON")
     args = parser.parse_args()
     global MULTI30K
     MULTI30K = Path(args.data_root) / "multi30k" if args.data_root else MULTI30K
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    results = [bench_size(work, int(n), args.runs.split(",")) for n in args.sizes.split(",")]
+    results = [bench_size(work, int(n), args.runs.split(","), args.overrides) for n in args.sizes.split(",")]
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
