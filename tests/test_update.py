@@ -55,6 +55,10 @@ def max_diff(a: dict, b: dict) -> float:
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
+# Two processes x two unequal micro-batches (test_distributed.py): row ranges of examples().
+SPLIT_OVER_PROCESSES = [[(0, 1), (1, 3)], [(3, 8), (8, 12)]]
+
+
 def test_every_token_weighs_the_same_however_the_update_is_split():
     rows = examples()
     whole = gradients([rows])
