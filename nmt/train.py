@@ -1,7 +1,10 @@
 """Training with Hugging Face Accelerate: one function and small helpers, no trainer class.
 
-The same code runs in one process or under `accelerate launch --num_processes N`; only the main
-process writes files. Mixed precision, accumulation and DDP are Accelerate's; we only call its idioms.
+The same code runs in one process or under `accelerate launch --num_processes N -m nmt train`; only
+the main process writes files. Mixed precision and DDP are Accelerate's; an update's micro-batches
+(train.accumulate) are grouped here and run under Accelerate's `no_sync` (nmt/update.py), because the
+loss is normalised by the target tokens of the whole update, which must be known before the first
+backward. train.max_tokens is that whole update's budget, on any number of processes.
 """
 
 from __future__ import annotations
