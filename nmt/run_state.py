@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import logging
-import math
 import random
 import shutil
 import signal
@@ -94,7 +93,8 @@ def check_free_space(run_dir: Path, parameters: int, keep_last: int) -> None:
 def save(run: Run, progress: Progress, metrics: dict, best: bool) -> None:
     """Checkpoint on the main process: weights for translation, trainer state for --resume."""
     acc = run.accelerator
-    rng_states = {"processes": gather_object([rng_state()])}  # each process draws its own dropout masks: keep every stream
+    # Each process draws its own dropout masks: every process's streams are kept (a collective call).
+    rng_states = {"processes": gather_object([rng_state()])}
     if acc.is_main_process:
         trainer = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
                    "progress": vars(progress).copy(), "rng": rng_states}
