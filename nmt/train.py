@@ -32,9 +32,10 @@ from nmt.run_state import (MetricsLog, Progress, Run, StopSignal, Window, check_
                            check_run_dir, observe_validation, restore, save)
 from nmt.tokenizer import PAD, Tokenizer
 from nmt.translate import decode_ids
-from nmt.update import token_loss_sum, update
+from nmt.update import micro_batch_tokens, token_loss_sum, update, update_groups
 
 log = logging.getLogger("nmt.train")
+MIN_LOSS_SCALE = 2.0 ** -14  # fp16: a loss scale below this means non-finite losses, not overflows
 
 
 def prepare_tokenizer(cfg: Config, run_dir: Path, train_ds, accelerator: Accelerator) -> Tokenizer:
@@ -62,16 +63,6 @@ def load_data(cfg: Config, run_dir: Path, accelerator: Accelerator):
     if len(train_ds) == 0:
         raise NmtError("no training pairs left after filtering (see data.max_len and data.max_ratio)")
     return tokenizer, train_ds, valid_ds
-
-
-def micro_batch_tokens(tc, processes: int) -> int:
-    """Each process's micro-batch budget: train.max_tokens is the whole update's (all processes and
-    accumulation steps), so a recipe trains the same updates on 1, 2 or 8 GPUs."""
-    share = tc.max_tokens // (processes * tc.accumulate)
-    if share < 1:
-        raise NmtError(f"train.max_tokens: {tc.max_tokens} tokens per update cannot be split over {processes} "
-                       f"processes x {tc.accumulate} accumulation steps")
-    return share
 
 
 @torch.inference_mode()
@@ -160,18 +151,6 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     return results
 
 
-def _groups(loader, accumulate: int):
-    """The loader's micro-batches in lists of `accumulate`, one list per update (the last may be shorter)."""
-    group = []
-    for batch in loader:
-        group.append(batch)
-        if len(group) == accumulate:
-            yield group
-            group = []
-    if group:
-        yield group
-
-
 def _update(run: Run, group: list[data.Batch], progress: Progress, stop: StopSignal, bad: int):
     """One update with its bookkeeping; returns (outcome, consecutive skipped updates)."""
     tc = run.cfg.train
@@ -185,6 +164,13 @@ def _update(run: Run, group: list[data.Batch], progress: Progress, stop: StopSig
         progress.step += 1
         return outcome, 0
     progress.skipped += 1
+    scaler = run.accelerator.scaler
+    if scaler is not None and scaler.get_scale() >= MIN_LOSS_SCALE:
+        # An fp16 overflow, which the scaler has answered by lowering its scale (logged as loss_scale);
+        # only a scale collapsing below MIN_LOSS_SCALE means the loss itself is broken (fairseq's rule).
+        log.info("update skipped: fp16 overflow, loss scale now %g (%d skipped in all)", scaler.get_scale(),
+                 progress.skipped)
+        return outcome, 0
     log.warning("update skipped: non-finite gradient (%d in a row, %d in all)", bad + 1, progress.skipped)
     if bad + 1 >= tc.max_bad_losses:
         raise NmtError(f"{bad + 1} non-finite updates in a row; stopping. The last good checkpoint is kept; "
@@ -203,7 +189,7 @@ def _loop(run: Run, loader, sampler, valid_ds, progress: Progress, stop: StopSig
     while progress.epoch < tc.epochs and not _done(tc, progress) and not stop.agreed:
         sampler.use_epoch(progress.epoch)
         skip = progress.batches_done  # resume mid-epoch: same order, batches already seen skipped
-        for group in _groups(acc.skip_first_batches(loader, skip) if skip else loader, tc.accumulate):
+        for group in update_groups(acc.skip_first_batches(loader, skip) if skip else loader, tc.accumulate):
             outcome, bad = _update(run, group, progress, stop, bad)
             window.add(outcome.loss_sum, outcome.tokens, outcome.skipped)
             if not outcome.skipped:

@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 
+from nmt.config import TrainConfig
 from nmt.data import Batch
+from nmt.errors import NmtError
 from nmt.tokenizer import PAD
 
 
@@ -33,6 +35,28 @@ class UpdateOutcome(NamedTuple):
     tokens: torch.Tensor  # () non-PAD target tokens of the whole update, all processes, on the device
     skipped: bool  # the gradient was not finite: weights, schedule and step count unchanged
     stop: bool  # some process received a stop signal (the same answer on every process)
+
+
+def micro_batch_tokens(tc: TrainConfig, processes: int) -> int:
+    """Each process's micro-batch budget: train.max_tokens is the whole update's (all processes and
+    accumulation steps), so a recipe trains the same updates on 1, 2 or 8 GPUs."""
+    share = tc.max_tokens // (processes * tc.accumulate)
+    if share < 1:
+        raise NmtError(f"train.max_tokens: {tc.max_tokens} tokens per update cannot be split over {processes} "
+                       f"processes x {tc.accumulate} accumulation steps")
+    return share
+
+
+def update_groups(loader, accumulate: int):
+    """The loader's micro-batches in lists of `accumulate`, one list per update (the last may be shorter)."""
+    group = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == accumulate:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def token_loss_sum(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
