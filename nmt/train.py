@@ -136,8 +136,10 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
         stop.restore()
     if stop.agreed:
         if accelerator.is_main_process:
+            launcher = (f"accelerate launch --num_processes {accelerator.num_processes} ... -m nmt train"
+                        if accelerator.num_processes > 1 else "nmt-train")
             print(f"stopped by {stop.agreed} at step {progress.step}; checkpoint saved. Continue with:\n"
-                  f"  nmt-train {run_dir / 'config.yaml'} --run-dir {run_dir} --resume", file=sys.stderr)
+                  f"  {launcher} {run_dir / 'config.yaml'} --run-dir {run_dir} --resume", file=sys.stderr)
         return {"stopped": stop.agreed, "step": progress.step}
     # One number per process: replicas that drifted apart under DDP would show different sums.
     checksum = sum(p.detach().double().sum().item() for p in accelerator.unwrap_model(model).parameters())
