@@ -41,16 +41,15 @@ class PreparedSource:
 
 def embedding_table(decoder) -> torch.Tensor:
     """(V, G*H + E): the first layer's and the readout's embedding terms for every target piece."""
-    E, H = decoder.embed.embedding_dim, decoder.rnn.hidden_size
-    first, readout = decoder.rnn.input[0], decoder.readout
-    weight = torch.cat([first.weight[:, :E], readout.weight[:, -E:]])  # (G*H + E, E)
-    return F.linear(decoder.embed.weight, weight, torch.cat([first.bias, readout.bias]))
+    E, W, readout = decoder.embed.embedding_dim, decoder.rnn.input[0], decoder.readout
+    weight = torch.cat([W.weight, readout.weight[:, -E:]])  # (G*H + E, E)
+    return F.linear(decoder.embed.weight, weight, torch.cat([W.bias, readout.bias]))
 
 
 def context_weights(decoder) -> torch.Tensor:
     """(G*H + E, M): the first layer's and the readout's weights on the context."""
-    E, H = decoder.embed.embedding_dim, decoder.rnn.hidden_size
-    return torch.cat([decoder.rnn.input[0].weight[:, E:], decoder.readout.weight[:, H:-E]])
+    H, E = decoder.rnn.hidden_size, decoder.embed.embedding_dim
+    return torch.cat([decoder.context_gates.weight, decoder.readout.weight[:, H:-E]])
 
 
 def padded_output(weight: torch.Tensor, multiple: int = 8) -> torch.Tensor:
@@ -73,7 +72,7 @@ class InferenceModel(nn.Module):
             self.register_buffer("out_weight", padded_output(dec.out.weight), persistent=False)
             self.register_buffer("state_weights", dec.readout.weight[:, :dec.rnn.hidden_size].clone(),
                                  persistent=False)
-        self.gates, self.vocab_size = dec.rnn.input[0].out_features, dec.out.out_features
+        self.gates, self.vocab_size = dec.context_gates.out_features, dec.out.out_features
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> PreparedSource:
         enc = self.model.encode(src, src_lengths)
@@ -87,6 +86,6 @@ class InferenceModel(nn.Module):
         dec, enc = self.model.decoder, source.enc
         terms, alpha = dec.attention(state.hidden[-1], enc.keys, source.values, enc.mask)  # (B, G*H + E)
         x0, read = (terms + F.embedding(tokens, self.table)).split([self.gates, self.table.size(1) - self.gates], -1)
-        hidden, cell = dec.rnn.recur(x0, state.hidden, state.cell)
+        hidden, cell = dec.rnn(x0, state.hidden, state.cell)
         o = torch.tanh(F.linear(hidden[-1], self.state_weights) + read)  # (B, E)
         return StepOutput(F.linear(o, self.out_weight)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)
