@@ -3,17 +3,17 @@ with the products that do not depend on the step taken out of it. Training never
 
 The decoder's first layer and its readout read the embedding and the context only through linear
 maps, so their shares of both are precomputed. What each buys on beam 5 / greedy search with the
-JoeyNMT-sized model (two runs, docs/benchmarks.md, "Plain by default"):
+JoeyNMT-sized model (range over runs of scripts/bench_inference.py, docs/benchmarks.md):
 
 - `embedding_table`: every target piece's terms W_e E y + b, one (V, G*H + E) row each: a lookup per
-  step instead of a (B*K, E) x (E, G*H + E) product (+4–13% / +16%).
+  step instead of a (B*K, E) x (E, G*H + E) product (+4–20% / +7–16%).
 - `context_weights`: since W_c c_t = Σ_j α_tj W_c m_j, the memory is multiplied by the weights that
   read the context once per batch; a step then weighs S rows per sentence instead of pushing each
-  of its B*K contexts through a (M, G*H + E) matrix (+5–12% / +9%).
+  of its B*K contexts through a (M, G*H + E) matrix (+5–14% / 0–9%).
 - `padded_output`: MKL's sgemm runs faster when the output width is a multiple of 8 (320 x 256
   -> 3 963: 7.5 ms, -> 3 968: 4.9 ms), so the output rows are padded here, never in a checkpoint,
-  and the extra logits cut (+4–11% / none: it pays at beam 5's 320 rows, not greedy's 64).
-Together: beam 5 +27%, greedy +12% over stepping `Seq2Seq` itself.
+  and the extra logits cut (+4–11% / 0–4%: it pays at beam 5's 320 rows more than at greedy's 64).
+Together: beam 5 +27–32%, greedy +12–15% over stepping `Seq2Seq` itself.
 """
 
 from __future__ import annotations
