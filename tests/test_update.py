@@ -19,6 +19,16 @@ from nmt.update import accumulate_gradients
 VOCAB = 12
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: a second OpenMP thread only waits for the first (on a loaded 2-core machine,
+    40 s instead of 0.3 s for the host-read test)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def examples(n: int = 12, seed: int = 0) -> list[dict]:
     """Pairs of very unequal lengths (1 to 9 target pieces), so micro-batches differ in size."""
     g = torch.Generator().manual_seed(seed)
