@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("run_dir", help="run or checkpoint directory to serve")
     parser.add_argument("--out", default=str(REPO / "docs" / "serve-page.png"), help="PNG to write")
     parser.add_argument("--text", default="Ein Hund läuft über eine Wiese.", help="sentence to translate")
-    parser.add_argument("--size", default="820,720", help="window width,height in pixels")
+    parser.add_argument("--size", default="820,720", help="window width,height in pixels (the height grows to fit the page)")
     args = parser.parse_args()
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver_path):
@@ -55,6 +55,9 @@ def main() -> None:
                 driver.find_element(By.ID, "source").send_keys(args.text)
                 driver.find_element(By.ID, "translate").click()
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#heatmap tbody tr"))
+                height = driver.execute_script("return document.documentElement.scrollHeight"
+                                               " + window.outerHeight - window.innerHeight")
+                driver.set_window_size(int(args.size.split(",")[0]), height)  # the whole page, no scrolling
                 driver.save_screenshot(args.out)
             finally:
                 driver.quit()

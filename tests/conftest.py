@@ -117,7 +117,8 @@ def serving(run_dir: Path, log: Path, *flags: str, timeout: float = 120):
     exe = Path(sys.executable).with_name("nmt-serve")
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with open(log, "wb") as out:
-        process = subprocess.Popen([str(exe), str(run_dir), "--port", str(port), *flags], stdout=out, stderr=out, env=env)
+        process = subprocess.Popen([str(exe), str(run_dir), "--port", str(port), *flags],
+                                   stdout=out, stderr=out, env=env)
     server = Server(f"http://127.0.0.1:{port}", process, log)
     try:
         deadline = time.monotonic() + timeout

@@ -69,12 +69,12 @@ def model_info(translator, path: str, cfg: ServeConfig) -> dict:
 
     ckpt = resolve(path)
     meta = read_meta(ckpt)
-    mcfg = translator.cfg
+    mcfg, tokenizer = translator.cfg, translator.tokenizer
     # Names, not paths: a client has no business knowing the server's file system.
     return {"model": Path(path).resolve().name, "checkpoint": ckpt.name, "step": meta.get("step"),
             "source_language": mcfg.data.src_lang, "target_language": mcfg.data.tgt_lang,
             "parameters": count_parameters(translator.model), "architecture": dataclasses.asdict(mcfg.model),
-            "vocabulary": {"source": translator.tokenizer.src_vocab_size, "target": translator.tokenizer.tgt_vocab_size},
+            "vocabulary": {"source": tokenizer.src_vocab_size, "target": tokenizer.tgt_vocab_size},
             "decode": dataclasses.asdict(mcfg.decode), "device": str(translator.device), "dtype": translator.dtype,
             "limits": {"max_sentences": cfg.max_sentences, "max_chars": cfg.max_chars,
                        "max_beam_size": cfg.max_beam_size},
@@ -96,9 +96,9 @@ def serve_main(argv=None) -> int:
     _quiet_libraries()
     from nmt.translate import Translator
 
+    sock = _listen(cfg.host, cfg.port)  # before loading: a busy port fails fast; early clients wait in the backlog
     translator = Translator.load(args.run_dir[0], device=cfg.device or None, dtype=cfg.dtype)
     info = model_info(translator, args.run_dir[0], cfg)
-    sock = _listen(cfg.host, cfg.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     log.info("serving %s (%s→%s, %d parameters) at http://%s:%d/ (API docs at /docs)", args.run_dir[0],
