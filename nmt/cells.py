@@ -1,40 +1,82 @@
-"""One update of a recurrent layer whose input projection has already been computed.
+"""The decoder's recurrent cells, stepped one position at a time, in PyTorch's gate order.
 
-`nn.GRU`/`nn.LSTM`/`nn.RNN` compute W_ih x inside every call. The decoder's first-layer input is
-[embedding; context], and both halves of that projection are cheaper to assemble outside the cell:
-the embedding half for all target positions in one matmul, the context half as attention weights
-over memory projected once per batch (see decoder.py). These functions take the finished input
-projection `gates_x` (B, G*H) and the recurrent one `gates_h` = W_hh h + b_hh (computed by the
-caller with the layer's own `nn.Module` weights, so checkpoints are unchanged) and apply the cell's
-recurrence with PyTorch's gate order and equations.
+Each layer has an input matrix W and a recurrent matrix U (G gates of H units each). With
+x = W x_t + b (B, G*H) and u = U h_{t-1} + b_h (B, G*H):
+
+    rnn:   h_t = tanh(x + u)
+    gru:   r = σ(x_r + u_r),  z = σ(x_z + u_z),  n = tanh(x_n + r ∘ u_n),  h_t = (1 − z) ∘ n + z ∘ h_{t-1}
+    lstm:  i, f, g, o = x + u;  c_t = σ(f) ∘ c_{t-1} + σ(i) ∘ tanh(g),  h_t = σ(o) ∘ tanh(c_t)
+
+The encoder runs nn.RNN/nn.GRU/nn.LSTM over whole sequences (cuDNN on a GPU); the decoder cannot,
+because its input at t depends on its state at t-1 through the attention.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 
-def gru(gates_x, gates_h, h, c):
-    """r, z, n gates: n = tanh(x_n + r * (W_hn h + b_hn)), h' = (1 - z) n + z h."""
-    r_x, z_x, n_x = gates_x.chunk(3, -1)
-    r_h, z_h, n_h = gates_h.chunk(3, -1)
-    r = torch.sigmoid(r_x + r_h)
-    z = torch.sigmoid(z_x + z_h)
-    n = torch.tanh(n_x + r * n_h)
-    return n + z * (h - n), None
+def rnn_update(x, u, h, c):
+    return torch.tanh(x + u), None
 
 
-def lstm(gates_x, gates_h, h, c):
-    """i, f, g, o gates: c' = σ(f) c + σ(i) tanh(g), h' = σ(o) tanh(c')."""
-    i, f, g, o = (gates_x + gates_h).chunk(4, -1)
+def gru_update(x, u, h, c):
+    r_x, z_x, n_x = x.chunk(3, -1)
+    r_u, z_u, n_u = u.chunk(3, -1)
+    r = torch.sigmoid(r_x + r_u)
+    z = torch.sigmoid(z_x + z_u)
+    n = torch.tanh(n_x + r * n_u)
+    return n + z * (h - n), None  # (1 − z) n + z h
+
+
+def lstm_update(x, u, h, c):
+    i, f, g, o = (x + u).chunk(4, -1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
 
 
-def rnn(gates_x, gates_h, h, c):
-    """h' = tanh(x + W_hh h + b_hh)."""
-    return torch.tanh(gates_x + gates_h), None
+UPDATES = {"rnn": rnn_update, "gru": gru_update, "lstm": lstm_update}
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
-CELLS = {"gru": gru, "lstm": lstm, "rnn": rnn}
-GATES = {"gru": 3, "lstm": 4, "rnn": 1}
+class StackedCell(nn.Module):
+    """`num_layers` layers of one cell; each layer above the first reads the output of the one
+    below through dropout (where nn.RNN, nn.GRU and nn.LSTM apply their `dropout`)."""
+
+    def __init__(self, kind: str, input_size: int, hidden_size: int, num_layers: int, dropout: float):
+        super().__init__()
+        gates = GATES[kind] * hidden_size
+        self.input = nn.ModuleList(nn.Linear(input_size if layer == 0 else hidden_size, gates)
+                                   for layer in range(num_layers))  # W, b
+        self.recurrent = nn.ModuleList(nn.Linear(hidden_size, gates) for _ in range(num_layers))  # U, b_h
+        self.kind, self.hidden_size, self.dropout = kind, hidden_size, dropout
+        self.update = UPDATES[kind]
+
+    def forward(self, x: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor | None):
+        """x (B, I), hidden (L, B, H), cell (L, B, H) or None -> new (hidden, cell), same shapes."""
+        return self.recur(self.input[0](x), hidden, cell)
+
+    def recur(self, x0: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor | None):
+        """The update given the first layer's input projection x0 = W x + b (B, G*H)."""
+        new_hidden, new_cell = [], []
+        for layer, U in enumerate(self.recurrent):
+            x = x0 if layer == 0 else self.input[layer](F.dropout(new_hidden[-1], self.dropout, self.training))
+            c = None if cell is None else cell[layer]
+            h, c = self.update(x, U(hidden[layer]), hidden[layer], c)
+            new_hidden.append(h)
+            new_cell.append(c)
+        return torch.stack(new_hidden), None if cell is None else torch.stack(new_cell)
+
+    def reset_parameters(self) -> None:
+        """Xavier for W, orthogonal U per gate, zero biases; an LSTM's forget-gate bias is 1."""
+        H = self.hidden_size
+        for W, U in zip(self.input, self.recurrent):
+            nn.init.xavier_uniform_(W.weight)
+            for gate in U.weight.data.split(H):
+                nn.init.orthogonal_(gate)
+            nn.init.zeros_(W.bias)
+            nn.init.zeros_(U.bias)
+            if self.kind == "lstm":
+                W.bias.data[H:2 * H] = 1.0  # gate order i, f, g, o

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from nmt.errors import NmtError
 from nmt.model import Seq2Seq
 from nmt.tokenizer import Tokenizer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: the decoder's recurrent weights in an nn.RNN container, output rows padded to 8s
 
 
 def save_checkpoint(run_dir: Path, model, cfg: Config, tokenizer: Tokenizer, meta: dict,
@@ -42,7 +43,8 @@ def save_checkpoint(run_dir: Path, model, cfg: Config, tokenizer: Tokenizer, met
         tmp = ckpt_root / f".tmp-{final.name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        save_model(model, str(tmp / "model.safetensors"))  # handles tied (shared) weights
+        # save_model handles tied (shared) weights
+        save_model(model, str(tmp / "model.safetensors"), metadata={"nmt_format": str(FORMAT_VERSION)})
         save_config(cfg, tmp / "config.yaml")
         tokenizer.copy_to(tmp)
         (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, **meta}, indent=1))
@@ -91,24 +93,48 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     expected = model.state_dict()
     try:
         with safe_open(str(path), framework="pt") as f:
-            names = set(f.keys())
-            for name, tensor in expected.items():
-                if name not in names:
-                    # save_model stores one name per shared tensor; its twins are filled by tying.
-                    if any(tensor.data_ptr() == t.data_ptr() for n, t in expected.items() if n in names):
-                        continue
-                    raise NmtError(f"{path}: no tensor {name}; the checkpoint is of another architecture")
-                shape = tuple(f.get_slice(name).get_shape())
-                if shape != tuple(tensor.shape):
-                    raise NmtError(f"{path}: {name} has shape {shape}, the model expects "
-                                   f"{tuple(tensor.shape)} (another architecture or vocabulary)")
-            extra = names - set(expected)
-            if extra:
-                raise NmtError(f"{path}: unexpected tensor {sorted(extra)[0]}; the checkpoint is of another architecture")
-            state = {name: f.get_tensor(name) for name in names}
+            state = upgrade(f.metadata() or {}, {name: f.get_tensor(name) for name in f.keys()}, expected)
     except (SafetensorError, OSError) as err:
         raise NmtError(f"{path}: not a readable safetensors file ({err})") from None
+    for name, tensor in expected.items():
+        if name not in state:
+            # save_model stores one name per shared tensor; its twins are filled by tying.
+            if any(tensor.data_ptr() == t.data_ptr() for n, t in expected.items() if n in state):
+                continue
+            raise NmtError(f"{path}: no tensor {name}; the checkpoint is of another architecture")
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise NmtError(f"{path}: {name} has shape {tuple(state[name].shape)}, the model expects "
+                           f"{tuple(tensor.shape)} (another architecture or vocabulary)")
+    extra = set(state) - set(expected)
+    if extra:
+        raise NmtError(f"{path}: unexpected tensor {sorted(extra)[0]}; the checkpoint is of another architecture")
     model.load_state_dict(state, strict=False)
+
+
+_OLD_RNN = re.compile(r"decoder\.rnn\.(weight|bias)_(ih|hh)_l(\d+)$")
+
+
+def upgrade(metadata: dict, state: dict, expected: dict) -> dict:
+    """A format-1 checkpoint's tensors under today's names and shapes (metadata "nmt_format" absent).
+
+    Format 1 kept the decoder's layers in an nn.RNN/GRU/LSTM (weight_ih_l0 ...: now rnn.input.0.weight
+    ...) and padded the output rows to a multiple of 8 for MKL: the padding rows were never trained
+    and are cut here, so no old model has to be retrained.
+    """
+    if int(metadata.get("nmt_format", 1)) >= 2:
+        return state
+    renamed = {}
+    for name, tensor in state.items():
+        match = _OLD_RNN.match(name)
+        if match:
+            kind, side, layer = match.groups()
+            name = f"decoder.rnn.{'input' if side == 'ih' else 'recurrent'}.{layer}.{kind}"
+        if name in ("decoder.out.weight", "decoder.embed.weight") and name in expected:
+            rows = expected[name].size(0)
+            if tensor.size(0) == -(-rows // 8) * 8:
+                tensor = tensor[:rows].contiguous()
+        renamed[name] = tensor
+    return renamed
 
 
 def load_checkpoint(path: str | Path) -> tuple[Seq2Seq, Tokenizer, Config, dict]:

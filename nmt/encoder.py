@@ -18,13 +18,12 @@ class EncoderOutput:
     final: torch.Tensor  # (L, B, 2H) last forward and first backward state of each layer
     final_cell: torch.Tensor | None  # (L, B, 2H) LSTM cell states, None for GRU/RNN
     keys: torch.Tensor | None = None  # (B, S, A) attention keys, projected once per batch
-    values: torch.Tensor | None = None  # (B, S, D) memory through the weights that read the context
 
     def select(self, index: torch.Tensor) -> "EncoderOutput":
         """Rows `index` of the batch (beam search drops finished sentences with this)."""
         pick = lambda t, dim: None if t is None else t.index_select(dim, index)
         return EncoderOutput(pick(self.memory, 0), pick(self.mask, 0), pick(self.final, 1),
-                             pick(self.final_cell, 1), pick(self.keys, 0), pick(self.values, 0))
+                             pick(self.final_cell, 1), pick(self.keys, 0))
 
 
 def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from nmt.config import ModelConfig
+from nmt.cells import StackedCell
 from nmt.decoder import Decoder, DecoderState, StepOutput
 from nmt.encoder import Encoder, EncoderOutput
 from nmt.tokenizer import PAD
@@ -26,7 +27,7 @@ class Seq2Seq(nn.Module):
         init_weights(self)
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
-        """src (B, S), src_lengths (B,) -> memory, mask, final states, and the decoder's projections."""
+        """src (B, S), src_lengths (B,) -> memory, mask, final states, and the attention keys."""
         return self.decoder.prepare(self.encoder(src, src_lengths))
 
     def init_state(self, enc: EncoderOutput) -> DecoderState:
@@ -44,23 +45,16 @@ class Seq2Seq(nn.Module):
 def init_weights(model: nn.Module) -> None:
     """Xavier for input weights, orthogonal for recurrent weights (per gate), LSTM forget bias 1."""
     for module in model.modules():
-        if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
-            gates = {nn.RNN: 1, nn.GRU: 3, nn.LSTM: 4}[type(module)]
-            for name, param in module.named_parameters():
-                if name.startswith("weight_ih"):
-                    nn.init.xavier_uniform_(param)
-                elif name.startswith("weight_hh"):
-                    for chunk in param.data.chunk(gates, dim=0):
-                        nn.init.orthogonal_(chunk)
-                elif name.startswith("bias"):
-                    nn.init.zeros_(param)
-                    if gates == 4 and name.startswith("bias_ih"):
-                        # PyTorch's gate order is input, forget, cell, output.
-                        param.data[module.hidden_size: 2 * module.hidden_size] = 1.0
-        elif isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear):
             nn.init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+    # Recurrent layers after the plain Linears: a StackedCell's matrices are Linears too.
+    for module in model.modules():
+        if isinstance(module, StackedCell):
+            module.reset_parameters()
+        elif isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
+            _init_torch_rnn(module)
     # Embeddings last: a tied output projection must end up with the embedding's initialisation.
     # Unit variance (PyTorch's default): with Xavier input weights, smaller embeddings give the
     # recurrent layers near-zero inputs and training stalls for epochs (measured: 0.5 nats worse
@@ -70,6 +64,22 @@ def init_weights(model: nn.Module) -> None:
             nn.init.normal_(module.weight, std=1.0)
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()
+
+
+def _init_torch_rnn(module: nn.RNNBase) -> None:
+    """The encoder's nn.RNN/GRU/LSTM, initialised as StackedCell.reset_parameters does."""
+    gates = {nn.RNN: 1, nn.GRU: 3, nn.LSTM: 4}[type(module)]
+    H = module.hidden_size
+    for name, param in module.named_parameters():
+        if name.startswith("weight_ih"):
+            nn.init.xavier_uniform_(param)
+        elif name.startswith("weight_hh"):
+            for chunk in param.data.split(H):
+                nn.init.orthogonal_(chunk)
+        else:
+            nn.init.zeros_(param)
+            if gates == 4 and name.startswith("bias_ih"):
+                param.data[H:2 * H] = 1.0  # gate order i, f, g, o
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,14 +8,14 @@ from nmt.config import TrainConfig
 
 
 class LRSchedule:
-    """A LambdaLR multiplier. Its attributes are saved in the scheduler's state_dict, so resume is exact.
+    """A LambdaLR multiplier. Its attributes (the plateau scale) are saved in the scheduler's state_dict.
 
-    plateau: the rate is multiplied by `factor` after `patience` validations without a better BLEU.
+    plateau: the training loop calls `decay` after every train.plateau_patience validations in a row
+    without a better BLEU (the run's `Progress.stalled`).
     """
 
-    def __init__(self, kind: str, warmup: int, factor: float, patience: int):
-        self.kind, self.warmup, self.factor, self.patience = kind, warmup, factor, patience
-        self.scale, self.best, self.stalled = 1.0, float("-inf"), 0
+    def __init__(self, kind: str, warmup: int, factor: float):
+        self.kind, self.warmup, self.factor, self.scale = kind, warmup, factor, 1.0
 
     def __call__(self, step: int) -> float:
         # LambdaLR calls with the number of updates done so far; update n uses step = n - 1.
@@ -25,15 +25,8 @@ class LRSchedule:
             return (max(self.warmup, 1) / max(n, self.warmup, 1)) ** 0.5 * warm
         return warm * self.scale
 
-    def observe(self, bleu: float) -> None:
-        """Feed a validation BLEU; plateau decays the rate once the score stalls."""
-        if bleu > self.best:
-            self.best, self.stalled = bleu, 0
-            return
-        self.stalled += 1
-        if self.kind == "plateau" and self.stalled > self.patience:
-            self.scale *= self.factor
-            self.stalled = 0
+    def decay(self) -> None:
+        self.scale *= self.factor
 
 
 def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -44,5 +37,5 @@ def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 
 def build_scheduler(cfg: TrainConfig, optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-    schedule = LRSchedule(cfg.schedule, cfg.warmup_steps, cfg.plateau_factor, cfg.plateau_patience)
+    schedule = LRSchedule(cfg.schedule, cfg.warmup_steps, cfg.plateau_factor)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

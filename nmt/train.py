@@ -26,8 +26,8 @@ from nmt.errors import NmtError
 from nmt.evaluate import evaluate_checkpoint, score
 from nmt.model import Seq2Seq, count_parameters
 from nmt.optim import build_optimizer, build_scheduler
-from nmt.run import (MetricsLog, Progress, Run, StopSignal, Window, check_free_space, check_run_dir,
-                     restore, save)
+from nmt.run_state import (MetricsLog, Progress, Run, StopSignal, Window, check_free_space, check_run_dir,
+                           observe_validation, restore, save)
 from nmt.tokenizer import PAD, Tokenizer
 from nmt.translate import decode_ids
 
@@ -216,7 +216,7 @@ def _loop(run: Run, loader, sampler, valid_ds, progress: Progress, stop: StopSig
 
 def _done(tc, progress: Progress) -> bool:
     out_of_steps = bool(tc.max_steps) and progress.step >= tc.max_steps
-    out_of_patience = bool(tc.patience) and progress.bad_evals >= tc.patience
+    out_of_patience = bool(tc.patience) and progress.stalled >= tc.patience
     return out_of_steps or out_of_patience
 
 
@@ -229,12 +229,8 @@ def _validate_and_save(run: Run, valid_ds, progress: Progress, scheduled: bool =
     """
     start = time.perf_counter()
     result = validate(run.accelerator.unwrap_model(run.model), valid_ds, run.tokenizer, run.cfg, run.accelerator)
-    improved = result["valid_bleu"] > progress.best_bleu
-    if improved:
-        progress.best_bleu = result["valid_bleu"]
-    if scheduled:
-        progress.bad_evals = 0 if improved else progress.bad_evals + 1
-        run.scheduler.lr_lambdas[0].observe(result["valid_bleu"])
+    improved = observe_validation(progress, result["valid_bleu"], run.cfg.train, run.scheduler.lr_lambdas[0],
+                                  scheduled)
     run.metrics(progress.step, epoch=progress.epoch, **result, best_bleu=progress.best_bleu,
                 valid_seconds=round(time.perf_counter() - start, 1))
     if run.accelerator.is_main_process:

@@ -34,7 +34,8 @@ def train_one(recipe_dir: Path, cell: str, scale: str, run_dir: Path, data_root:
     if (run_dir / "results.json").exists():
         print(f"{cell}: finished run found in {run_dir}, reused")
         return
-    configs = [str(recipe_dir / f"{cell}.yaml")] + ([str(recipe_dir / "cpu.yaml")] if scale == "cpu" else [])
+    configs = [str(recipe_dir / "full.yaml")] + ([str(recipe_dir / "cpu.yaml")] if scale == "cpu" else [])
+    configs += ["--set", f"model.cell={cell}"]
     resume = (run_dir / "last").exists()
     cmd = [str(Path(sys.executable).with_name("nmt-train")), *configs, "--run-dir", str(run_dir)]
     cmd += ["--resume"] if resume else []

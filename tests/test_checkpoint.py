@@ -113,3 +113,30 @@ def test_another_vocabulary_names_the_mismatch(run_copy, tmp_path):
     other.copy_to(best)
     with pytest.raises(NmtError, match=r"embed.weight has shape \(\d+, 32\), the model expects \(\d+, 32\) \(another architecture or vocabulary\)"):
         checkpoint.load_checkpoint(run_copy)
+
+
+@pytest.mark.parametrize("cell, tie", [("gru", False), ("lstm", True)])
+def test_a_format_1_checkpoint_loads_with_its_padding_rows_cut(cell, tie, tmp_path):
+    """Format 1 kept the decoder's layers in an nn.RNN container (weight_ih_l0 ...) and padded the
+    output rows to a multiple of 8; such a file must load into today's model with the same values."""
+    from safetensors.torch import save_file
+
+    cfg = ModelConfig(cell=cell, embed_size=4, hidden_size=4, decoder_hidden_size=6, attention_size=4,
+                      num_layers=2, tie_embeddings=tie)
+    model = Seq2Seq(cfg, src_vocab_size=11, tgt_vocab_size=13)
+    old = {}
+    for name, tensor in model.state_dict().items():
+        if name.startswith("decoder.rnn."):  # decoder.rnn.input.1.weight -> decoder.rnn.weight_ih_l1
+            _, _, side, layer, kind = name.split(".")
+            name = f"decoder.rnn.{kind}_{'ih' if side == 'input' else 'hh'}_l{layer}"
+        if name in ("decoder.out.weight", "decoder.embed.weight"):
+            tensor = torch.cat([tensor, torch.randn(3, tensor.size(1))])  # 13 rows padded to 16
+        old[name] = tensor.clone()
+    if tie:
+        del old["decoder.out.weight"]  # one name per shared tensor, as save_model writes it
+    save_file(old, str(tmp_path / "model.safetensors"))  # no nmt_format metadata: format 1
+    fresh = Seq2Seq(cfg, src_vocab_size=11, tgt_vocab_size=13)
+    checkpoint.load_weights(fresh, tmp_path / "model.safetensors")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], tensor), name
+    assert (fresh.decoder.out.weight is fresh.decoder.embed.weight) == tie

@@ -1,8 +1,9 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
-from nmt.config import Config, load_config
+from nmt.config import Config, load_config, to_dict
 from nmt.errors import NmtError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,11 +57,15 @@ def test_unreadable_files(tmp_path):
         load_config(write(tmp_path, "model:\n  cell: [gru\n"))
 
 
-def test_every_recipe_loads():
+def test_every_recipe_loads_and_lists_only_what_differs_from_the_defaults():
     recipes = sorted((REPO / "recipes").rglob("*.yaml"))
     assert recipes
+    defaults = to_dict(Config())
     for path in recipes:
         load_config(path)
+        for section, values in yaml.safe_load(path.read_text()).items():
+            for key, value in values.items():
+                assert value != defaults[section][key], f"{path.name}: {section}.{key} restates the default {value!r}"
 
 
 def test_several_files_merge_left_to_right(tmp_path):

@@ -7,6 +7,7 @@ from nmt.attention import BahdanauAttention
 from nmt.config import ModelConfig
 from nmt.data import pad
 from nmt.encoder import Encoder
+from nmt.inference import InferenceModel
 from nmt.model import Seq2Seq
 
 CELLS = ["rnn", "lstm", "gru"]
@@ -42,14 +43,16 @@ def test_encoder_final_state_is_last_forward_and_first_backward():
         torch.testing.assert_close(out.final[0, b, 6:], out.memory[b, 0, 6:])
 
 
-def test_attention_masks_padding_and_matches_a_per_sentence_loop():
+@pytest.mark.parametrize("grad", [True, False])  # without gradients the scores use the sigmoid form
+def test_attention_masks_padding_and_matches_a_per_sentence_loop(grad):
     torch.manual_seed(0)
     attn = BahdanauAttention(query_size=5, key_size=6, hidden_size=4)
     lengths = [3, 7, 1]
     memory = torch.randn(3, 7, 6)
     mask = torch.arange(7)[None] < torch.tensor(lengths)[:, None]
     query = torch.randn(3, 5)
-    context, weights = attn(query, attn.project_keys(memory), memory, mask)
+    with torch.set_grad_enabled(grad):
+        context, weights = attn(query, attn.project_keys(memory), memory, mask)
     torch.testing.assert_close(weights.sum(-1), torch.ones(3))
     assert torch.all(weights[~mask] == 0)
     for b, n in enumerate(lengths):
@@ -101,27 +104,45 @@ def test_teacher_forcing_equals_stepping(cell, tie, layers):
         state = out.state
 
 
+def torch_rnn_with_our_weights(stacked, input_size: int) -> torch.nn.RNNBase:
+    """nn.RNN/nn.GRU/nn.LSTM holding a StackedCell's weights: PyTorch's own implementation of the cell."""
+    cls = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[stacked.kind]
+    layers = len(stacked.input)
+    ref = cls(input_size, stacked.hidden_size, num_layers=layers, batch_first=True)
+    with torch.no_grad():
+        for layer, (W, U) in enumerate(zip(stacked.input, stacked.recurrent)):
+            getattr(ref, f"weight_ih_l{layer}").copy_(W.weight)
+            getattr(ref, f"bias_ih_l{layer}").copy_(W.bias)
+            getattr(ref, f"weight_hh_l{layer}").copy_(U.weight)
+            getattr(ref, f"bias_hh_l{layer}").copy_(U.bias)
+    return ref.eval()
+
+
 @pytest.mark.parametrize("cell, layers", [("rnn", 1), ("lstm", 2), ("gru", 2)])
-def test_step_equals_the_textbook_update_through_the_torch_layers(cell, layers):
-    """The step with pre-projected memory and sliced weights against decoder.py's equations computed
-    the plain way: an explicit context vector, nn.GRU/nn.LSTM/nn.RNN itself, the readout on the concatenation."""
+def test_step_equals_the_equations_through_the_torch_layers(cell, layers):
+    """decoder.py's equations computed independently: the attention by its formula, the cell by
+    nn.GRU/nn.LSTM/nn.RNN itself, the readout on the concatenation."""
     model = small_model(cell, layers=layers)
     dec = model.decoder
+    ref = torch_rnn_with_our_weights(dec.rnn, 8 + 12)
     src, src_lengths = pad(sentences(4, [5, 2, 7])), torch.tensor([5, 2, 7])
     enc = model.encode(src, src_lengths)
     state = model.init_state(enc)
     tokens = torch.tensor([5, 9, 2])
     for _ in range(3):
         out = model.step(tokens, state, enc)
-        context, alpha = dec.attention(state.hidden[-1], dec.attention.project_keys(enc.memory), enc.memory, enc.mask)
+        q = dec.attention.query_proj(state.hidden[-1])  # (B, A)
+        scores = torch.tanh(q[:, None] + dec.attention.key_proj(enc.memory)) @ dec.attention.v.weight[0]
+        alpha = torch.softmax(scores.masked_fill(~enc.mask, float("-inf")), -1)  # (B, S)
+        context = (alpha[:, :, None] * enc.memory).sum(1)
         emb = dec.embed(tokens)
         x = torch.cat([emb, context], -1).unsqueeze(1)  # (B, 1, E + 2H)
         if cell == "lstm":
-            _, (hidden, cell_state) = dec.rnn(x, (state.hidden, state.cell))
+            _, (hidden, cell_state) = ref(x, (state.hidden, state.cell))
             torch.testing.assert_close(out.state.cell, cell_state, atol=1e-5, rtol=1e-4)
         else:
-            _, hidden = dec.rnn(x, state.hidden)
-        logits = dec.out(torch.tanh(dec.readout(torch.cat([hidden[-1], context, emb], -1))))[:, :25]
+            _, hidden = ref(x, state.hidden)
+        logits = dec.out(torch.tanh(dec.readout(torch.cat([hidden[-1], context, emb], -1))))
         torch.testing.assert_close(out.state.hidden, hidden, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(out.attention, alpha, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(out.logits, logits, atol=1e-5, rtol=1e-4)
@@ -132,11 +153,12 @@ def test_initialisation_follows_the_literature():
     model = small_model("lstm")
     rnn = model.decoder.rnn
     H = rnn.hidden_size
-    w_hh = rnn.weight_hh_l0.detach()
-    for gate in w_hh.chunk(4):  # orthogonal per gate: Wᵀ W = I
+    for gate in rnn.recurrent[0].weight.detach().split(H):  # orthogonal per gate: Wᵀ W = I
         torch.testing.assert_close(gate.T @ gate, torch.eye(H), atol=1e-5, rtol=0)
-    total_bias = (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach()
+    total_bias = (rnn.input[0].bias + rnn.recurrent[0].bias).detach()
     assert torch.all(total_bias[H:2 * H] == 1) and torch.all(total_bias[:H] == 0)
+    enc_bias = model.encoder.rnn.bias_ih_l0.detach()
+    assert torch.all(enc_bias[6:12] == 1) and torch.all(enc_bias[:6] == 0)
     assert torch.all(model.decoder.embed.weight[0] == 0)  # padding embedding
 
 
@@ -145,31 +167,26 @@ def test_tied_embeddings_share_one_tensor():
     assert model.decoder.out.weight is model.decoder.embed.weight
 
 
-@pytest.mark.parametrize("tie", [False, True])
-def test_decoding_reads_embedding_terms_of_the_current_weights(tie):
-    """Without gradients the step looks its embedding terms up in a table built from the weights;
-    it must equal the computed step, and follow the weights when they change in place (an optimizer
-    step) or are replaced (a loaded checkpoint)."""
-    model = small_model("gru", tie=tie)
-    src, src_lengths = pad(sentences(5, [5, 2, 7])), torch.tensor([5, 2, 7])
-    tokens = torch.tensor([5, 9, 24])
-
-    def step_logits():
-        enc = model.encode(src, src_lengths)
-        return model.step(tokens, model.init_state(enc), enc).logits
-
-    original = {k: v.clone() for k, v in model.state_dict().items()}
-    computed = step_logits()
-    assert computed.shape == (3, 25) and model.decoder.out.weight.size(0) == 32  # rows padded to 8s
+@pytest.mark.parametrize("cell, tie, layers", [("rnn", False, 1), ("lstm", True, 2), ("gru", False, 2)])
+def test_the_inference_model_steps_as_the_model(cell, tie, layers):
+    """nmt/inference.py's precomputed tables and padded output rows compute Seq2Seq.step, also for
+    beam rows (K per sentence) and after dropping a sentence with `select`."""
+    model = small_model(cell, tie, layers)
+    fast = InferenceModel(model)
+    assert fast.out_weight.size(0) == 32 and model.decoder.out.weight.size(0) == 25  # padded for decoding only
+    src, src_lengths = pad(sentences(6, [5, 2, 7])), torch.tensor([5, 2, 7])
     with torch.inference_mode():
-        torch.testing.assert_close(step_logits(), computed, atol=1e-5, rtol=1e-4)
-    with torch.no_grad():
-        model.decoder.embed.weight[9] += 1.0
-        model.decoder.rnn.bias_ih_l0 -= 0.5
-    changed = step_logits()
-    assert not torch.allclose(changed, computed)
-    with torch.inference_mode():
-        torch.testing.assert_close(step_logits(), changed, atol=1e-5, rtol=1e-4)
-    model.load_state_dict(original)
-    with torch.inference_mode():
-        torch.testing.assert_close(step_logits(), computed, atol=1e-5, rtol=1e-4)
+        enc, prepared = model.encode(src, src_lengths), fast.encode(src, src_lengths)
+        rows = torch.arange(3).repeat_interleave(2)  # two beams per sentence
+        state, fast_state = model.init_state(enc).select(rows), fast.init_state(prepared).select(rows)
+        tokens = torch.tensor([5, 9, 2, 24, 7, 7])
+        for t in range(4):
+            if t == 2:  # the second sentence finishes
+                keep, keep_rows = torch.tensor([0, 2]), torch.tensor([0, 1, 4, 5])
+                enc, prepared = enc.select(keep), prepared.select(keep)
+                state, fast_state, tokens = state.select(keep_rows), fast_state.select(keep_rows), tokens[keep_rows]
+            out, fast_out = model.step(tokens, state, enc), fast.step(tokens, fast_state, prepared)
+            torch.testing.assert_close(fast_out.logits, out.logits, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(fast_out.attention, out.attention, atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(fast_out.state.hidden, out.state.hidden, atol=1e-5, rtol=1e-4)
+            state, fast_state, tokens = out.state, fast_out.state, out.logits.argmax(-1)

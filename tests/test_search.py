@@ -5,13 +5,12 @@ import math
 import pytest
 import torch
 
-from nmt.beam import beam_search, length_penalty, select_candidates
 from nmt.checkpoint import load_checkpoint
 from nmt.config import DecodeConfig
 from nmt.data import pad
 from nmt.decoder import DecoderState, StepOutput
 from nmt.encoder import EncoderOutput
-from nmt.search import greedy_search
+from nmt.search import beam_search, greedy_search, length_penalty, select_candidates
 from nmt.tokenizer import BOS, EOS
 
 A, B_, C = 4, 5, 6  # token ids of the toy vocabulary (0-3 are pad/unk/bos/eos)

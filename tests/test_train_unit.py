@@ -11,8 +11,8 @@ from nmt.config import Config, TrainConfig
 from nmt.data import collate
 from nmt.errors import NmtError
 from nmt.optim import LRSchedule, build_optimizer, build_scheduler
-from nmt.run import Run
-from nmt.train import _update
+from nmt.run_state import Progress, Run, observe_validation
+from nmt.train import _done, _update
 
 
 class Poisoned(torch.nn.Module):
@@ -43,14 +43,26 @@ def test_non_finite_losses_are_skipped_then_training_stops(tmp_path):
 
 
 def test_schedules():
-    warm = LRSchedule("constant", warmup=4, factor=0.5, patience=1)
+    warm = LRSchedule("constant", warmup=4, factor=0.5)
     assert [warm(s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
-    inv = LRSchedule("inverse_sqrt", warmup=4, factor=0.5, patience=1)
+    inv = LRSchedule("inverse_sqrt", warmup=4, factor=0.5)
     assert inv(3) == 1.0 and inv(15) == pytest.approx((4 / 16) ** 0.5)
-    plateau = LRSchedule("plateau", warmup=0, factor=0.5, patience=1)
-    for bleu in (10, 12, 11, 11):  # two validations without a better score, then decay
-        plateau.observe(bleu)
-    assert plateau(100) == 0.5
+
+
+def test_plateau_and_early_stopping_share_one_stall_count():
+    """N validations in a row without a better BLEU: plateau decays at every plateau_patience of
+    them, early stopping stops at patience."""
+    tc = TrainConfig(schedule="plateau", plateau_patience=2, patience=5, plateau_factor=0.5)
+    schedule, progress = LRSchedule("plateau", warmup=0, factor=0.5), Progress()
+    seen = []
+    for bleu in (10, 12, 11, 12, 11.5, 9, 12, 8):
+        observe_validation(progress, bleu, tc, schedule)
+        seen.append((progress.stalled, schedule(100), _done(tc, progress)))
+    assert seen == [(0, 1.0, False), (0, 1.0, False), (1, 1.0, False), (2, 0.5, False), (3, 0.5, False),
+                    (4, 0.25, False), (5, 0.25, True), (6, 0.125, True)]
+    assert progress.best_bleu == 12
+    observe_validation(progress, 30, tc, schedule, scheduled=False)  # the step-limit validation
+    assert progress.best_bleu == 30 and progress.stalled == 6
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from nmt.config import DecodeConfig
-from nmt.search import Hypothesis, max_lengths, step_logits
+from nmt.search.common import Hypothesis, log_probs, max_lengths
 from nmt.tokenizer import BOS, EOS
 
 
@@ -21,8 +21,6 @@ def length_penalty(length: int | torch.Tensor, alpha: float):
 
 def select_candidates(log_probs: torch.Tensor, scores: torch.Tensor):
     """log_probs (B, K, V), scores (B, K) -> the 2K best extensions per sentence.
-
-    Only the sums matter: the caller may pass logits, with each row's log-normaliser moved into `scores`.
 
     Returns (scores, tokens, beams), each (B, 2K), best first: 2K so that K candidates that do
     not end in EOS always remain to carry on.
@@ -60,8 +58,8 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
     n_finished = torch.zeros(B, dtype=torch.long, device=device)
     for t in range(int(caps.max())):
         out = model.step(tokens, state, enc)
-        logits, log_norm = step_logits(out.logits.view(len(sentence), K, -1), t, opts)  # (b, K, V), (b, K)
-        cand_scores, cand_tokens, cand_beams = select_candidates(logits, scores - log_norm)
+        step_scores = log_probs(out.logits.view(len(sentence), K, -1), t, opts)  # (b, K, V)
+        cand_scores, cand_tokens, cand_beams = select_candidates(step_scores, scores)
         flat_beams = cand_beams + (torch.arange(len(sentence), device=device) * K)[:, None]  # (b, 2K)
         attn_now = out.attention.unsqueeze(1) if return_attention else None
         if return_attention:

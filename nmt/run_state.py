@@ -1,7 +1,5 @@
-"""A training run's state and files: progress counters, checkpoints for resume, metrics, signals.
-
-`train.py` holds the loop; this module holds what the loop carries between updates and across
-a restart, so that `--resume` continues exactly where a run stopped.
+"""What a training run carries between updates and across a restart: progress counters,
+checkpoints for --resume, the metrics log and stop signals. `train.py` holds the loop.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from nmt.config import Config
 from nmt.errors import NmtError
 from nmt.tokenizer import Tokenizer
 
-log = logging.getLogger("nmt.train")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,12 +41,27 @@ class Run:
 
 @dataclass
 class Progress:
-    """Where training stands; saved in every checkpoint so that --resume continues exactly."""
+    """Where training stands; saved in every checkpoint and restored by --resume."""
     step: int = 0
     epoch: int = 0
     batches_done: int = 0  # batches of `epoch` already consumed (accumulation micro-batches included)
     best_bleu: float = -1.0
-    bad_evals: int = 0
+    # Validations in a row without a better BLEU: early stopping (train.patience) and the plateau
+    # schedule (train.plateau_patience) both act when it reaches their N.
+    stalled: int = 0
+
+
+def observe_validation(progress: Progress, bleu: float, tc, schedule, scheduled: bool = True) -> bool:
+    """Record a validation BLEU; True if it is the best so far. A scheduled validation also counts
+    toward `progress.stalled`, and the plateau schedule decays at every tc.plateau_patience stalls."""
+    improved = bleu > progress.best_bleu
+    if improved:
+        progress.best_bleu = bleu
+    if scheduled:
+        progress.stalled = 0 if improved else progress.stalled + 1
+        if tc.schedule == "plateau" and progress.stalled and progress.stalled % tc.plateau_patience == 0:
+            schedule.decay()
+    return improved
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -96,6 +109,9 @@ def save(run: Run, progress: Progress, metrics: dict, best: bool) -> None:
 
 def restore(run: Run) -> Progress:
     ckpt = (run.run_dir / "last").resolve()
+    if checkpoint.read_meta(ckpt).get("format", 1) < checkpoint.FORMAT_VERSION:
+        raise NmtError(f"{ckpt}: written by an older nmt (checkpoint format 1); it translates and "
+                       "evaluates as it is, but cannot be resumed: start a new run")
     checkpoint.load_weights(run.accelerator.unwrap_model(run.model), ckpt / "model.safetensors")
     state = checkpoint.load_trainer_state(ckpt)
     run.optimizer.load_state_dict(state["optimizer"])
@@ -132,7 +148,8 @@ class StopSignal:
         self.received = signal.Signals(signum).name
 
     def agreed(self, accelerator: Accelerator) -> bool:
-        """True on every process as soon as any process got a signal (so all stop at the same step)."""
+        """True on every process as soon as any process got a signal. An all-reduce: every process
+        must call it at the same update."""
         flag = torch.tensor(float(self.received is not None), device=accelerator.device)
         if accelerator.num_processes > 1:
             flag = accelerator.reduce(flag, reduction="sum")

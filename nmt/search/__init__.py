@@ -1,0 +1,13 @@
+"""Decoding strategies over any model with `encode` / `init_state` / `step` and a state with `select`.
+
+    greedy.py   the most probable token at each step
+    beam.py     batched beam search: a pure selection function and the bookkeeping around it
+    common.py   what they share: the hypothesis, the length cap, a step's log-probabilities
+"""
+
+from nmt.search.beam import beam_search, length_penalty, select_candidates
+from nmt.search.common import Hypothesis, log_probs, max_lengths
+from nmt.search.greedy import greedy_search
+
+__all__ = ["Hypothesis", "beam_search", "greedy_search", "length_penalty", "log_probs", "max_lengths",
+           "select_candidates"]
