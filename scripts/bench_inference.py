@@ -43,7 +43,7 @@ class NoTable(InferenceModel):
     def __init__(self, model):
         super().__init__(model)
         dec, E = model.decoder, model.decoder.embed.embedding_dim
-        self.embed_weight = torch.cat([dec.rnn.input[0].weight[:, :E], dec.readout.weight[:, -E:]]).detach()
+        self.embed_weight = torch.cat([dec.rnn.input[0].weight, dec.readout.weight[:, -E:]]).detach()
         self.embed_bias = torch.cat([dec.rnn.input[0].bias, dec.readout.bias]).detach()
         self.table = None
 
@@ -55,7 +55,7 @@ class NoTable(InferenceModel):
         dec, enc = self.model.decoder, source.enc
         terms, alpha = dec.attention(state.hidden[-1], enc.keys, source.values, enc.mask)
         x0, read = (terms + embedded).split([self.gates, embedded.size(1) - self.gates], -1)
-        hidden, cell = dec.rnn.recur(x0, state.hidden, state.cell)
+        hidden, cell = dec.rnn(x0, state.hidden, state.cell)
         o = torch.tanh(F.linear(hidden[-1], self.state_weights) + read)
         return StepOutput(F.linear(o, self.out_weight)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)
 
@@ -72,7 +72,7 @@ class NoContextWeights(InferenceModel):
         context, alpha = dec.attention(state.hidden[-1], enc.keys, enc.memory, enc.mask)
         terms = F.linear(context, self.context_weights) + F.embedding(tokens, self.table)
         x0, read = terms.split([self.gates, terms.size(1) - self.gates], -1)
-        hidden, cell = dec.rnn.recur(x0, state.hidden, state.cell)
+        hidden, cell = dec.rnn(x0, state.hidden, state.cell)
         o = torch.tanh(F.linear(hidden[-1], self.state_weights) + read)
         return StepOutput(F.linear(o, self.out_weight)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)
 
