@@ -68,6 +68,7 @@ BAD = [
     (b'{"text": ["w1", null]}', 400, "text[1]: expected a string, got null"),
     (b'{"text": "w1", "beam": 2}', 400, "beam: unknown setting; did you mean beam_size?"),
     (b'{"text": "w1", "colour": 2}', 400, "colour: unknown setting; known: text, beam_size, nbest"),
+    (b'{"text": "w1", "a\\nb": 2}', 400, '"a\\nb": unknown setting; known: text'),
     (b'{"text": "w1", "beam_size": 0}', 400, "beam_size: input should be greater than or equal to 1, got 0"),
     (b'{"text": "w1", "beam_size": "5"}', 400, 'beam_size: input should be a valid integer, got "5"'),
     (b'{"text": "w1", "attention": "yes"}', 400, "attention: input should be a valid boolean"),

@@ -72,7 +72,8 @@ def validation_message(err: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         known = list(TranslateRequest.model_fields)
         close = difflib.get_close_matches(name, known, n=1)
-        return f"{name}: unknown setting; " + (f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}")
+        shown = name if name.isidentifier() else _describe(name)  # a key may hold a newline; the message may not
+        return f"{shown}: unknown setting; " + (f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}")
     if first["type"] == "missing":
         return f"{name}: required, e.g. {{\"text\": \"Ein Hund läuft.\"}}"
     if name == "text":  # one error per member of str | list[str]; an item's error has its index
