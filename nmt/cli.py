@@ -149,12 +149,14 @@ def _open_output(path: str | None):
     os.replace(partial, path)
 
 
-def _format(translator, index: int, hyps: list, texts: list[str], args) -> str:
+def _format(translator, index: int, line: str, hyps: list, texts: list[str], args) -> str:
     """The output line(s) for one input line (its hypotheses and their detokenized texts)."""
     if args.format == "json":
+        width = len(translator.source_pieces(line)) if args.attention else 0  # not the batch's padded width
         items = [{"text": t, "score": round(h.score, 4), "finished": h.finished,
                   "tokens": translator.tokenizer.tgt_pieces(h.tokens),
-                  **({"attention": h.attention.tolist()} if args.attention and h.attention is not None else {})}
+                  **({"attention": h.attention[:, :width].tolist()}
+                     if args.attention and h.attention is not None else {})}
                  for t, h in zip(texts, hyps)]
         record = {"line": index, **items[0]} if args.nbest == 1 else {"line": index, "nbest": items}
         return json.dumps(record, ensure_ascii=False) + "\n"
@@ -214,7 +216,7 @@ def translate_main(argv=None) -> int:
             # One batched detokenization per chunk: a call per line costs more than the decoding.
             texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))
             for offset, (line, hyps) in enumerate(zip(lines, found)):
-                out.write(_format(translator, first - 1 + offset, hyps, [next(texts) for _ in hyps], args))
+                out.write(_format(translator, first - 1 + offset, line, hyps, [next(texts) for _ in hyps], args))
                 if plots and line.strip():
                     _plot(translator, first - 1 + offset, line, hyps[0], plots)
             out.flush()

@@ -119,6 +119,24 @@ class EvalConfig:
 
 
 @dataclass
+class ServeConfig:
+    """`nmt-serve` settings (command-line flags, not part of a recipe or checkpoint)."""
+
+    host: str = option("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
+    port: int = option(8000, "TCP port", min=0)
+    batch_wait_ms: float = option(5.0, "how long the first queued request waits for others to share its batch", min=0)
+    batch_sentences: int = option(64, "sentences per decoding batch (requests are never split)", min=1)
+    batching: bool = option(True, "concurrent requests share decoding batches (off: each request "
+                                         "is decoded alone, in arrival order)")
+    max_sentences: int = option(100, "sentences per request; more is refused with 413", min=1)
+    max_chars: int = option(20_000, "characters per request, all sentences together; more is refused with 413", min=1)
+    max_beam_size: int = option(16, "largest beam size (and n-best) a request may ask for", min=1)
+    device: str = option("", "cpu, cuda, cuda:1, ... (empty: cuda if available)")
+    dtype: str = option("fp32", "inference precision", choices=("fp32", "fp16", "bf16"))
+    access_log: bool = option(False, "log one line per request")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)

@@ -82,6 +82,16 @@ class Translator:
                 ids[i] = seq[: limit - 1] + [EOS]
         return ids
 
+    def source_pieces(self, line: str) -> list[str]:
+        """The pieces the model reads for `line`, </s> included, truncated as `encode` truncates; [] if blank.
+
+        Their number is the width of the line's attention; columns beyond it are its batch's padding."""
+        if not line.strip():
+            return []
+        pieces = self.tokenizer.src_pieces(line)
+        limit = self.cfg.decode.max_input_len
+        return pieces if len(pieces) <= limit else pieces[:limit - 1] + ["</s>"]
+
     def translate_hyps(self, lines: list[str], nbest: int = 1, return_attention: bool = False,
                        first_line: int = 1, **overrides) -> list[list[Hypothesis]]:
         """N-best hypotheses per line; an empty line gets one empty hypothesis without decoding."""

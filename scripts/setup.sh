@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -c constraints.txt torch==2.13.0
-.venv/bin/pip install -q -c constraints.txt -e '.[dev,plot]'
+.venv/bin/pip install -q -c constraints.txt -e '.[dev,plot,serve]'

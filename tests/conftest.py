@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -86,6 +93,70 @@ def reverse_run(tmp_path_factory):
     result = run_cli("nmt-train", str(recipe), "--run-dir", str(root / "run"), *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
     return root, corpus, result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(url: str, body=None, timeout: float = 60, headers: dict | None = None) -> tuple[int, dict]:
+    """(status, decoded JSON answer) of a GET, or a POST when `body` (bytes, or an object sent as JSON) is given."""
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+class Server(NamedTuple):
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+
+@contextlib.contextmanager
+def serving(run_dir: Path, log: Path, *flags: str, timeout: float = 120):
+    """`nmt-serve run_dir` on a free port of 127.0.0.1 until the block ends; yields a Server once /health answers."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("nmt-serve")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    with open(log, "wb") as out:
+        process = subprocess.Popen([str(exe), str(run_dir), "--port", str(port), *flags],
+                                   stdout=out, stderr=out, env=env)
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert process.poll() is None, f"nmt-serve exited with {process.returncode}: {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"nmt-serve did not answer in {timeout} s: {log.read_text()[-3000:]}"
+            try:
+                if call(server.url + "/health", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def served(reverse_run, tmp_path_factory):
+    """The reverse-task model behind `nmt-serve` with default settings, shared by the API and page tests."""
+    pytest.importorskip("fastapi", reason="nmt-serve needs the serve extra: pip install -e '.[serve]'")
+    pytest.importorskip("uvicorn", reason="nmt-serve needs the serve extra: pip install -e '.[serve]'")
+    root, _, _ = reverse_run
+    with serving(root / "run", tmp_path_factory.mktemp("serve") / "serve.log") as server:
+        yield server
 
 
 # Tensor methods that copy a value to the host: on a GPU each waits for the queued work to finish.

@@ -1,0 +1,114 @@
+"""`nmt-serve RUN_DIR`: load a model and serve it with uvicorn until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import socket
+from pathlib import Path
+
+from nmt.cli import _quiet_libraries, user_errors
+from nmt.config import ServeConfig
+from nmt.errors import NmtError
+
+log = logging.getLogger("nmt.serve")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nmt-serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Serve a trained model over HTTP: POST /translate (JSON), GET /health, GET /info, "
+                    "the OpenAPI docs at /docs, and at / a web page that translates and draws the attention. "
+                    "SIGTERM or Ctrl-C answers the requests in flight, then stops.")
+    parser.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
+                        help="run directory (its best checkpoint) or checkpoint directory; exactly one for now "
+                             "(serving an ensemble of several models is not supported yet)")
+    for f in dataclasses.fields(ServeConfig):
+        flag, text = "--" + f.name.replace("_", "-"), f.metadata["help"]
+        if f.type == "bool" and f.default:
+            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                                help=f"turn off: {text}")
+        elif f.type == "bool":
+            parser.add_argument(flag, action="store_true", help=text)
+        else:
+            kind = {"int": int, "float": float, "str": str}[f.type]
+            parser.add_argument(flag, type=kind, default=f.default, choices=f.metadata["choices"] or None, help=text)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> ServeConfig:
+    cfg = ServeConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServeConfig)})
+    for f in dataclasses.fields(cfg):
+        low = f.metadata["min"]
+        if low is not None and getattr(cfg, f.name) < low:
+            raise NmtError(f"--{f.name.replace('_', '-')}: must be at least {low}, got {getattr(cfg, f.name)}")
+    return cfg
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before starting uvicorn, so that a busy port is a one-line error (and port 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto named, unlike socket.create_server: asyncio turns Nagle off only on IPPROTO_TCP sockets, and
+    # with Nagle on, every keep-alive request waited ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        return sock
+    except (OSError, OverflowError) as err:
+        sock.close()
+        raise NmtError(f"{host}:{port}: cannot listen ({getattr(err, 'strerror', None) or err})") from None
+
+
+def model_info(translator, path: str, cfg: ServeConfig) -> dict:
+    from nmt.checkpoint import read_meta, resolve
+    from nmt.model import count_parameters
+
+    ckpt = resolve(path)
+    meta = read_meta(ckpt)
+    mcfg, tokenizer = translator.cfg, translator.tokenizer
+    # Names, not paths: a client has no business knowing the server's file system.
+    return {"model": Path(path).resolve().name, "checkpoint": ckpt.name, "step": meta.get("step"),
+            "source_language": mcfg.data.src_lang, "target_language": mcfg.data.tgt_lang,
+            "parameters": count_parameters(translator.model), "architecture": dataclasses.asdict(mcfg.model),
+            "vocabulary": {"source": tokenizer.src_vocab_size, "target": tokenizer.tgt_vocab_size},
+            "decode": dataclasses.asdict(mcfg.decode), "device": str(translator.device), "dtype": translator.dtype,
+            "limits": {"max_sentences": cfg.max_sentences, "max_chars": cfg.max_chars,
+                       "max_beam_size": cfg.max_beam_size},
+            "batching": {"enabled": cfg.batching, "wait_ms": cfg.batch_wait_ms, "sentences": cfg.batch_sentences}}
+
+
+@user_errors
+def serve_main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    cfg = _settings(args)
+    if len(args.run_dir) > 1:
+        raise NmtError(f"{len(args.run_dir)} RUN_DIRs given: serving an ensemble is not supported yet; give one")
+    try:
+        import uvicorn
+
+        from nmt.serve.app import create_app
+    except ImportError as err:
+        raise NmtError(f"nmt-serve needs the serve extra: pip install 'nmt[serve]' ({err})") from None
+    _quiet_libraries()
+    from nmt.translate import Translator
+
+    sock = _listen(cfg.host, cfg.port)  # before loading: a busy port fails fast; early clients wait in the backlog
+    translator = Translator.load(args.run_dir[0], device=cfg.device or None, dtype=cfg.dtype)
+    info = model_info(translator, args.run_dir[0], cfg)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    log.info("serving %s (%s→%s, %d parameters) at http://%s:%d/ (API docs at /docs)", args.run_dir[0],
+             info["source_language"], info["target_language"], info["parameters"], shown, port)
+    server = uvicorn.Server(uvicorn.Config(create_app(translator, cfg, info), access_log=cfg.access_log,
+                                           log_level="info", timeout_graceful_shutdown=None))
+    # uvicorn handles SIGTERM itself (in-flight requests are answered), then raises it again once stopped;
+    # this handler makes that a clean exit 0, as nmt-train's after SIGTERM.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    server.run(sockets=[sock])
+    if not server.started:
+        raise NmtError("the server did not start (see the log above)")
+    return 0

@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""Throughput and latency of `nmt-serve` under concurrent clients, with request batching on and off.
+
+    scripts/bench_serve.py RUN_DIR [--source ../shared/data/multi30k/test_2016_flickr.de]
+                           [--clients 1,8,32] [--requests 320] [--max-seconds 60] [--batch-wait-ms 5] [--json OUT]
+
+For each mode (batching on, then off) one `nmt-serve RUN_DIR` runs on a free port of 127.0.0.1; for
+each client count, that many threads each hold one keep-alive connection and send their share of
+--requests one after the other, each one sentence of --source (the checkpoint's decode settings), until all are
+answered or --max-seconds pass. Reports sentences/s (answers / wall time) and p50/p95 latency, and
+checks that both modes gave every sentence the same translation. Local clients only; every loop is
+bounded in count and time. Targets (the issue's): 32 clients >= 3x the sentences/s of 1 client, and
+p95 latency at 32 clients < 1 s, with batching on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(run_dir: str, flags: list[str], log: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    exe = Path(sys.executable).with_name("nmt-serve")
+    with open(log, "wb") as out:
+        process = subprocess.Popen([str(exe), run_dir, "--port", str(port), *flags], stdout=out, stderr=out)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"nmt-serve exited: {log.read_text()[-2000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return process, port
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    sys.exit("nmt-serve did not start in 120 s")
+
+
+def run_clients(port: int, sentences: list[str], clients: int, per_client: int, max_seconds: float) -> dict:
+    """`clients` threads x `per_client` sequential one-sentence requests; latencies and answers by sentence."""
+    latencies: list[float] = []
+    answers: dict[int, str] = {}
+    lock = threading.Lock()
+    stop_at = time.monotonic() + max_seconds
+
+    def client(c: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for i in range(per_client):
+            if time.monotonic() > stop_at:
+                break
+            index = (c * per_client + i) % len(sentences)
+            start = time.perf_counter()
+            conn.request("POST", "/translate", body=json.dumps({"text": sentences[index]}),
+                         headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            text = json.loads(response.read())["translations"][0]["text"]
+            with lock:
+                latencies.append(time.perf_counter() - start)
+                answers[index] = text
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    latencies.sort()
+    return {"clients": clients, "requests": len(latencies), "seconds": round(wall, 2),
+            "sentences_per_s": round(len(latencies) / wall, 1),
+            "p50_ms": round(1000 * statistics.median(latencies), 1),
+            "p95_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 1),
+            "answers": answers}
+
+
+def health(port: int) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/health")
+    return json.loads(conn.getresponse().read())
+
+
+def bench_mode(args, sentences: list[str], batching: bool) -> list[dict]:
+    flags = ["--batch-wait-ms", str(args.batch_wait_ms)] + ([] if batching else ["--no-batching"])
+    process, port = start_server(args.run_dir, flags, Path(f"/tmp/bench_serve_{os.getpid()}.log"))
+    try:
+        run_clients(port, sentences, 4, 5, 30)  # warm-up: first calls allocate and tune
+        rows = []
+        for clients in args.clients:
+            before = health(port)
+            row = run_clients(port, sentences, clients, -(-args.requests // clients), args.max_seconds)
+            after = health(port)
+            row["batches"] = after["batches"] - before["batches"]
+            row["batching"] = batching
+            rows.append(row)
+            print(f"batching {'on ' if batching else 'off'} {clients:3d} clients: {row['sentences_per_s']:7.1f} "
+                  f"sentences/s, p50 {row['p50_ms']:7.1f} ms, p95 {row['p95_ms']:7.1f} ms, "
+                  f"{row['requests']} requests in {row['batches']} batches", flush=True)
+        return rows
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="run or checkpoint directory to serve")
+    parser.add_argument("--source", default=str(REPO.parent / "shared/data/multi30k/test_2016_flickr.de"),
+                        help="one sentence per line; each request sends one")
+    parser.add_argument("--clients", default="1,8,32", help="comma-separated concurrent client counts")
+    parser.add_argument("--requests", type=int, default=320, help="requests per client count, shared by the clients")
+    parser.add_argument("--max-seconds", type=float, default=60, help="stop sending new requests after this")
+    parser.add_argument("--batch-wait-ms", type=float, default=5, help="nmt-serve --batch-wait-ms when batching")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+    args.clients = [int(c) for c in args.clients.split(",")]
+    sentences = [line for line in Path(args.source).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = bench_mode(args, sentences, True) + bench_mode(args, sentences, False)
+    on = {r["clients"]: r for r in rows if r["batching"]}
+    off = {r["clients"]: r for r in rows if not r["batching"]}
+    differ = sum(on[c]["answers"][i] != off[c]["answers"][i] for c in on for i in on[c]["answers"]
+                 if i in off[c]["answers"])
+    print("\n| batching | clients | requests | decoding batches | sentences/s | p50 latency | p95 latency |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {'on' if r['batching'] else 'off'} | {r['clients']} | {r['requests']} | {r['batches']} | "
+              f"{r['sentences_per_s']} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms |")
+    lo, hi = min(on), max(on)
+    speedup = on[hi]["sentences_per_s"] / on[lo]["sentences_per_s"]
+    print(f"\nbatching on: {hi} clients give {speedup:.2f}x the sentences/s of {lo} (target >= 3x), "
+          f"p95 {on[hi]['p95_ms']:.0f} ms (target < 1000 ms); batching off: "
+          f"{off[hi]['sentences_per_s'] / off[lo]['sentences_per_s']:.2f}x. "
+          f"Translations differing between the modes: {differ}")
+    if args.json:
+        for r in rows:
+            del r["answers"]
+        Path(args.json).write_text(json.dumps({"rows": rows, "speedup": speedup, "differ": differ}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

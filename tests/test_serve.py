@@ -1,0 +1,199 @@
+"""nmt-serve through a real server on 127.0.0.1: answers equal Translator's and nmt-translate's, bad input
+is refused with its status and a one-line message, concurrent clients share batches, SIGTERM drains."""
+
+import http.client
+import json
+import signal
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from conftest import call, run_cli, serving
+from nmt import Translator
+
+
+@pytest.fixture(scope="module")
+def translator(reverse_run):
+    return Translator.load(reverse_run[0] / "run")
+
+
+def test_translations_keep_order_and_equal_translator(reverse_run, served, translator):
+    lines = (reverse_run[1] / "test.src").read_text().splitlines()[:60]
+    lines[7:7] = ["", "   "]
+    for beam in (None, 3):
+        status, answer = call(served.url + "/translate", {"text": lines, **({"beam_size": beam} if beam else {})})
+        assert status == 200
+        assert [t["text"] for t in answer["translations"]] == translator.translate(lines, beam_size=beam)
+    assert answer["translations"][7] == {"text": "", "score": 0.0, "finished": True, "tokens": [], "source_tokens": []}
+    status, answer = call(served.url + "/translate", {"text": lines[0]})  # a string: a list of one
+    assert status == 200 and [t["text"] for t in answer["translations"]] == translator.translate(lines[:1])
+    status, answer = call(served.url + "/translate", {"text": ""})
+    assert status == 200 and answer["translations"][0]["text"] == ""
+
+
+def test_nbest_and_attention_equal_nmt_translate_json(reverse_run, served):
+    root, corpus, _ = reverse_run
+    lines = (corpus / "test.src").read_text().splitlines()[:12]
+    cli = run_cli("nmt-translate", str(root / "run"), "--format", "json", "--attention", "--nbest", "3",
+                  "--beam-size", "3", stdin="\n".join(lines) + "\n")
+    assert cli.returncode == 0, cli.stderr
+    expected = [json.loads(line)["nbest"] for line in cli.stdout.splitlines()]
+    status, answer = call(served.url + "/translate", {"text": lines, "nbest": 3, "beam_size": 3, "attention": True})
+    assert status == 200 and len(answer["translations"]) == len(lines)
+    for line, got, want in zip(lines, answer["translations"], expected):
+        pieces = got["source_tokens"]
+        assert pieces[-1] == "</s>" and "".join(pieces[:-1]).replace("▁", " ").strip() == line
+        assert {k: v for k, v in got.items() if k not in ("nbest", "source_tokens")} == got["nbest"][0]
+        assert [h["text"] for h in got["nbest"]] == [h["text"] for h in want]
+        assert [h["tokens"] for h in got["nbest"]] == [h["tokens"] for h in want]
+        np.testing.assert_allclose([h["score"] for h in got["nbest"]], [h["score"] for h in want], atol=2e-4)
+        for hyp, ref in zip(got["nbest"], want):
+            weights = np.array(hyp["attention"])
+            assert weights.shape == np.array(ref["attention"]).shape
+            assert weights.shape == (len(hyp["tokens"]) + hyp["finished"], len(got["source_tokens"]))
+            np.testing.assert_allclose(weights, ref["attention"], atol=1e-4)
+            np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-4)  # a distribution over the source
+
+
+BAD = [
+    (b'{"text": ', 400, "malformed JSON: Expecting value"),
+    (b'\xff\xfe{', 400, "malformed JSON"),
+    (b"[" * 100_000, 400, "malformed JSON: nested too deeply"),
+    (b'["w1"]', 400, 'expected a JSON object such as {"text": "..."}, got ["w1"]'),
+    (b"{}", 400, "text: required"),
+    (b'{"text": 5}', 400, "text: expected a string or a list of strings, got 5"),
+    (b'{"text": ["w1", null]}', 400, "text[1]: expected a string, got null"),
+    (b'{"text": "w1", "beam": 2}', 400, "beam: unknown setting; did you mean beam_size?"),
+    (b'{"text": "w1", "colour": 2}', 400, "colour: unknown setting; known: text, beam_size, nbest"),
+    (b'{"text": "w1", "a\\nb": 2}', 400, '"a\\nb": unknown setting; known: text'),
+    (b'{"text": "w1", "beam_size": 0}', 400, "beam_size: input should be greater than or equal to 1, got 0"),
+    (b'{"text": "w1", "beam_size": "5"}', 400, 'beam_size: input should be a valid integer, got "5"'),
+    (b'{"text": "w1", "attention": "yes"}', 400, "attention: input should be a valid boolean"),
+    (b'{"text": "w1", "length_penalty": -1}', 400, "length_penalty: input should be greater than or equal to 0"),
+    (b'{"text": "w1", "beam_size": 50}', 400, "beam_size: at most 16 on this server, got 50"),
+    (b'{"text": "w1", "nbest": 3, "beam_size": 2}', 400, "nbest: 3 needs beam_size of at least 3, got 2"),
+    (json.dumps({"text": ["w1"] * 101}).encode(), 413, "101 sentences; this server takes at most 100 per request"),
+    (json.dumps({"text": "w1 " * 7000}).encode(), 413, "21000 characters; this server takes at most 20000"),
+    (b'{"text": "' + b"w" * 200_000 + b'"}', 413, "request body of 200012 bytes; this server takes at most 185536"),
+]
+
+
+@pytest.mark.parametrize("body,status,message", BAD, ids=[f"{s}-{m[:30]}" for _, s, m in BAD])
+def test_bad_requests_get_their_status_and_one_line(served, body, status, message):
+    got_status, answer = call(served.url + "/translate", body)
+    assert (got_status, answer["detail"][:len(message)]) == (status, message)
+    assert "\n" not in answer["detail"]
+
+
+def test_a_chunked_body_over_the_limit_is_refused_while_read(served, translator):
+    conn = http.client.HTTPConnection(served.url.removeprefix("http://"), timeout=30)
+    chunks = (b'{"text": "' if i == 0 else b"w" * 10_000 for i in range(30))
+    conn.request("POST", "/translate", body=chunks, encode_chunked=True)
+    response = conn.getresponse()
+    assert response.status == 413 and json.loads(response.read())["detail"] == "request body over 185536 bytes"
+    conn.close()
+    # The server is unharmed and still answers correctly.
+    status, answer = call(served.url + "/translate", {"text": ["w1 w2 w3"]})
+    assert status == 200 and answer["translations"][0]["text"] == translator.translate(["w1 w2 w3"])[0]
+
+
+def test_health_info_and_openapi(served, translator):
+    status, health = call(served.url + "/health")
+    assert status == 200 and health["status"] == "ok" and health["decoding"] is False
+    status, info = call(served.url + "/info")
+    assert status == 200
+    assert (info["source_language"], info["target_language"]) == ("src", "tgt")
+    assert info["parameters"] == sum(p.numel() for p in translator.model.parameters())
+    assert info["decode"]["beam_size"] == translator.cfg.decode.beam_size == 1
+    assert info["limits"] == {"max_sentences": 100, "max_chars": 20000, "max_beam_size": 16}
+    status, schema = call(served.url + "/openapi.json")
+    post = schema["paths"]["/translate"]["post"]
+    assert {"200", "400", "413"} <= set(post["responses"])
+    assert set(post["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {
+        "text", "beam_size", "nbest", "length_penalty", "attention"}
+
+
+def test_32_clients_share_batches_and_get_their_own_answers_in_order(reverse_run, served, translator):
+    clients, per_client = 32, 10
+    lines = (reverse_run[1] / "train.src").read_text().splitlines()[:clients * per_client]
+    expected = translator.translate(lines)
+    answers: dict[int, list[str]] = {}
+    before = call(served.url + "/health")[1]
+
+    def client(c: int) -> None:
+        conn = http.client.HTTPConnection(served.url.removeprefix("http://"), timeout=30)  # keep-alive
+        got = []
+        for i in range(per_client):
+            conn.request("POST", "/translate", body=json.dumps({"text": lines[c * per_client + i]}))
+            got.append(json.loads(conn.getresponse().read())["translations"][0]["text"])
+        answers[c] = got
+        conn.close()
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert time.monotonic() - start < 120 and len(answers) == clients
+    for c in range(clients):
+        assert answers[c] == expected[c * per_client:(c + 1) * per_client]
+    after = call(served.url + "/health")[1]
+    requests, batches = after["requests"] - before["requests"], after["batches"] - before["batches"]
+    assert requests == clients * per_client and after["sentences"] - before["sentences"] == requests
+    assert batches < requests / 2, (batches, requests)  # concurrent requests were decoded together
+
+
+def test_health_answers_during_a_long_batch_and_sigterm_answers_in_flight_requests(reverse_run, tmp_path, translator):
+    lines = (reverse_run[1] / "train.src").read_text().splitlines()[:1500] * 2
+    result = {}
+    with serving(reverse_run[0] / "run", tmp_path / "serve.log", "--max-sentences", "5000",
+                 "--max-chars", "200000") as server:
+        body = {"text": lines, "beam_size": 8}
+        thread = threading.Thread(target=lambda: result.update(answer=call(server.url + "/translate", body, 120)))
+        thread.start()
+        slowest, deadline = 0.0, time.monotonic() + 60
+        while True:
+            start = time.monotonic()
+            health = call(server.url + "/health", timeout=10)[1]
+            slowest = max(slowest, time.monotonic() - start)
+            if health["decoding"] or not thread.is_alive():
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert health["decoding"], "the long batch ended before /health saw it"
+        for _ in range(5):  # the event loop stays free while the worker thread decodes
+            start = time.monotonic()
+            assert call(server.url + "/health", timeout=10)[1]["decoding"]
+            slowest = max(slowest, time.monotonic() - start)
+        assert slowest < 1.0
+        server.process.send_signal(signal.SIGTERM)
+        thread.join(timeout=120)
+        assert server.process.wait(timeout=60) == 0
+    status, answer = result["answer"]
+    assert status == 200 and len(answer["translations"]) == len(lines)
+    sample = slice(0, 1500, 50)
+    assert [t["text"] for t in answer["translations"][sample]] == translator.translate(lines[sample], beam_size=8)
+    assert [t["text"] for t in answer["translations"][:1500]] == [t["text"] for t in answer["translations"][1500:]]
+
+
+def test_command_line_errors_are_one_line_and_exit_2(reverse_run):
+    run = str(reverse_run[0] / "run")
+    out = run_cli("nmt-serve", run, run)
+    assert out.returncode == 2 and "serving an ensemble is not supported yet; give one" in out.stderr
+    out = run_cli("nmt-serve", run, "--batch-sentences", "0")
+    assert out.returncode == 2 and out.stderr.strip() == "error: --batch-sentences: must be at least 1, got 0"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = run_cli("nmt-serve", run, "--port", str(port))
+    assert out.returncode == 2 and f"error: 127.0.0.1:{port}: cannot listen" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = run_cli("nmt-serve", "--help")
+    for flag in ("--host", "--port", "--batch-wait-ms", "--batch-sentences", "--no-batching", "--max-sentences",
+                 "--max-chars", "--max-beam-size", "--device", "--dtype", "--access-log", "ensemble"):
+        assert flag in out.stdout

@@ -1,0 +1,58 @@
+"""The page at / in a real headless Chromium (Debian's chromium and chromium-driver, driven by Selenium):
+it translates a typed sentence and draws the attention as a table of target rows x source columns."""
+
+import shutil
+
+import pytest
+
+from nmt import Translator
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+if not (CHROMIUM and DRIVER):
+    pytest.skip("no browser: the page test needs Debian's chromium and chromium-driver "
+                "(apt-get install chromium chromium-driver)", allow_module_level=True)
+webdriver = pytest.importorskip("selenium.webdriver", reason="the page test needs selenium: pip install -e '.[dev]'")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture
+def browser(tmp_path, monkeypatch):
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never download a browser or driver
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=900,700",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def test_page_translates_and_draws_the_attention(reverse_run, served, browser, tmp_path):
+    sentence = "w3 w1 w4 w1 w5"
+    translator = Translator.load(reverse_run[0] / "run")
+    (hyp,), = translator.translate_hyps([sentence], return_attention=True)
+    expected_text = translator.translate([sentence])[0]
+    browser.get(served.url + "/")
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda d: "src → tgt" in d.find_element(By.ID, "model").text)
+    browser.find_element(By.ID, "source").send_keys(sentence)
+    browser.find_element(By.ID, "translate").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#output li .text"))
+    assert [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#output li .text")] == [expected_text]
+    table = browser.find_element(By.ID, "heatmap")
+    assert table.is_displayed()
+    rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+    columns = len(translator.source_pieces(sentence))
+    assert len(rows) == len(hyp.tokens) + hyp.finished == hyp.attention.shape[0]
+    assert [len(row.find_elements(By.TAG_NAME, "td")) for row in rows] == [columns] * len(rows)
+    heads = [th.get_attribute("textContent") for th in table.find_elements(By.CSS_SELECTOR, "thead th")]
+    assert heads[1:] == translator.source_pieces(sentence)
+    labels = [row.find_element(By.TAG_NAME, "th").get_attribute("textContent") for row in rows]
+    assert labels == translator.tokenizer.tgt_pieces(hyp.tokens) + ["</s>"] * hyp.finished
+    assert browser.find_element(By.ID, "error").text == ""
+    assert browser.get_screenshot_as_file(str(tmp_path / "page.png"))
+    assert (tmp_path / "page.png").stat().st_size > 1000
