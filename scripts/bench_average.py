@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Test BLEU and decoding speed of last checkpoints, checkpoint averages and an ensemble of runs.
 
-    scripts/bench_average.py RUN [RUN ...] [--last 2 3 4] [--beam-size 5] [--split test]
-                             [--work DIR] [--only-ensemble] [--json OUT.json]
+    scripts/bench_average.py RUN [RUN ...] [--last 2 3 4] [--beam-size 5] [--split test] [--limit N]
+                             [--work DIR] [--only-ensemble | --no-ensemble] [--json OUT.json]
 
-For each run: its last checkpoint, its best, and the average of its N newest step checkpoints for
+For each run: its last checkpoint, its best (when another), and the average of its N newest step checkpoints for
 each N of --last (written under --work with nmt.average). Then the ensemble of the runs' last
 checkpoints and the ensemble of their largest averages. Each line: BLEU, chrF and sentences/s of
 one `Translator.translate` over the split (the recipe's test split by default, one thread pool,
@@ -31,11 +31,13 @@ from nmt.evaluate import resolve_splits, score  # noqa: E402
 from nmt.translate import Translator  # noqa: E402
 
 
-def measure(name: str, paths: list, split: str, beam: int) -> dict:
+def measure(name: str, paths: list, split: str, beam: int, limit: int = 0) -> dict:
     translator = Translator.load(paths if len(paths) > 1 else paths[0], device="cpu")
     (spec,) = resolve_splits(translator.cfg, [split])
     ds = data.load_split(translator.cfg.data, spec)
     srcs, refs = list(ds["src"]), list(ds["tgt"])
+    if limit:
+        srcs, refs = srcs[:limit], refs[:limit]
     start = time.perf_counter()
     hyps = translator.translate(srcs, beam_size=beam)
     seconds = time.perf_counter() - start
@@ -54,6 +56,8 @@ def main() -> None:
     parser.add_argument("--split", default="test", help="'test' (the recipe's first test split), 'valid' or a name")
     parser.add_argument("--work", help="where the averages are written (default: a temporary folder)")
     parser.add_argument("--only-ensemble", action="store_true", help="skip the per-run rows")
+    parser.add_argument("--no-ensemble", action="store_true", help="skip the ensemble rows")
+    parser.add_argument("--limit", type=int, default=0, help="only the split's first N sentences (0 = all)")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="nmt-average-"))
@@ -64,20 +68,22 @@ def main() -> None:
         lasts.append(resolve(Path(run) / "last"))
         averages.append(lasts[-1])
         if not args.only_ensemble:
-            rows.append(measure(f"{tag} last ({lasts[-1].name})", [lasts[-1]], args.split, args.beam_size))
-            rows.append(measure(f"{tag} best ({resolve(run).name})", [resolve(run)], args.split, args.beam_size))
+            rows.append(measure(f"{tag} last ({lasts[-1].name})", [lasts[-1]], args.split, args.beam_size, args.limit))
+            if resolve(run) != lasts[-1]:
+                rows.append(measure(f"{tag} best ({resolve(run).name})", [resolve(run)], args.split, args.beam_size,
+                                    args.limit))
         for n in args.last:
             out = work / f"{tag}-avg{n}"
             if not out.exists():
                 write_average(run_checkpoints(run, n), out)
             averages[-1] = out
             if not args.only_ensemble:
-                rows.append(measure(f"{tag} average of last {n}", [out], args.split, args.beam_size))
-    if len(args.runs) > 1:
-        rows.append(measure(f"ensemble of {len(lasts)} last", lasts, args.split, args.beam_size))
+                rows.append(measure(f"{tag} average of last {n}", [out], args.split, args.beam_size, args.limit))
+    if len(args.runs) > 1 and not args.no_ensemble:
+        rows.append(measure(f"ensemble of {len(lasts)} last", lasts, args.split, args.beam_size, args.limit))
         if args.last:
             rows.append(measure(f"ensemble of {len(lasts)} averages of last {args.last[-1]}", averages,
-                                args.split, args.beam_size))
+                                args.split, args.beam_size, args.limit))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
