@@ -54,12 +54,10 @@ class StackedCell(nn.Module):
         self.kind, self.hidden_size, self.dropout = kind, hidden_size, dropout
         self.update = UPDATES[kind]
 
-    def forward(self, x: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor | None):
-        """x (B, I), hidden (L, B, H), cell (L, B, H) or None -> new (hidden, cell), same shapes."""
-        return self.recur(self.input[0](x), hidden, cell)
-
-    def recur(self, x0: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor | None):
-        """The update given the first layer's input projection x0 = W x + b (B, G*H)."""
+    def forward(self, x0: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor | None):
+        """x0 (B, G*H) the first layer's input projection, hidden (L, B, H), cell (L, B, H) or None
+        -> new (hidden, cell), same shapes. The caller computes x0 with `self.input[0]` (W x + b):
+        the decoder adds the context's share to it, and in training projects all positions at once."""
         new_hidden, new_cell = [], []
         for layer, U in enumerate(self.recurrent):
             x = x0 if layer == 0 else self.input[layer](F.dropout(new_hidden[-1], self.dropout, self.training))

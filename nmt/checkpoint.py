@@ -124,17 +124,22 @@ def upgrade(metadata: dict, state: dict, expected: dict) -> dict:
     """A format-1 checkpoint's tensors under today's names and shapes (metadata "nmt_format" absent).
 
     Format 1 kept the decoder's layers in an nn.RNN/GRU/LSTM (weight_ih_l0 ...: now rnn.input.0.weight
-    ...) and padded the output rows to a multiple of 8 for MKL: the padding rows were never trained
-    and are cut here, so no old model has to be retrained.
+    ..., with the first layer's context columns in context_gates) and padded the output rows to a
+    multiple of 8 for MKL: the padding rows were never trained and are cut here, so no old model
+    has to be retrained.
     """
     if int(metadata.get("nmt_format", 1)) >= 2:
         return state
     renamed = {}
+    embed_size = expected["decoder.rnn.input.0.weight"].size(1)
     for name, tensor in state.items():
         match = _OLD_RNN.match(name)
         if match:
             kind, side, layer = match.groups()
             name = f"decoder.rnn.{'input' if side == 'ih' else 'recurrent'}.{layer}.{kind}"
+            if name == "decoder.rnn.input.0.weight":  # [W C]: the embedding's and the context's columns
+                renamed["decoder.context_gates.weight"] = tensor[:, embed_size:].contiguous()
+                tensor = tensor[:, :embed_size].contiguous()
         if name in ("decoder.out.weight", "decoder.embed.weight") and name in expected:
             rows = expected[name].size(0)
             if tensor.size(0) == -(-rows // 8) * 8:

@@ -2,14 +2,17 @@
 
 For target position t, with E the target embedding and s the top-layer decoder state:
 
-    c_t, α_t = attention(s_{t-1}, memory)             # attend with the previous state
-    s_t      = cell([E y_{t-1}; c_t], s_{t-1})         # rnn / lstm / gru, L layers (nmt/cells.py)
-    o_t      = tanh(W_o [s_t; c_t; E y_{t-1}])         # attentional output layer ("readout")
-    p(y_t | y_<t, x) = softmax(W_out o_t)              # W_out may be tied to E
+    c_t, α_t = attention(s_{t-1}, memory)              # attend with the previous state
+    s_t      = cell(W E y_{t-1} + b + C c_t, s_{t-1})    # rnn / lstm / gru, L layers (nmt/cells.py)
+    o_t      = tanh(W_o [s_t; c_t; E y_{t-1}])          # attentional output layer ("readout")
+    p(y_t | y_<t, x) = softmax(W_out o_t)               # W_out may be tied to E
 
+As in Bahdanau et al. (2015, appendix A.2.2), the first layer reads the previous word and the
+context through separate matrices W and C (W is the first layer's input matrix in `rnn`).
 s_0 comes from the bridge: s_0 = tanh(W_b [h→_last; h←_first]) (and likewise the LSTM cell).
-`step` runs one position; `forward` (teacher forcing) runs the same update at every position and
-the output layers, which do not feed back into the recurrence, once over all positions.
+`step` runs one position; `forward` (teacher forcing) runs the same update at every position; what
+does not depend on the recurrence (W E y + b, the readout and the output layer) runs once over all
+positions.
 """
 
 from __future__ import annotations
@@ -51,8 +54,8 @@ class Decoder(nn.Module):
         self.embed = nn.Embedding(vocab_size, embed_size, padding_idx=padding_idx)
         self.dropout = nn.Dropout(dropout)
         self.attention = BahdanauAttention(hidden_size, memory_size, attention_size)
-        self.rnn = StackedCell(cell, embed_size + memory_size, hidden_size, num_layers,
-                               dropout if num_layers > 1 else 0.0)
+        self.rnn = StackedCell(cell, embed_size, hidden_size, num_layers, dropout if num_layers > 1 else 0.0)
+        self.context_gates = nn.Linear(memory_size, self.rnn.input[0].out_features, bias=False)  # C
         self.bridge = nn.Linear(memory_size, hidden_size)
         self.cell_bridge = nn.Linear(memory_size, hidden_size) if cell == "lstm" else None
         self.readout = nn.Linear(hidden_size + memory_size + embed_size, embed_size)  # W_o
@@ -72,24 +75,26 @@ class Decoder(nn.Module):
     def step(self, tokens: torch.Tensor, state: DecoderState, enc: EncoderOutput) -> StepOutput:
         """tokens (B,) previous outputs -> logits (B, V) for the next position."""
         y = self.dropout(self.embed(tokens))  # (B, E)
-        state, context, alpha = self._advance(y, state, enc)
+        state, context, alpha = self._advance(self.rnn.input[0](y), state, enc)
         return StepOutput(self.out(self._readout(state.hidden[-1], context, y)), state, alpha)
 
     def forward(self, tgt_in: torch.Tensor, enc: EncoderOutput) -> torch.Tensor:
         """Teacher forcing: tgt_in (B, T) -> logits (B, T, V)."""
         ys = self.dropout(self.embed(tgt_in))  # (B, T, E)
+        wys = self.rnn.input[0](ys)  # (B, T, G*H)
         state = self.init_state(enc)
         tops, contexts = [], []
-        for y in ys.unbind(1):  # unbind, not ys[:, t]: indexing's backward writes a (B, T, E) zero tensor per t
-            state, context, _ = self._advance(y, state, enc)
+        for wy in wys.unbind(1):  # unbind, not wys[:, t]: indexing's backward writes a (B, T, G*H) zero tensor per t
+            state, context, _ = self._advance(wy, state, enc)
             tops.append(state.hidden[-1])
             contexts.append(context)
         return self.out(self._readout(torch.stack(tops, 1), torch.stack(contexts, 1), ys))
 
-    def _advance(self, y: torch.Tensor, state: DecoderState, enc: EncoderOutput):
-        """y (B, E): attend with s_{t-1}, then update every layer -> (s_t, c_t (B, M), α_t (B, S))."""
+    def _advance(self, wy: torch.Tensor, state: DecoderState, enc: EncoderOutput):
+        """wy = W E y_{t-1} + b (B, G*H): attend with s_{t-1}, then update every layer
+        -> (s_t, c_t (B, M), α_t (B, S))."""
         context, alpha = self.attention(state.hidden[-1], enc.keys, enc.memory, enc.mask)
-        hidden, cell = self.rnn(torch.cat([y, context], -1), state.hidden, state.cell)
+        hidden, cell = self.rnn(wy + self.context_gates(context), state.hidden, state.cell)
         return DecoderState(hidden, cell), context, alpha
 
     def _readout(self, s: torch.Tensor, context: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

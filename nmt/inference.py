@@ -2,17 +2,18 @@
 with the products that do not depend on the step taken out of it. Training never uses this.
 
 The decoder's first layer and its readout read the embedding and the context only through linear
-maps, so their shares of both are precomputed:
+maps, so their shares of both are precomputed. What each buys on beam 5 / greedy search with the
+JoeyNMT-sized model (range over runs of scripts/bench_inference.py, docs/benchmarks.md):
 
 - `embedding_table`: every target piece's terms W_e E y + b, one (V, G*H + E) row each: a lookup per
-  step instead of a (B*K, E) x (E, G*H + E) product.
-- `context_values`: since W_c c_t = Σ_j α_tj W_c m_j, the memory is multiplied by the weights that
+  step instead of a (B*K, E) x (E, G*H + E) product (+4–20% / +7–16%).
+- `context_weights`: since W_c c_t = Σ_j α_tj W_c m_j, the memory is multiplied by the weights that
   read the context once per batch; a step then weighs S rows per sentence instead of pushing each
-  of its B*K contexts through a (M, G*H + E) matrix.
-- `padded_output`: MKL's sgemm runs 1.5x faster when the output width is a multiple of 8 (320 x 256
-  -> 3 963: 7.5 ms, -> 3 968: 4.9 ms), so the output rows are padded here and the extra logits cut.
-
-Measured together on beam 5 (docs/benchmarks.md): see `InferenceModel`.
+  of its B*K contexts through a (M, G*H + E) matrix (+5–14% / 0–9%).
+- `padded_output`: MKL's sgemm runs faster when the output width is a multiple of 8 (320 x 256
+  -> 3 963: 7.5 ms, -> 3 968: 4.9 ms), so the output rows are padded here, never in a checkpoint,
+  and the extra logits cut (+4–11% / 0–4%: it pays at beam 5's 320 rows more than at greedy's 64).
+Together: beam 5 +27–32%, greedy +12–15% over stepping `Seq2Seq` itself.
 """
 
 from __future__ import annotations
@@ -40,16 +41,15 @@ class PreparedSource:
 
 def embedding_table(decoder) -> torch.Tensor:
     """(V, G*H + E): the first layer's and the readout's embedding terms for every target piece."""
-    E, H = decoder.embed.embedding_dim, decoder.rnn.hidden_size
-    first, readout = decoder.rnn.input[0], decoder.readout
-    weight = torch.cat([first.weight[:, :E], readout.weight[:, -E:]])  # (G*H + E, E)
-    return F.linear(decoder.embed.weight, weight, torch.cat([first.bias, readout.bias]))
+    E, W, readout = decoder.embed.embedding_dim, decoder.rnn.input[0], decoder.readout
+    weight = torch.cat([W.weight, readout.weight[:, -E:]])  # (G*H + E, E)
+    return F.linear(decoder.embed.weight, weight, torch.cat([W.bias, readout.bias]))
 
 
 def context_weights(decoder) -> torch.Tensor:
     """(G*H + E, M): the first layer's and the readout's weights on the context."""
-    E, H = decoder.embed.embedding_dim, decoder.rnn.hidden_size
-    return torch.cat([decoder.rnn.input[0].weight[:, E:], decoder.readout.weight[:, H:-E]])
+    H, E = decoder.rnn.hidden_size, decoder.embed.embedding_dim
+    return torch.cat([decoder.context_gates.weight, decoder.readout.weight[:, H:-E]])
 
 
 def padded_output(weight: torch.Tensor, multiple: int = 8) -> torch.Tensor:
@@ -60,7 +60,7 @@ def padded_output(weight: torch.Tensor, multiple: int = 8) -> torch.Tensor:
 
 class InferenceModel(nn.Module):
     """`encode` / `init_state` / `step` of a frozen `Seq2Seq`: a snapshot of its weights, so build
-    it again after changing them. Beam 5 on the JoeyNMT-sized model: +22% (docs/benchmarks.md)."""
+    it again after changing them."""
 
     def __init__(self, model):
         super().__init__()
@@ -72,7 +72,7 @@ class InferenceModel(nn.Module):
             self.register_buffer("out_weight", padded_output(dec.out.weight), persistent=False)
             self.register_buffer("state_weights", dec.readout.weight[:, :dec.rnn.hidden_size].clone(),
                                  persistent=False)
-        self.gates, self.vocab_size = dec.rnn.input[0].out_features, dec.out.out_features
+        self.gates, self.vocab_size = dec.context_gates.out_features, dec.out.out_features
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> PreparedSource:
         enc = self.model.encode(src, src_lengths)
@@ -86,6 +86,6 @@ class InferenceModel(nn.Module):
         dec, enc = self.model.decoder, source.enc
         terms, alpha = dec.attention(state.hidden[-1], enc.keys, source.values, enc.mask)  # (B, G*H + E)
         x0, read = (terms + F.embedding(tokens, self.table)).split([self.gates, self.table.size(1) - self.gates], -1)
-        hidden, cell = dec.rnn.recur(x0, state.hidden, state.cell)
+        hidden, cell = dec.rnn(x0, state.hidden, state.cell)
         o = torch.tanh(F.linear(hidden[-1], self.state_weights) + read)  # (B, E)
         return StepOutput(F.linear(o, self.out_weight)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)

@@ -1,17 +1,19 @@
 #!/usr/bin/env python
-"""scripts/bench.py on two checkouts in turns, for a before/after comparison on the same machine.
+"""scripts/bench.py on two checkouts' code in turns, for a before/after comparison on one machine.
 
     scripts/bench_ab.py --base ../base-checkout [--rounds 3] [--out DIR] -- RECIPE.yaml [bench.py arguments]
 
-Runs `BASE/scripts/bench.py ARGS` and this checkout's `scripts/bench.py ARGS` alternately, `--rounds`
-times each (base first), each run in a fresh process, and prints the median of every figure with
-the ratio new / base. Alternating spreads the drift of a shared machine over both sides.
+Runs this checkout's `scripts/bench.py ARGS` on BASE's `nmt` package ($NMT_BENCH_CODE) and on this
+checkout's alternately, `--rounds` times each (base first), each run in a fresh process, and prints
+the median of every figure with the ratio new / base. One instrument measures both; alternating
+spreads the drift of a shared machine over both sides (and `--threads 1` measures CPU time).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -43,8 +45,9 @@ def main() -> None:
     for round_ in range(args.rounds):
         for side, root in (("base", Path(args.base).resolve()), ("new", REPO)):
             path = out / f"{side}-{round_}.json"
-            subprocess.run([sys.executable, str(root / "scripts" / "bench.py"), *args.bench_args,
-                            "--json", str(path.resolve())], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+            subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), *args.bench_args,
+                            "--json", str(path.resolve())], check=True, cwd=REPO, stdout=subprocess.DEVNULL,
+                           env={**os.environ, "NMT_BENCH_CODE": str(root)})
             reports[side].append(json.loads(path.read_text()))
             print(f"round {round_ + 1} {side}: " + ", ".join(
                 f"{label} {figure(reports[side][-1], s, k)}" for s, k, label in FIGURES

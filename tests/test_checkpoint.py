@@ -124,8 +124,12 @@ def test_a_format_1_checkpoint_loads_with_its_padding_rows_cut(cell, tie, tmp_pa
     cfg = ModelConfig(cell=cell, embed_size=4, hidden_size=4, decoder_hidden_size=6, attention_size=4,
                       num_layers=2, tie_embeddings=tie)
     model = Seq2Seq(cfg, src_vocab_size=11, tgt_vocab_size=13)
-    old = {}
-    for name, tensor in model.state_dict().items():
+    old, today = {}, model.state_dict()
+    for name, tensor in today.items():
+        if name == "decoder.context_gates.weight":
+            continue  # format 1 kept C in the first layer's input matrix: [W C]
+        if name == "decoder.rnn.input.0.weight":
+            tensor = torch.cat([tensor, today["decoder.context_gates.weight"]], 1)
         if name.startswith("decoder.rnn."):  # decoder.rnn.input.1.weight -> decoder.rnn.weight_ih_l1
             _, _, side, layer, kind = name.split(".")
             name = f"decoder.rnn.{kind}_{'ih' if side == 'input' else 'hh'}_l{layer}"

@@ -43,16 +43,14 @@ def test_encoder_final_state_is_last_forward_and_first_backward():
         torch.testing.assert_close(out.final[0, b, 6:], out.memory[b, 0, 6:])
 
 
-@pytest.mark.parametrize("grad", [True, False])  # without gradients the scores use the sigmoid form
-def test_attention_masks_padding_and_matches_a_per_sentence_loop(grad):
+def test_attention_masks_padding_and_matches_a_per_sentence_loop():
     torch.manual_seed(0)
     attn = BahdanauAttention(query_size=5, key_size=6, hidden_size=4)
     lengths = [3, 7, 1]
     memory = torch.randn(3, 7, 6)
     mask = torch.arange(7)[None] < torch.tensor(lengths)[:, None]
     query = torch.randn(3, 5)
-    with torch.set_grad_enabled(grad):
-        context, weights = attn(query, attn.project_keys(memory), memory, mask)
+    context, weights = attn(query, attn.project_keys(memory), memory, mask)
     torch.testing.assert_close(weights.sum(-1), torch.ones(3))
     assert torch.all(weights[~mask] == 0)
     for b, n in enumerate(lengths):
@@ -104,14 +102,18 @@ def test_teacher_forcing_equals_stepping(cell, tie, layers):
         state = out.state
 
 
-def torch_rnn_with_our_weights(stacked, input_size: int) -> torch.nn.RNNBase:
-    """nn.RNN/nn.GRU/nn.LSTM holding a StackedCell's weights: PyTorch's own implementation of the cell."""
+def torch_rnn_with_our_weights(dec) -> torch.nn.RNNBase:
+    """nn.RNN/nn.GRU/nn.LSTM holding the decoder's weights (first layer: [W C] on [E y; c]):
+    PyTorch's own implementation of the cell."""
+    stacked = dec.rnn
     cls = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[stacked.kind]
     layers = len(stacked.input)
+    input_size = stacked.input[0].in_features + dec.context_gates.in_features
     ref = cls(input_size, stacked.hidden_size, num_layers=layers, batch_first=True)
     with torch.no_grad():
         for layer, (W, U) in enumerate(zip(stacked.input, stacked.recurrent)):
-            getattr(ref, f"weight_ih_l{layer}").copy_(W.weight)
+            w_ih = torch.cat([W.weight, dec.context_gates.weight], 1) if layer == 0 else W.weight
+            getattr(ref, f"weight_ih_l{layer}").copy_(w_ih)
             getattr(ref, f"bias_ih_l{layer}").copy_(W.bias)
             getattr(ref, f"weight_hh_l{layer}").copy_(U.weight)
             getattr(ref, f"bias_hh_l{layer}").copy_(U.bias)
@@ -124,7 +126,7 @@ def test_step_equals_the_equations_through_the_torch_layers(cell, layers):
     nn.GRU/nn.LSTM/nn.RNN itself, the readout on the concatenation."""
     model = small_model(cell, layers=layers)
     dec = model.decoder
-    ref = torch_rnn_with_our_weights(dec.rnn, 8 + 12)
+    ref = torch_rnn_with_our_weights(dec)
     src, src_lengths = pad(sentences(4, [5, 2, 7])), torch.tensor([5, 2, 7])
     enc = model.encode(src, src_lengths)
     state = model.init_state(enc)

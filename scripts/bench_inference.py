@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""What each decoding speed-up buys: nmt/inference.py's pieces and attention's sigmoid form, each
+switched off in turn, on identical weights and batches, taking turns.
+
+    scripts/bench_inference.py [--search beam|greedy] [--rounds 8] [--threads 1]
+
+A JoeyNMT-sized model (recipes/multi30k_de_en/joeynmt_equiv.yaml's sizes, 5 483 / 3 963 pieces) with
+random weights decodes 64 sentences of 8-19 pieces to the length cap (EOS forbidden), so every
+variant runs the same steps. With one thread the figure is the process's CPU time, which other
+processes on the machine disturb far less than wall time; --threads 2 times the wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import nmt.attention  # noqa: E402
+from nmt.config import DecodeConfig, ModelConfig  # noqa: E402
+from nmt.decoder import DecoderState, StepOutput  # noqa: E402
+from nmt.inference import InferenceModel, PreparedSource  # noqa: E402
+from nmt.model import Seq2Seq  # noqa: E402
+from nmt.search import beam_search, greedy_search  # noqa: E402
+
+
+class NoPadding(InferenceModel):
+    def __init__(self, model):
+        super().__init__(model)
+        self.out_weight = self.out_weight[:self.vocab_size].contiguous()
+
+
+class NoTable(InferenceModel):
+    """The embedding terms as a product per step."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        dec, E = model.decoder, model.decoder.embed.embedding_dim
+        self.embed_weight = torch.cat([dec.rnn.input[0].weight, dec.readout.weight[:, -E:]]).detach()
+        self.embed_bias = torch.cat([dec.rnn.input[0].bias, dec.readout.bias]).detach()
+        self.table = None
+
+    def step(self, tokens, state, source):
+        dec = self.model.decoder
+        return self._finish(F.linear(dec.embed(tokens), self.embed_weight, self.embed_bias), state, source)
+
+    def _finish(self, embedded, state, source):
+        dec, enc = self.model.decoder, source.enc
+        terms, alpha = dec.attention(state.hidden[-1], enc.keys, source.values, enc.mask)
+        x0, read = (terms + embedded).split([self.gates, embedded.size(1) - self.gates], -1)
+        hidden, cell = dec.rnn(x0, state.hidden, state.cell)
+        o = torch.tanh(F.linear(hidden[-1], self.state_weights) + read)
+        return StepOutput(F.linear(o, self.out_weight)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)
+
+
+class NoContextWeights(InferenceModel):
+    """The context through the weights that read it, per step."""
+
+    def encode(self, src, src_lengths):
+        enc = self.model.encode(src, src_lengths)
+        return PreparedSource(enc, enc.memory)
+
+    def step(self, tokens, state, source):
+        dec, enc = self.model.decoder, source.enc
+        context, alpha = dec.attention(state.hidden[-1], enc.keys, enc.memory, enc.mask)
+        terms = F.linear(context, self.context_weights) + F.embedding(tokens, self.table)
+        x0, read = terms.split([self.gates, terms.size(1) - self.gates], -1)
+        hidden, cell = dec.rnn(x0, state.hidden, state.cell)
+        o = torch.tanh(F.linear(hidden[-1], self.state_weights) + read)
+        return StepOutput(F.linear(o, self.out_weight)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)
+
+
+def tanh_scores(v, q, k):
+    return torch.tanh(q + k) @ v
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--search", choices=("beam", "greedy"), default="beam")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    clock = time.process_time if args.threads == 1 else time.perf_counter
+    torch.manual_seed(0)
+    cfg = ModelConfig(embed_size=256, hidden_size=256, decoder_hidden_size=512, attention_size=512)
+    model = Seq2Seq(cfg, 5483, 3963).eval()
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.randint(8, 20, (64,), generator=g)
+    src = torch.randint(4, 5483, (64, int(lengths.max())), generator=g)
+    src[torch.arange(src.size(1))[None] >= lengths[:, None]] = 0
+    opts = DecodeConfig(beam_size=5, max_len_a=1.0, max_len_b=5, min_len=1000)
+    search = beam_search if args.search == "beam" else greedy_search
+    fast_scores = nmt.attention.v_tanh
+    variants = {"Seq2Seq itself": (model, fast_scores), "InferenceModel": (InferenceModel(model), fast_scores),
+                "without padded_output": (NoPadding(model), fast_scores),
+                "without embedding_table": (NoTable(model), fast_scores),
+                "without context_weights": (NoContextWeights(model), fast_scores),
+                "attention scored with tanh": (InferenceModel(model), tanh_scores)}
+    seconds = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, (m, scores) in variants.items():
+            nmt.attention.v_tanh = scores
+            start = clock()
+            search(m, src, lengths, opts)
+            seconds[name].append(clock() - start)
+    best = statistics.median(seconds["InferenceModel"])
+    print(f"{args.search} search, 64 sentences, {args.threads} thread(s), median of {args.rounds}\n")
+    print("| variant | seconds | speed relative to InferenceModel |\n|---|---|---|")
+    for name, values in seconds.items():
+        print(f"| {name} | {statistics.median(values):.3f} | {best / statistics.median(values):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
