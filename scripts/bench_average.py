@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--work", help="where the averages are written (default: a temporary folder)")
     parser.add_argument("--only-ensemble", action="store_true", help="skip the per-run rows")
     parser.add_argument("--no-ensemble", action="store_true", help="skip the ensemble rows")
+    parser.add_argument("--averages-only", action="store_true", help="per run, only the averages' rows")
     parser.add_argument("--limit", type=int, default=0, help="only the split's first N sentences (0 = all)")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
@@ -65,11 +66,11 @@ def main() -> None:
     rows, lasts, averages = [], [], []
     for run in args.runs:
         tag = Path(run).name
-        lasts.append(resolve(Path(run) / "last"))
+        lasts.append(resolve(Path(run) / "last").resolve())
         averages.append(lasts[-1])
-        if not args.only_ensemble:
+        if not (args.only_ensemble or args.averages_only):
             rows.append(measure(f"{tag} last ({lasts[-1].name})", [lasts[-1]], args.split, args.beam_size, args.limit))
-            if resolve(run) != lasts[-1]:
+            if resolve(run).resolve() != lasts[-1]:
                 rows.append(measure(f"{tag} best ({resolve(run).name})", [resolve(run)], args.split, args.beam_size,
                                     args.limit))
         for n in args.last:
