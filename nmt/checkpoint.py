@@ -148,14 +148,20 @@ def upgrade(metadata: dict, state: dict, expected: dict) -> dict:
     return renamed
 
 
+def read_config(ckpt: Path) -> Config:
+    """The config a checkpoint's model was built and trained with."""
+    import yaml
+
+    try:
+        return from_dict(yaml.safe_load((ckpt / "config.yaml").read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError) as err:
+        raise NmtError(f"{ckpt / 'config.yaml'}: unreadable ({err})") from None
+
+
 def load_checkpoint(path: str | Path) -> tuple[Seq2Seq, Tokenizer, Config, dict]:
     """Rebuild the model from the checkpoint's own config and load its weights (eval mode)."""
     ckpt = resolve(path)
-    try:
-        import yaml
-        cfg = from_dict(yaml.safe_load((ckpt / "config.yaml").read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError) as err:
-        raise NmtError(f"{ckpt / 'config.yaml'}: unreadable ({err})") from None
+    cfg = read_config(ckpt)
     tokenizer = Tokenizer.load(ckpt)
     meta = read_meta(ckpt)
     model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)

@@ -142,7 +142,7 @@ def _plot(translator, index: int, line: str, hyp, directory: Path) -> None:
 
     if hyp.attention is None:
         return
-    out = translator.tokenizer.tgt_pieces(hyp.tokens) + (["</s>"] if hyp.finished else [])
+    out = translator.tokenizer.tgt_pieces(hyp.tokens) + ["</s>"]  # EOS ends every hypothesis (forced at the cap)
     plot_attention(hyp.attention.numpy(), translator.tokenizer.src_pieces(line), out,
                    directory / f"{index:06d}.png", title=line[:80])
 

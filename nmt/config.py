@@ -72,8 +72,9 @@ class TrainConfig:
     seed: int = option(42, "seed for initialisation, shuffling and dropout")
     epochs: int = option(10, "maximum epochs", min=1)
     max_steps: int = option(0, "stop after this many updates (0 = no limit)", min=0)
-    max_tokens: int = option(4000, "target tokens per batch (per process, before accumulation)", min=1)
-    accumulate: int = option(1, "gradient accumulation steps", min=1)
+    max_tokens: int = option(4000, "target tokens per update, all processes and micro-batches together: each "
+                                   "process's micro-batches hold max_tokens / (processes x accumulate)", min=1)
+    accumulate: int = option(1, "micro-batches per update on each process (gradient accumulation)", min=1)
     optimizer: str = option("adam", "optimizer", choices=("adam", "adamw"))
     lr: float = option(1e-3, "peak learning rate", min=0)
     weight_decay: float = option(0.0, "weight decay", min=0)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import logging
-import math
 import random
 import shutil
 import signal
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 
 from nmt import checkpoint
 from nmt.config import Config
@@ -49,6 +49,7 @@ class Progress:
     # Validations in a row without a better BLEU: early stopping (train.patience) and the plateau
     # schedule (train.plateau_patience) both act when it reaches their N.
     stalled: int = 0
+    skipped: int = 0  # updates skipped for a non-finite gradient (fp16 overflows included); not in `step`
 
 
 def observe_validation(progress: Progress, bleu: float, tc, schedule, scheduled: bool = True) -> bool:
@@ -92,11 +93,11 @@ def check_free_space(run_dir: Path, parameters: int, keep_last: int) -> None:
 def save(run: Run, progress: Progress, metrics: dict, best: bool) -> None:
     """Checkpoint on the main process: weights for translation, trainer state for --resume."""
     acc = run.accelerator
-    acc.wait_for_everyone()
+    # Each process draws its own dropout masks: every process's streams are kept (a collective call).
+    rng_states = {"processes": gather_object([rng_state()])}
     if acc.is_main_process:
         trainer = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
-                   "progress": vars(progress).copy(),
-                   "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}}
+                   "progress": vars(progress).copy(), "rng": rng_states}
         if acc.scaler is not None:
             trainer["scaler"] = acc.scaler.state_dict()
         meta = {"step": progress.step, "epoch": progress.epoch, **metrics,
@@ -118,10 +119,45 @@ def restore(run: Run) -> Progress:
     run.scheduler.load_state_dict(state["scheduler"])
     if run.accelerator.scaler is not None and "scaler" in state:
         run.accelerator.scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    random.setstate(state["rng"]["python"])
+    set_rng_state(state["rng"], run.accelerator.process_index, run.accelerator.num_processes)
     log.info("resumed from %s (step %d)", ckpt.name, state["progress"]["step"])
     return Progress(**state["progress"])
+
+
+def rng_state() -> dict:
+    """This process's random streams: Python's, torch's CPU generator and, on a GPU, its CUDA generator."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(saved: dict, rank: int, processes: int) -> None:
+    """Restore process `rank`'s streams from a checkpoint's list (one entry per process)."""
+    states = saved["processes"] if "processes" in saved else [saved]  # older checkpoints: one process
+    if len(states) != processes:
+        raise NmtError(f"the checkpoint was written by {len(states)} process(es), this run has {processes}: "
+                       f"the epoch in progress would be split into other batches; resume with {len(states)}")
+    state = states[rank]
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+# What the restored optimizer, scheduler and resume position hold: a resumed run cannot change them.
+RESUME_FIXED = ("optimizer", "lr", "weight_decay", "schedule", "warmup_steps", "plateau_factor",
+                "plateau_patience", "seed", "max_tokens", "accumulate")
+
+
+def check_resume_config(run_dir: Path, cfg: Config) -> None:
+    """Refuse, naming the key, a --set that a resumed run would silently ignore or misapply."""
+    saved = checkpoint.read_config(run_dir / "last")
+    for key in RESUME_FIXED:
+        before, now = getattr(saved.train, key), getattr(cfg.train, key)
+        if before != now:
+            raise NmtError(f"train.{key}: the run was started with {before!r} and cannot change to {now!r} "
+                           "on --resume (the optimizer, schedule and batch order are restored); start a new run")
 
 
 class MetricsLog:
@@ -138,22 +174,19 @@ class MetricsLog:
 
 
 class StopSignal:
-    """SIGINT/SIGTERM ask training to stop after the current update, with a checkpoint (pre-emption)."""
+    """SIGINT/SIGTERM ask training to stop after the current update, with a checkpoint (pre-emption).
+
+    `received` is this process's own signal; `agreed` is set on every process at the same update, from
+    the flag that `nmt.update.update` all-reduces, and only it may end the loop (a process that left on
+    its own signal would leave the others waiting in the next all-reduce).
+    """
 
     def __init__(self):
-        self.received = None
+        self.received, self.agreed = None, None
         self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum, frame):
         self.received = signal.Signals(signum).name
-
-    def agreed(self, accelerator: Accelerator) -> bool:
-        """True on every process as soon as any process got a signal. An all-reduce: every process
-        must call it at the same update."""
-        flag = torch.tensor(float(self.received is not None), device=accelerator.device)
-        if accelerator.num_processes > 1:
-            flag = accelerator.reduce(flag, reduction="sum")
-        return bool(flag > 0)
 
     def restore(self) -> None:
         for sig, handler in self.previous.items():
@@ -161,19 +194,28 @@ class StopSignal:
 
 
 class Window:
-    """Training loss and throughput since the last log line."""
+    """Training loss and throughput since the last log line. The sums stay on the device; `flush`
+    (every train.log_every updates, on every process together) reads them once."""
 
-    def __init__(self):
-        self.loss, self.batches, self.tokens, self.start = 0.0, 0, 0, time.perf_counter()
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.sums, self.start = torch.zeros(3, dtype=torch.float64, device=device), time.perf_counter()
 
-    def add(self, loss: float, tokens: int) -> None:
-        if math.isfinite(loss):
-            self.loss, self.batches = self.loss + loss, self.batches + 1
-        self.tokens += tokens
+    def add(self, loss_sum: torch.Tensor, tokens: torch.Tensor, skipped: bool) -> None:
+        """loss_sum: this process's; tokens: the update's, all processes. A skipped update's loss is NaN
+        or meaningless and counts only in the throughput."""
+        counted = torch.zeros((), dtype=torch.float64, device=self.device) if skipped else loss_sum.double()
+        self.sums += torch.stack([counted, tokens.double() * (not skipped), tokens.double()])
 
-    def flush(self, progress: Progress, lr: float) -> dict:
+    def flush(self, accelerator: Accelerator, progress: Progress, lr: float) -> dict:
+        sums = self.sums
+        if accelerator.num_processes > 1:  # the loss sums are per process; the token counts already global
+            sums = torch.cat([accelerator.reduce(sums[:1].clone(), reduction="sum"), sums[1:]])
+        loss, loss_tokens, all_tokens = sums.tolist()
         elapsed = max(time.perf_counter() - self.start, 1e-9)
-        values = {"epoch": progress.epoch, "train_loss": round(self.loss / max(1, self.batches), 4),
-                  "lr": lr, "tgt_tokens_per_s": round(self.tokens / elapsed, 1)}
-        self.__init__()
+        values = {"epoch": progress.epoch, "train_loss": round(loss / max(1.0, loss_tokens), 4), "lr": lr,
+                  "tgt_tokens_per_s": round(all_tokens / elapsed, 1), "skipped_updates": progress.skipped}
+        if accelerator.scaler is not None:
+            values["loss_scale"] = accelerator.scaler.get_scale()
+        self.__init__(self.device)
         return values

@@ -1,7 +1,10 @@
 """Training with Hugging Face Accelerate: one function and small helpers, no trainer class.
 
-The same code runs in one process or under `accelerate launch --num_processes N`; only the main
-process writes files. Mixed precision, accumulation and DDP are Accelerate's; we only call its idioms.
+The same code runs in one process or under `accelerate launch --num_processes N -m nmt train`; only
+the main process writes files. Mixed precision and DDP are Accelerate's; an update's micro-batches
+(train.accumulate) are grouped here and run under Accelerate's `no_sync` (nmt/update.py), because the
+loss is normalised by the target tokens of the whole update, which must be known before the first
+backward. train.max_tokens is that whole update's budget, on any number of processes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
@@ -26,12 +28,14 @@ from nmt.errors import NmtError
 from nmt.evaluate import evaluate_checkpoint, score
 from nmt.model import Seq2Seq, count_parameters
 from nmt.optim import build_optimizer, build_scheduler
-from nmt.run_state import (MetricsLog, Progress, Run, StopSignal, Window, check_free_space, check_run_dir,
-                           observe_validation, restore, save)
+from nmt.run_state import (MetricsLog, Progress, Run, StopSignal, Window, check_free_space, check_resume_config,
+                           check_run_dir, observe_validation, restore, save)
 from nmt.tokenizer import PAD, Tokenizer
 from nmt.translate import decode_ids
+from nmt.update import micro_batch_tokens, token_loss_sum, update, update_groups
 
 log = logging.getLogger("nmt.train")
+MIN_LOSS_SCALE = 2.0 ** -14  # fp16: a loss scale below this means non-finite losses, not overflows
 
 
 def prepare_tokenizer(cfg: Config, run_dir: Path, train_ds, accelerator: Accelerator) -> Tokenizer:
@@ -61,27 +65,21 @@ def load_data(cfg: Config, run_dir: Path, accelerator: Accelerator):
     return tokenizer, train_ds, valid_ds
 
 
-def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Mean token cross-entropy; logits (B, T, V), target (B, T)."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=PAD,
-                           label_smoothing=smoothing)
-
-
 @torch.inference_mode()
-def validate(model, valid_ds, tokenizer: Tokenizer, cfg: Config, accelerator: Accelerator) -> dict:
+def validate(model, valid_ds, tokenizer: Tokenizer, cfg: Config, accelerator: Accelerator,
+             max_tokens: int) -> dict:
     """Validation loss/perplexity and greedy BLEU; each process takes a share of the sentences."""
     model.eval()
     total, tokens = torch.zeros(2, device=accelerator.device).unbind(0)
     with accelerator.split_between_processes(list(range(len(valid_ds)))) as mine:
         share = valid_ds.select(mine)
-        loader, _ = data.make_loader(share, cfg.train.max_tokens, 0, shuffle=False)
+        loader, _ = data.make_loader(share, max_tokens, 0, shuffle=False)
         with accelerator.autocast():
             for batch in loader:
                 batch = data.Batch(*(t.to(accelerator.device) for t in batch))
                 logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-                n = (batch.tgt_out != PAD).sum()
-                total = total + loss_fn(logits, batch.tgt_out, 0.0) * n
-                tokens = tokens + n
+                total = total + token_loss_sum(logits, batch.tgt_out, 0.0)
+                tokens = tokens + (batch.tgt_out != PAD).sum()
             greedy = dataclasses.replace(cfg.decode, beam_size=1)
             hyps = decode_ids(model, list(share["src_ids"]), greedy, accelerator.device) if len(share) else []
         pairs = list(zip(mine, tokenizer.decode([h[0].tokens for h in hyps])))
@@ -97,15 +95,22 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     """Train a model as `cfg` says, in `run_dir`; returns the final validation and test scores."""
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume)
+    if resume:
+        check_resume_config(run_dir, cfg)
+    # Accumulation is nmt.update's (no_sync over an update's micro-batches), not Accelerate's
+    # gradient_accumulation_steps: the loss is normalised by the tokens of the whole update.
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision,
-                              gradient_accumulation_steps=cfg.train.accumulate,
                               log_with="tensorboard" if cfg.train.tensorboard else None,
                               project_dir=str(run_dir))
     if cfg.train.mixed_precision == "fp16" and accelerator.scaler is None:
         raise NmtError(f"train.mixed_precision: fp16 needs a GPU ({accelerator.device} has no fp16 autocast "
                        "with a gradient scaler in Accelerate); use bf16 or no")
+    share = micro_batch_tokens(cfg.train, accelerator.num_processes)
     if not accelerator.is_main_process:
         logging.getLogger("nmt").setLevel(logging.WARNING)  # one copy of the log, from rank 0
+    log.info("global batch: up to %d target tokens per update = %d process(es) x %d micro-batch(es) x %d tokens",
+             share * accelerator.num_processes * cfg.train.accumulate, accelerator.num_processes,
+             cfg.train.accumulate, share)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     set_seed(cfg.train.seed)
@@ -119,7 +124,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     check_free_space(run_dir, count_parameters(model), cfg.train.keep_last)
     optimizer = build_optimizer(cfg.train, model.parameters())
     scheduler = build_scheduler(cfg.train, optimizer)  # stepped by us: one step per update
-    loader, sampler = data.make_loader(train_ds, cfg.train.max_tokens, cfg.train.seed, shuffle=True)
+    loader, sampler = data.make_loader(train_ds, share, cfg.train.seed, shuffle=True)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     run = Run(cfg, run_dir, accelerator, model, optimizer, scheduler, tokenizer,
               MetricsLog(accelerator, run_dir / "metrics.jsonl"))
@@ -129,11 +134,13 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
         results = {"valid": _loop(run, loader, sampler, valid_ds, progress, stop)}
     finally:
         stop.restore()
-    if stop.received:
+    if stop.agreed:
         if accelerator.is_main_process:
-            print(f"stopped by {stop.received} at step {progress.step}; checkpoint saved. Continue with:\n"
-                  f"  nmt-train {run_dir / 'config.yaml'} --run-dir {run_dir} --resume", file=sys.stderr)
-        return {"stopped": stop.received, "step": progress.step}
+            launcher = (f"accelerate launch --num_processes {accelerator.num_processes} ... -m nmt train"
+                        if accelerator.num_processes > 1 else "nmt-train")
+            print(f"stopped by {stop.agreed} at step {progress.step}; checkpoint saved. Continue with:\n"
+                  f"  {launcher} {run_dir / 'config.yaml'} --run-dir {run_dir} --resume", file=sys.stderr)
+        return {"stopped": stop.agreed, "step": progress.step}
     # One number per process: replicas that drifted apart under DDP would show different sums.
     checksum = sum(p.detach().double().sum().item() for p in accelerator.unwrap_model(model).parameters())
     run.metrics(progress.step, weights_checksum_per_process=gather_object([checksum]))
@@ -146,68 +153,61 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     return results
 
 
-def _update(run: Run, batch: data.Batch, bad_losses: int) -> tuple[float, int]:
-    """Forward, backward and (at the end of an accumulation cycle) an optimizer step.
-
-    A non-finite loss is skipped on every process; returns (loss, consecutive non-finite losses).
-    """
-    acc, tc = run.accelerator, run.cfg.train
-    with acc.accumulate(run.model):
-        logits = run.model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
-        finite = torch.isfinite(loss.detach()).float()
-        if acc.num_processes > 1:
-            finite = acc.reduce(finite, reduction="min")
-        if not finite:
-            run.optimizer.zero_grad(set_to_none=True)
-            log.warning("non-finite loss skipped (%d in a row)", bad_losses + 1)
-            if bad_losses + 1 >= tc.max_bad_losses:
-                raise NmtError(f"{bad_losses + 1} non-finite losses in a row; stopping. The last good "
-                               f"checkpoint is kept; try a lower train.lr or train.mixed_precision=no")
-            return float("nan"), bad_losses + 1
-        acc.backward(loss)
-        if acc.sync_gradients and tc.clip_norm:
-            acc.clip_grad_norm_(run.model.parameters(), tc.clip_norm)
-        run.optimizer.step()
-        run.optimizer.zero_grad(set_to_none=True)
-    return loss.item(), 0
+def _update(run: Run, group: list[data.Batch], progress: Progress, stop: StopSignal, bad: int):
+    """One update with its bookkeeping; returns (outcome, consecutive skipped updates)."""
+    tc = run.cfg.train
+    outcome = update(run.model, run.optimizer, run.accelerator, group, tc.label_smoothing, tc.clip_norm,
+                     stop.received is not None)
+    progress.batches_done += len(group)
+    if outcome.stop:  # the agreed flag, never the local one: every process leaves at this update
+        stop.agreed = stop.received or "a stop signal on another process"
+    if not outcome.skipped:
+        run.scheduler.step()
+        progress.step += 1
+        return outcome, 0
+    progress.skipped += 1
+    scaler = run.accelerator.scaler
+    if scaler is not None and scaler.get_scale() >= MIN_LOSS_SCALE:
+        # An fp16 overflow, which the scaler has answered by lowering its scale (logged as loss_scale);
+        # only a scale collapsing below MIN_LOSS_SCALE means the loss itself is broken (fairseq's rule).
+        log.info("update skipped: fp16 overflow, loss scale now %g (%d skipped in all)", scaler.get_scale(),
+                 progress.skipped)
+        return outcome, 0
+    log.warning("update skipped: non-finite gradient (%d in a row, %d in all)", bad + 1, progress.skipped)
+    if bad + 1 >= tc.max_bad_losses:
+        raise NmtError(f"{bad + 1} non-finite updates in a row; stopping. The last good checkpoint is kept; "
+                       "try a lower train.lr or train.mixed_precision=no")
+    return outcome, bad + 1
 
 
 def _loop(run: Run, loader, sampler, valid_ds, progress: Progress, stop: StopSignal) -> dict:
     """Epochs of updates, with validation, checkpoints, early stopping, a step limit and signals."""
     acc, tc = run.accelerator, run.cfg.train
-    total = tc.max_steps or tc.epochs * max(1, len(loader) // tc.accumulate)
+    total = tc.max_steps or tc.epochs * max(1, math.ceil(len(loader) / tc.accumulate))
     bar = tqdm(total=total, initial=progress.step, disable=not acc.is_main_process,
                desc="train", unit="step", mininterval=5, dynamic_ncols=True)
-    window = Window()
-    last_valid, validated_at, bad_losses = {}, -1, 0
-    while progress.epoch < tc.epochs and not _done(tc, progress):
+    window = Window(acc.device)
+    last_valid, validated_at, bad = {}, -1, 0
+    while progress.epoch < tc.epochs and not _done(tc, progress) and not stop.agreed:
         sampler.use_epoch(progress.epoch)
         skip = progress.batches_done  # resume mid-epoch: same order, batches already seen skipped
-        for batch in acc.skip_first_batches(loader, skip) if skip else loader:
-            loss, bad_losses = _update(run, batch, bad_losses)
-            progress.batches_done += 1
-            window.add(loss, int((batch.tgt_out != PAD).sum()) * acc.num_processes)
-            if not acc.sync_gradients or bad_losses:
-                continue
-            if not acc.optimizer_step_was_skipped:
-                run.scheduler.step()
-            progress.step += 1
-            bar.update(1)
-            if progress.step % tc.log_every == 0:
-                values = window.flush(progress, run.scheduler.get_last_lr()[0])
-                run.metrics(progress.step, **values)
-                bar.set_postfix(loss=f"{values['train_loss']:.3f}", tok_s=f"{values['tgt_tokens_per_s']:.0f}")
-            if progress.step % tc.eval_every == 0:
-                last_valid, validated_at = _validate_and_save(run, valid_ds, progress), progress.step
-            if _done(tc, progress) or stop.agreed(acc):
+        for group in update_groups(acc.skip_first_batches(loader, skip) if skip else loader, tc.accumulate):
+            outcome, bad = _update(run, group, progress, stop, bad)
+            window.add(outcome.loss_sum, outcome.tokens, outcome.skipped)
+            if not outcome.skipped:
+                bar.update(1)
+                if progress.step % tc.log_every == 0:
+                    values = window.flush(acc, progress, run.scheduler.get_last_lr()[0])
+                    run.metrics(progress.step, **values)
+                    bar.set_postfix(loss=f"{values['train_loss']:.3f}", tok_s=f"{values['tgt_tokens_per_s']:.0f}")
+                if progress.step % tc.eval_every == 0:
+                    last_valid, validated_at = _validate_and_save(run, valid_ds, progress), progress.step
+            if _done(tc, progress) or stop.agreed:
                 break
         else:
             progress.epoch, progress.batches_done = progress.epoch + 1, 0
-        if stop.received:
-            break
     bar.close()
-    if stop.received:
+    if stop.agreed:
         save(run, progress, {}, best=False)
     elif validated_at != progress.step:
         last_valid = _validate_and_save(run, valid_ds, progress, scheduled=False)
@@ -228,7 +228,9 @@ def _validate_and_save(run: Run, valid_ds, progress: Progress, scheduled: bool =
     and a higher limit would train differently from a run given the higher limit at once.
     """
     start = time.perf_counter()
-    result = validate(run.accelerator.unwrap_model(run.model), valid_ds, run.tokenizer, run.cfg, run.accelerator)
+    acc = run.accelerator
+    result = validate(acc.unwrap_model(run.model), valid_ds, run.tokenizer, run.cfg, acc,
+                      micro_batch_tokens(run.cfg.train, acc.num_processes))
     improved = observe_validation(progress, result["valid_bleu"], run.cfg.train, run.scheduler.lr_lambdas[0],
                                   scheduled)
     run.metrics(progress.step, epoch=progress.epoch, **result, best_bleu=progress.best_bleu,

@@ -78,3 +78,24 @@ def reverse_run(tmp_path_factory):
     result = run_cli("nmt-train", str(recipe), "--run-dir", str(root / "run"), *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
     return root, corpus, result
+
+
+# Tensor methods that copy a value to the host: on a GPU each waits for the queued work to finish.
+HOST_READS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero", "cpu", "numpy")
+
+
+class HostSyncs:
+    """Counts calls of HOST_READS (from any code, torch's and Accelerate's included) while active."""
+
+    def __init__(self, monkeypatch):
+        import torch
+
+        self.count = 0
+        for name in HOST_READS:
+            original = getattr(torch.Tensor, name)
+
+            def counted(*args, _original=original, **kwargs):
+                self.count += 1
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, name, counted)

@@ -84,3 +84,36 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(setup):
         resumed = run_cli("nmt-train", str(recipe), "--run-dir", str(run_dir), "--resume")
         assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert_same_weights(run_dir, expected)
+
+
+def test_resume_refuses_a_changed_optimizer_setting(setup):
+    root, recipe, args, _ = setup
+    run_dir = root / "full"
+    saved = (run_dir / "config.yaml").read_text()
+    result = run_cli("nmt-train", str(recipe), "--run-dir", str(run_dir), "--resume", "--set", "train.lr=0.01",
+                     "--set", f"train.max_steps={STEPS + 5}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: train.lr: the run was started with 0.001 and cannot change to 0.01 on --resume (the optimizer, "
+        "schedule and batch order are restored); start a new run"]
+    assert (run_dir / "config.yaml").read_text() == saved  # nothing rewritten
+
+
+def test_each_process_restores_its_own_random_streams():
+    import random
+
+    import torch
+
+    from nmt.errors import NmtError
+    from nmt.run_state import rng_state, set_rng_state
+
+    states = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        states.append(rng_state())
+    expected = (torch.rand(3), random.random())  # what process 1 draws next
+    set_rng_state({"processes": states}, rank=1, processes=2)
+    assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
+    with pytest.raises(NmtError, match="written by 2 process"):
+        set_rng_state({"processes": states}, rank=0, processes=1)

@@ -13,6 +13,8 @@ from nmt.encoder import EncoderOutput
 from nmt.search import beam_search, greedy_search, length_penalty, select_candidates
 from nmt.tokenizer import BOS, EOS
 
+from conftest import HostSyncs
+
 A, B_, C = 4, 5, 6  # token ids of the toy vocabulary (0-3 are pad/unk/bos/eos)
 
 
@@ -73,13 +75,40 @@ def test_length_penalty_changes_the_choice():
     assert normalised.score == pytest.approx(math.log(0.45) / length_penalty(3, 2.0))
 
 
-def test_length_cap_reports_unfinished_hypotheses():
+def test_length_cap_forces_eos_and_reports_unfinished_hypotheses():
+    # Cap 4 pieces with the EOS: three A's, then EOS is the only choice, at its own probability 0.1.
     loop = {BOS: {A: 1.0}, A: {A: 0.9, EOS: 0.1}}
-    hyp = decode(TableModel(loop), DecodeConfig(beam_size=1, length_penalty=0.0, max_len_a=0.0, max_len_b=4))[0][0]
-    assert hyp.tokens == [A, A, A, A] and not hyp.finished
-    greedy = greedy_search(TableModel(loop), torch.full((1, 3), 6), torch.tensor([3]),
-                           DecodeConfig(max_len_a=0.0, max_len_b=4))[0]
-    assert greedy.tokens == [A, A, A, A] and not greedy.finished
+    opts = DecodeConfig(beam_size=1, length_penalty=0.0, max_len_a=0.0, max_len_b=4)
+    hyp = decode(TableModel(loop), opts)[0][0]
+    greedy = greedy_search(TableModel(loop), torch.full((1, 3), 6), torch.tensor([3]), opts)[0]
+    for h in (hyp, greedy):
+        assert h.tokens == [A, A, A] and not h.finished
+        assert h.score == pytest.approx(math.log(0.9 * 0.9 * 0.1))
+
+
+def test_capped_hypotheses_cannot_outrank_finished_ones():
+    """fairseq forces EOS at the cap, so a hypothesis that never ends pays for its EOS like any other.
+    Scored without it, A A (log 0.5 * 0.99 * 0.99 at the cap) would head the n-best list above the
+    finished B (log 0.5 * 0.6)."""
+    table = {BOS: {A: 0.5, B_: 0.5}, A: {A: 0.99, EOS: 0.01}, B_: {EOS: 0.6, C: 0.4}, C: {C: 1.0}}
+    opts = DecodeConfig(beam_size=2, length_penalty=0.0, max_len_a=0.0, max_len_b=3)
+    hyps = decode(TableModel(table), opts, nbest=2)[0]
+    assert [(h.tokens, h.finished) for h in hyps] == [([B_], True), ([A, A], False)]
+    assert [h.score for h in hyps] == pytest.approx([math.log(0.5 * 0.6), math.log(0.5 * 0.99 * 0.01)])
+
+
+def test_beam_search_reads_the_host_a_few_times_per_step_not_per_hypothesis(monkeypatch):
+    """Each host read waits for a GPU's queue: once per step (which candidates ended, which sentences
+    are done) and once per step that ends hypotheses (their rows, in one copy), plus the pruning."""
+    table = {BOS: {A: 0.4, B_: 0.3, C: 0.3}, A: {EOS: 0.3, A: 0.3, B_: 0.2, C: 0.2},
+             B_: {EOS: 0.4, A: 0.3, C: 0.3}, C: {EOS: 0.2, A: 0.4, B_: 0.4}}
+    opts = DecodeConfig(beam_size=4, length_penalty=1.0, max_len_a=0.0, max_len_b=8)
+    syncs = HostSyncs(monkeypatch)
+    hyps = decode(TableModel(table), opts, nbest=4, n=16)
+    count = syncs.count
+    monkeypatch.undo()
+    assert sum(len(h) for h in hyps) == 64  # 64 hypotheses came back ...
+    assert count <= 4 * 8 + 2  # ... with at most 4 reads per step of the 8 (and 2 to start)
 
 
 def test_min_len_forbids_an_early_eos():

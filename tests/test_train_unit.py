@@ -1,45 +1,15 @@
-"""Pieces of the training loop checked in-process: non-finite losses, the LR schedule, bf16 on CPU."""
+"""Pieces of the training loop checked in-process: the LR schedule, stalls, bf16 on CPU (updates: test_update.py)."""
 
 import json
 
 import pytest
 import torch
-from accelerate import Accelerator
 
 from conftest import TINY, reverse_corpus, run_cli
-from nmt.config import Config, TrainConfig
-from nmt.data import collate
-from nmt.errors import NmtError
-from nmt.optim import LRSchedule, build_optimizer, build_scheduler
-from nmt.run_state import Progress, Run, observe_validation
-from nmt.train import _done, _update
-
-
-class Poisoned(torch.nn.Module):
-    """Returns NaN logits, as a model does after an fp16 overflow or a bad batch."""
-
-    def __init__(self):
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.ones(3))
-
-    def forward(self, src, src_lengths, tgt_in):
-        return (self.weight.sum() * float("nan")).expand(*tgt_in.shape, 10)
-
-
-def test_non_finite_losses_are_skipped_then_training_stops(tmp_path):
-    cfg = Config(train=TrainConfig(max_bad_losses=3))
-    model = Poisoned()
-    optimizer = build_optimizer(cfg.train, model.parameters())
-    run = Run(cfg, tmp_path, Accelerator(cpu=True), model, optimizer, build_scheduler(cfg.train, optimizer),
-              tokenizer=None, metrics=None)
-    batch = collate([{"src_ids": [5, 3], "tgt_ids": [6, 7]}])
-    bad = 0
-    for expected in (1, 2):
-        loss, bad = _update(run, batch, bad)
-        assert bad == expected and loss != loss  # NaN
-        assert torch.equal(model.weight.detach(), torch.ones(3))  # no update was applied
-    with pytest.raises(NmtError, match="3 non-finite losses in a row; stopping"):
-        _update(run, batch, bad)
+from nmt.config import TrainConfig
+from nmt.optim import LRSchedule
+from nmt.run_state import Progress, observe_validation
+from nmt.train import _done
 
 
 def test_schedules():
@@ -75,3 +45,18 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     losses = [json.loads(x)["train_loss"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
               if "train_loss" in x]
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the question is cuDNN's")
+def test_bf16_autocast_does_not_run_the_cudnn_encoder_in_fp16():
+    """Issue 12, item 5: autocast's cuDNN RNN wrapper once reflattened weights into an fp16 buffer,
+    which under bf16 would be fp16 without loss scaling. Not yet run: no GPU has been lent."""
+    from nmt.config import ModelConfig
+    from nmt.model import Seq2Seq
+
+    model = Seq2Seq(ModelConfig(cell="lstm", embed_size=16, hidden_size=16, decoder_hidden_size=16,
+                                attention_size=16), 20, 20).cuda()
+    src = torch.randint(4, 20, (3, 7), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        enc = model.encoder(src, torch.tensor([7, 5, 2], device="cuda"))
+    assert enc.memory.dtype != torch.float16

@@ -41,9 +41,16 @@ def _carry_on(scores, tokens, beams, K: int):
 @torch.inference_mode()
 def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: DecodeConfig,
                 nbest: int = 1, return_attention: bool = False) -> list[list[Hypothesis]]:
-    """Up to `nbest` hypotheses per sentence, best score (length-normalised log-probability) first."""
+    """Up to `nbest` hypotheses per sentence, best score (length-normalised log-probability) first.
+
+    At its length cap a hypothesis can only end (EOS is forced, as in fairseq), so every hypothesis
+    is scored alike, EOS term included. The host reads the device a few times per step (which
+    candidates ended and which sentences are done, then the ended rows in one copy), never once
+    per hypothesis: on a GPU each read waits for the queue.
+    """
     B, K, device = src.size(0), opts.beam_size, src.device
     caps = max_lengths(src_lengths, opts.max_len_a, opts.max_len_b)  # (B,)
+    host_caps = caps.tolist()
     enc = model.encode(src, src_lengths)
     # State rows are hypotheses, K per sentence, sentence-major; enc keeps one row per sentence.
     rows = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,)
@@ -56,38 +63,32 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
     sentence = torch.arange(B, device=device)  # original index of each active sentence
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     n_finished = torch.zeros(B, dtype=torch.long, device=device)
-    for t in range(int(caps.max())):
+    for t in range(max(host_caps)):
         out = model.step(tokens, state, enc)
-        step_scores = log_probs(out.logits.view(len(sentence), K, -1), t, opts)  # (b, K, V)
+        last = t + 1 >= caps[sentence]  # (b,) at the cap: only EOS may follow
+        step_scores = log_probs(out.logits.view(len(sentence), K, -1), t, opts, last[:, None])  # (b, K, V)
         cand_scores, cand_tokens, cand_beams = select_candidates(step_scores, scores)
         flat_beams = cand_beams + (torch.arange(len(sentence), device=device) * K)[:, None]  # (b, 2K)
-        attn_now = out.attention.unsqueeze(1) if return_attention else None
         if return_attention:
+            attn_now = out.attention.unsqueeze(1)
             attn_history = attn_now if attn_history is None else torch.cat([attn_history, attn_now], 1)
         # EOS among the K best candidates ends a hypothesis (fairseq's rule).
-        ended = (cand_tokens[:, :K] == EOS) & torch.isfinite(cand_scores[:, :K])
+        ended = (cand_tokens[:, :K] == EOS) & torch.isfinite(cand_scores[:, :K])  # (b, K)
         n_finished.index_add_(0, sentence, ended.sum(1))
-        for b, j in ended.nonzero().tolist():
-            row = int(flat_beams[b, j])
-            finished[int(sentence[b])].append(_hypothesis(history[row], cand_scores[b, j], True, opts,
-                                                          None if attn_history is None else attn_history[row]))
+        done = (n_finished[sentence] >= K) | last  # (b,)
+        any_ended, all_done, any_done = torch.stack([ended.any(), done.all(), done.any()]).tolist()
+        if any_ended:
+            _set_aside(finished, ended, sentence, flat_beams[:, :K], cand_scores[:, :K], history, attn_history,
+                       t, host_caps, opts)
+        if all_done:
+            break
         scores, next_tokens, beams = _carry_on(cand_scores, cand_tokens, flat_beams, K)
         rows = beams.view(-1)
         history = torch.cat([history.index_select(0, rows), next_tokens.view(-1, 1)], 1)
         if attn_history is not None:
             attn_history = attn_history.index_select(0, rows)
         state, tokens = out.state.select(rows), next_tokens.view(-1)
-        at_cap = t + 1 >= caps[sentence]
-        n_done = n_finished[sentence]
-        done = (n_done >= K) | at_cap
-        for b in (at_cap & (n_done < nbest)).nonzero().flatten().tolist():
-            for k in range(K):  # out of length: the live beams are reported unfinished
-                row = b * K + k
-                finished[int(sentence[b])].append(_hypothesis(history[row], scores[b, k], False, opts,
-                                                              None if attn_history is None else attn_history[row]))
-        if done.all():
-            break
-        if done.any():
+        if any_done:
             keep = (~done).nonzero().flatten()
             keep_rows = (keep[:, None] * K + torch.arange(K, device=device)).view(-1)
             sentence, scores = sentence[keep], scores[keep]
@@ -98,8 +99,19 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
     return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in finished]
 
 
-def _hypothesis(tokens: torch.Tensor, score: torch.Tensor, ended: bool, opts: DecodeConfig,
-                attention: torch.Tensor | None) -> Hypothesis:
-    length = len(tokens) + (1 if ended else 0)
-    return Hypothesis(tokens.tolist(), float(score) / length_penalty(length, opts.length_penalty), ended,
-                      None if attention is None else attention[:length].float().cpu())
+def _set_aside(finished: list[list[Hypothesis]], ended, sentence, beams, scores, history, attn_history,
+               t: int, caps: list[int], opts: DecodeConfig) -> None:
+    """Append step t's ended candidates ((b, K) mask `ended`) to their sentences' finished lists,
+    copying their rows to the host at once."""
+    where = ended.flatten().nonzero().flatten()
+    rows = beams.flatten()[where]  # their histories' rows
+    sentences = sentence.repeat_interleave(ended.size(1))[where]
+    # Token ids and sentence indices are exact in float64: one copy for all of them.
+    table = torch.cat([sentences[:, None].double(), scores.flatten()[where, None].double(),
+                       history.index_select(0, rows).double()], 1).tolist()
+    weights = None if attn_history is None else attn_history.index_select(0, rows).float().cpu()
+    norm = length_penalty(t + 1, opts.length_penalty)  # t tokens and the EOS
+    for i, (s, score, *tokens) in enumerate(table):
+        s = int(s)
+        finished[s].append(Hypothesis([int(x) for x in tokens], score / norm, t + 1 < caps[s],
+                                      None if weights is None else weights[i]))

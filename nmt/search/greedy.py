@@ -23,7 +23,7 @@ def greedy_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Dec
     steps, scores, attns = [], torch.zeros(B, device=src.device), []
     for t in range(int(caps.max())):
         out = model.step(tokens, state, enc)
-        best, tokens = log_probs(out.logits, t, opts).max(dim=-1)  # (B,), (B,)
+        best, tokens = log_probs(out.logits, t, opts, t + 1 >= caps).max(dim=-1)  # (B,), (B,); EOS at the cap
         scores += best * alive
         steps.append(torch.where(alive, tokens, EOS))
         attns.append(out.attention)
@@ -35,13 +35,12 @@ def greedy_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Dec
 
 
 def _collect(seqs: torch.Tensor, scores: torch.Tensor, caps: torch.Tensor, attn) -> list[Hypothesis]:
-    """(B, T) token matrix -> hypotheses cut at the first EOS or at the cap."""
+    """(B, T) token matrix -> hypotheses cut at their EOS (there is one: it is forced at the cap)."""
     hyps = []
-    for b, row in enumerate(seqs.tolist()):
-        cap = int(caps[b])
-        end = row.index(EOS) if EOS in row[:cap] else cap
-        finished = end < cap
-        keep = end + 1 if finished else end
-        weights = None if attn is None else attn[b, :keep].float().cpu()
-        hyps.append(Hypothesis(row[:end], float(scores[b]), finished, weights))
+    for row, cap, score in zip(seqs.tolist(), caps.tolist(), scores.tolist()):
+        end = row.index(EOS)
+        hyps.append(Hypothesis(row[:end], score, end + 1 < cap, None))
+    if attn is not None:
+        for b, hyp in enumerate(hyps):
+            hyp.attention = attn[b, :len(hyp.tokens) + 1].float().cpu()
     return hyps

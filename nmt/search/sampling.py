@@ -57,7 +57,7 @@ def sample(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: DecodeConf
     steps, scores, attns = [], torch.zeros(len(rows), device=src.device), []
     for t in range(int(caps.max())):
         out = model.step(tokens, state, enc)
-        model_lp = log_probs(out.logits, t, opts)  # (B*n, V)
+        model_lp = log_probs(out.logits, t, opts, t + 1 >= caps)  # (B*n, V); EOS at the cap
         drawn = truncate(model_lp, opts.temperature, opts.top_k, opts.top_p).exp()
         tokens = torch.multinomial(drawn, 1, generator=generator).squeeze(1)  # (B*n,)
         scores += model_lp.gather(1, tokens[:, None]).squeeze(1) * alive
