@@ -9,6 +9,7 @@ At every step the log-probabilities are reshaped in this order, as in fairseq an
                  probable token always stays
     renormalise  the kept tokens' probabilities, then draw one
 
+At the length cap only EOS may follow (nmt/search/common.py), as in greedy and beam search.
 A hypothesis's score is the sum of the model's own log-probabilities of the drawn tokens (before
 temperature and truncation), so that samples can be compared and reranked like search output.
 Draws come from a `torch.Generator`: the same seed, input and batch give the same samples.
