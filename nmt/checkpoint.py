@@ -43,13 +43,7 @@ def save_checkpoint(run_dir: Path, model, cfg: Config, tokenizer: Tokenizer, met
         tmp = ckpt_root / f".tmp-{final.name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        # save_model handles tied (shared) weights
-        save_model(model, str(tmp / "model.safetensors"), metadata={"nmt_format": str(FORMAT_VERSION)})
-        save_config(cfg, tmp / "config.yaml")
-        tokenizer.copy_to(tmp)
-        (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, **meta}, indent=1))
-        if trainer_state is not None:
-            torch.save(trainer_state, tmp / "trainer.pt")
+        write_files(tmp, model, cfg, tokenizer, meta, trainer_state)
         os.replace(tmp, final)
     for name in links:
         link_tmp = run_dir / f".{name}.tmp"
@@ -58,6 +52,18 @@ def save_checkpoint(run_dir: Path, model, cfg: Config, tokenizer: Tokenizer, met
         os.replace(link_tmp, run_dir / name)
     _prune(run_dir, keep_last)
     return final
+
+
+def write_files(directory: Path, model, cfg: Config, tokenizer: Tokenizer, meta: dict,
+                trainer_state: dict | None = None) -> None:
+    """A checkpoint's files into an existing (temporary) directory."""
+    # save_model handles tied (shared) weights
+    save_model(model, str(directory / "model.safetensors"), metadata={"nmt_format": str(FORMAT_VERSION)})
+    save_config(cfg, directory / "config.yaml")
+    tokenizer.copy_to(directory)
+    (directory / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, **meta}, indent=1))
+    if trainer_state is not None:
+        torch.save(trainer_state, directory / "trainer.pt")
 
 
 def _prune(run_dir: Path, keep_last: int) -> None:

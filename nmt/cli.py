@@ -177,14 +177,24 @@ def _plot(translator, index: int, line: str, hyp, directory: Path) -> None:
 
 @user_errors
 def translate_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="nmt-translate", description="Translate text with a trained model.")
-    parser.add_argument("model", help="run directory (uses its best checkpoint) or checkpoint directory")
+    parser = argparse.ArgumentParser(prog="nmt-translate", description="Translate text with a trained model "
+                                     "(or the ensemble of several).")
+    parser.add_argument("model", nargs="+", help="run directory (uses its best checkpoint) or checkpoint directory; "
+                        "several: decode with their ensemble (mean of their log-probabilities per step)")
     parser.add_argument("-i", "--input", help="input file, one sentence per line (default: stdin)")
     parser.add_argument("-o", "--output", help="output file (default: stdout)")
     parser.add_argument("--beam-size", type=int, help="beam size, 1 = greedy (default: the checkpoint's)")
     parser.add_argument("--length-penalty", type=float, help="GNMT length penalty alpha (0 = none)")
     parser.add_argument("--batch-size", type=int, help="sentences per batch (default: the checkpoint's)")
-    parser.add_argument("--nbest", type=int, default=1, help="output N hypotheses per line (TSV: index, score, text)")
+    parser.add_argument("--nbest", type=int, default=1, help="output N hypotheses (or N samples with --sampling) "
+                        "per line (TSV: index, score, text)")
+    parser.add_argument("--sampling", action="store_true", help="draw each token at random instead of searching")
+    parser.add_argument("--temperature", type=float, help="sampling: divide log-probabilities by T (default 1)")
+    parser.add_argument("--top-k", type=int, help="sampling: only the K most probable tokens (default 0 = all)")
+    parser.add_argument("--top-p", type=float, help="sampling: only the most probable tokens whose mass reaches P "
+                        "(nucleus; default 1 = all)")
+    parser.add_argument("--seed", type=int, help="sampling: random seed; the same seed gives the same output "
+                        "(default: the checkpoint's decode.seed)")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="plain text or JSON lines")
     parser.add_argument("--attention", action="store_true", help="include attention weights in JSON output")
     parser.add_argument("--plot-attention", metavar="DIR", help="write one attention heatmap PNG per line")
@@ -198,12 +208,15 @@ def translate_main(argv=None) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise NmtError(f"--{flag.replace('_', '-')}: must be at least 1, got {value}")
-    if args.beam_size is not None and args.nbest > args.beam_size:
-        raise NmtError(f"--nbest {args.nbest} needs --beam-size of at least {args.nbest}")
+    _check_decoding_flags(args)
     _quiet_libraries()
+    import torch
+
     from nmt.translate import Translator
 
     translator = Translator.load(args.model, device=args.device, dtype=args.dtype)
+    sampling = translator.options(sampling=args.sampling or None, seed=args.seed)
+    generator = torch.Generator(translator.device).manual_seed(sampling.seed) if sampling.sampling else None
     plots = Path(args.plot_attention) if args.plot_attention else None
     if plots:
         plots.mkdir(parents=True, exist_ok=True)
@@ -212,7 +225,9 @@ def translate_main(argv=None) -> int:
         for first, lines in _read_chunks(stream, args.input or "stdin", args.bad_bytes, args.chunk_size):
             found = translator.translate_hyps(lines, nbest=args.nbest, first_line=first,
                                               return_attention=bool(plots or args.attention), beam_size=beam,
-                                              length_penalty=args.length_penalty, batch_size=args.batch_size)
+                                              length_penalty=args.length_penalty, batch_size=args.batch_size,
+                                              generator=generator, sampling=args.sampling or None,
+                                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
             # One batched detokenization per chunk: a call per line costs more than the decoding.
             texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))
             for offset, (line, hyps) in enumerate(zip(lines, found)):
@@ -223,11 +238,26 @@ def translate_main(argv=None) -> int:
     return 0
 
 
+def _check_decoding_flags(args) -> None:
+    for flag in ("temperature", "top_k", "top_p"):
+        if getattr(args, flag) is not None and not args.sampling:
+            raise NmtError(f"--{flag.replace('_', '-')} applies to sampling; add --sampling")
+    if args.temperature is not None and args.temperature <= 0:
+        raise NmtError(f"--temperature: must be above 0, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 0:
+        raise NmtError(f"--top-k: must be 0 (all) or more, got {args.top_k}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise NmtError(f"--top-p: must be in (0, 1], got {args.top_p}")
+    if not args.sampling and args.beam_size is not None and args.nbest > args.beam_size:
+        raise NmtError(f"--nbest {args.nbest} needs --beam-size of at least {args.nbest}")
+
+
 @user_errors
 def evaluate_main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="nmt-evaluate", description="BLEU and chrF overall and by source length, from files or a checkpoint.")
-    parser.add_argument("model", nargs="?", help="run or checkpoint directory to translate --split with")
+    parser.add_argument("model", nargs="*", help="run or checkpoint directory to translate --split with "
+                        "(several: their ensemble)")
     parser.add_argument("--split", action="append", default=[],
                         help="'test' (the recipe's test splits), 'valid', or a split of the corpus (repeatable)")
     parser.add_argument("--hyp", help="hypothesis file (detokenized, one per line)")
@@ -246,7 +276,7 @@ def evaluate_main(argv=None) -> int:
 
     edges = [int(x) for x in args.buckets.split(",")] if args.buckets else None
     if args.model:
-        results = evaluate.evaluate_checkpoint(args.model, args.split or ["test"], args.device,
+        results = evaluate.evaluate_checkpoint(args.model if len(args.model) > 1 else args.model[0], args.split or ["test"], args.device,
                                                args.beam_size, edges=edges, threshold=args.threshold)
     else:
         results = evaluate.evaluate_files(args.hyp, args.ref, args.src, edges, args.threshold)

@@ -109,6 +109,11 @@ class DecodeConfig:
     min_len: int = option(1, "minimum output length in pieces (EOS is forbidden before it; 1: no empty output)", min=0)
     batch_size: int = option(64, "sentences per decoding batch", min=1)
     max_input_len: int = option(400, "longer inputs are truncated to this many pieces (with a warning)", min=2)
+    sampling: bool = option(False, "draw each token at random instead of searching (beam_size is ignored)")
+    temperature: float = option(1.0, "sampling: divide the log-probabilities by this (<1 sharper, >1 flatter)", min=1e-6)
+    top_k: int = option(0, "sampling: draw among the k most probable tokens only (0 = all)", min=0)
+    top_p: float = option(1.0, "sampling: draw among the most probable tokens whose mass reaches p (1 = all)", min=1e-6)
+    seed: int = option(1, "sampling: random seed (the same seed and input give the same output)")
 
 
 @dataclass

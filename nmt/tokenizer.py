@@ -65,6 +65,10 @@ class Side:
         lookup = self.model_ids.tolist()
         return [[lookup[i] for i in ids] for ids in self.proc.encode(list(lines))]
 
+    def vocabulary(self) -> list[str]:
+        """The pieces the model's ids stand for, in id order."""
+        return [self.proc.id_to_piece(i) for i in self.spm_ids.tolist()]
+
     def to_spm(self, ids: list[int]) -> list[int]:
         return self.spm_ids[ids].tolist()
 

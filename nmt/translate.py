@@ -12,24 +12,30 @@ import torch
 from nmt.checkpoint import load_checkpoint
 from nmt.config import DecodeConfig
 from nmt.data import pad
+from nmt.ensemble import Ensemble, check_vocabularies
 from nmt.errors import NmtError
 from nmt.inference import InferenceModel
-from nmt.search import Hypothesis, beam_search, greedy_search
+from nmt.score import PairScore, score_ids
+from nmt.search import Hypothesis, beam_search, greedy_search, sample
 from nmt.tokenizer import EOS
 
 log = logging.getLogger("nmt.translate")
 
 
 def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torch.device,
-               nbest: int = 1, return_attention: bool = False) -> list[list[Hypothesis]]:
-    """N-best lists for tokenised sources, decoded in batches of similar length, in input order."""
+               nbest: int = 1, return_attention: bool = False,
+               generator: torch.Generator | None = None) -> list[list[Hypothesis]]:
+    """N-best lists (or `nbest` samples with opts.sampling) for tokenised sources, decoded in
+    batches of similar length, in input order."""
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
     for start in range(0, len(order), opts.batch_size):
         chunk = order[start:start + opts.batch_size]
         src = pad([src_ids[i] for i in chunk]).to(device)
         lengths = torch.tensor([len(src_ids[i]) for i in chunk], device=device)
-        if opts.beam_size == 1 and nbest == 1:
+        if opts.sampling:
+            found = sample(model, src, lengths, opts, nbest, generator, return_attention)
+        elif opts.beam_size == 1 and nbest == 1:
             found = [[h] for h in greedy_search(model, src, lengths, opts, return_attention)]
         else:
             found = beam_search(model, src, lengths, opts, nbest, return_attention)
@@ -48,24 +54,38 @@ def autocast(device: torch.device, dtype: str):
 
 
 class Translator:
-    """A trained model ready to translate: `Translator.load(path).translate(["Ein Hund läuft."])`."""
+    """A trained model ready to translate: `Translator.load(path).translate(["Ein Hund läuft."])`.
+
+    `Translator.load([path1, path2, ...])` decodes with the ensemble of the models (nmt/ensemble.py);
+    the first model's tokenizer and decode settings are used.
+    """
 
     def __init__(self, model, tokenizer, cfg, device: str | torch.device = "cpu", dtype: str = "fp32"):
+        """`model`: a Seq2Seq, or a list of them (sharing `tokenizer`'s vocabularies) for an ensemble."""
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.decoding_model = InferenceModel(self.model)  # the same function, faster (nmt/inference.py)
+        self.models = [m.to(self.device).eval() for m in (model if isinstance(model, list) else [model])]
+        self.model = self.models[0]
+        members = [InferenceModel(m) for m in self.models]  # the same function, faster (nmt/inference.py)
+        self.decoding_model = members[0] if len(members) == 1 else Ensemble(members)
         self.tokenizer, self.cfg, self.dtype = tokenizer, cfg, dtype
         autocast(self.device, dtype)  # refuse an unsupported precision now, not at the first batch
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, dtype: str = "fp32") -> "Translator":
-        model, tokenizer, cfg, _ = load_checkpoint(path)
+    def load(cls, path: str | Path | list, device: str | None = None, dtype: str = "fp32") -> "Translator":
+        """A run or checkpoint directory, or a list of them for an ensemble."""
+        paths = list(path) if isinstance(path, (list, tuple)) else [path]
+        if not paths:
+            raise NmtError("no model given")
+        loaded = [load_checkpoint(p) for p in paths]
+        check_vocabularies([tok for _, tok, _, _ in loaded], [str(p) for p in paths])
+        models = [m for m, _, _, _ in loaded]
+        _, tokenizer, cfg, _ = loaded[0]
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             torch.empty(0, device=device)
         except (RuntimeError, AssertionError) as err:
             raise NmtError(f"device {device}: not available ({str(err).splitlines()[0]})") from None
-        return cls(model, tokenizer, cfg, device, dtype)
+        return cls(models if len(models) > 1 else models[0], tokenizer, cfg, device, dtype)
 
     def options(self, **overrides) -> DecodeConfig:
         """The checkpoint's decode settings with `overrides` (None values ignored)."""
@@ -93,13 +113,17 @@ class Translator:
         return pieces if len(pieces) <= limit else pieces[:limit - 1] + ["</s>"]
 
     def translate_hyps(self, lines: list[str], nbest: int = 1, return_attention: bool = False,
-                       first_line: int = 1, **overrides) -> list[list[Hypothesis]]:
-        """N-best hypotheses per line; an empty line gets one empty hypothesis without decoding."""
+                       first_line: int = 1, generator: torch.Generator | None = None,
+                       **overrides) -> list[list[Hypothesis]]:
+        """N-best hypotheses (or samples) per line; an empty line gets one empty hypothesis without
+        decoding. Sampling draws from `generator`, by default a new one seeded with decode.seed."""
         opts = self.options(**overrides)
+        if opts.sampling and generator is None:
+            generator = torch.Generator(self.device).manual_seed(opts.seed)
         todo = [i for i, line in enumerate(lines) if line.strip()]
         ids = self.encode([lines[i] for i in todo], [first_line + i for i in todo])
         with torch.inference_mode(), autocast(self.device, self.dtype):
-            found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention)
+            found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention, generator)
         results = [[Hypothesis([], 0.0, True, None)] for _ in lines]
         for i, hyps in zip(todo, found):
             results[i] = hyps
@@ -109,3 +133,15 @@ class Translator:
         """Detokenized translations, one per input line, in input order."""
         hyps = self.translate_hyps(lines, **overrides)
         return self.tokenizer.decode([h[0].tokens for h in hyps])
+
+    def score(self, src_lines: list[str], tgt_lines: list[str], batch_size: int | None = None,
+              first_line: int = 1) -> list[PairScore]:
+        """log p(tgt | src) of each pair under the model, teacher-forced (nmt/score.py)."""
+        if len(self.models) > 1:
+            raise NmtError("scoring uses one model; give one run or checkpoint directory")
+        if len(src_lines) != len(tgt_lines):
+            raise NmtError(f"{len(src_lines)} source lines but {len(tgt_lines)} target lines")
+        src_ids = self.encode(src_lines, list(range(first_line, first_line + len(src_lines))))
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            return score_ids(self.model, src_ids, self.tokenizer.encode_tgt(tgt_lines),
+                             batch_size or self.cfg.decode.batch_size, self.device)

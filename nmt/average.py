@@ -1,0 +1,100 @@
+"""Checkpoint averaging: the element-wise mean of several checkpoints' weights, as a normal checkpoint.
+
+The last checkpoints of a run sit near one minimum but each carries the noise of its last updates;
+their mean (Vaswani et al. 2017; fairseq's, JoeyNMT's and OpenNMT-py's average_checkpoints) often
+translates better than any of them, at no training cost. Only checkpoints of one model are
+averaged: same tensors, same shapes, same model settings and the same tokenizer files.
+
+The result is a checkpoint directory (weights, config, tokenizer, meta.json with the steps averaged,
+no trainer state) that nmt-translate and nmt-evaluate read like any other, written as a hidden
+temporary beside OUT_DIR and renamed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from nmt.checkpoint import load_checkpoint, resolve, write_files
+from nmt.errors import NmtError
+
+
+def run_checkpoints(run_dir: str | Path, last: int) -> list[Path]:
+    """The `last` newest step checkpoints of a run, oldest first."""
+    steps = sorted(p for p in (Path(run_dir) / "checkpoints").glob("step-*") if (p / "model.safetensors").exists())
+    if not steps:
+        raise NmtError(f"{run_dir}: no step checkpoints in {Path(run_dir) / 'checkpoints'}")
+    if last > len(steps):
+        raise NmtError(f"{run_dir}: {last} checkpoints asked for, {len(steps)} kept (see train.keep_last)")
+    return steps[-last:]
+
+
+def _check_same_model(first, other, first_path: Path, path: Path) -> None:
+    """Refuse `other` (model, tokenizer, cfg) unless it is the same model as `first`, naming what differs."""
+    (model0, tok0, cfg0), (model, tok, cfg) = first, other
+    ref, state = model0.state_dict(), model.state_dict()
+    for name, tensor in ref.items():
+        if name not in state:
+            raise NmtError(f"{path}: no tensor {name} ({first_path} has it); cannot average different architectures")
+        if state[name].shape != tensor.shape:
+            raise NmtError(f"{path}: {name} has shape {tuple(state[name].shape)}, {first_path}'s has "
+                           f"{tuple(tensor.shape)}; cannot average different architectures")
+    extra = sorted(set(state) - set(ref))
+    if extra:
+        raise NmtError(f"{path}: tensor {extra[0]} is not in {first_path}; cannot average different architectures")
+    for field in dataclasses.fields(cfg0.model):  # e.g. tie_embeddings: the same tensors, another model
+        a, b = getattr(cfg0.model, field.name), getattr(cfg.model, field.name)
+        if a != b and field.name != "dropout":  # dropout does not change the function at inference
+            raise NmtError(f"{path}: model.{field.name} is {b!r}, {first_path}'s is {a!r}; cannot average them")
+    for name in sorted(set(tok0.files) | set(tok.files)):
+        mine, theirs = tok0.files.get(name), tok.files.get(name)
+        if mine is None or theirs is None or mine.read_bytes() != theirs.read_bytes():
+            raise NmtError(f"{path}: tokenizer file {name} differs from {first_path}'s; cannot average "
+                           "checkpoints with different tokenizers")
+
+
+def average_checkpoints(paths: list[str | Path]):
+    """Load `paths` (run or checkpoint directories) and return (model, tokenizer, cfg, meta) of the
+    first with every tensor replaced by the mean over all of them (accumulated in float64)."""
+    if not paths:
+        raise NmtError("no checkpoints to average")
+    paths = [resolve(p) for p in paths]
+    model, tokenizer, cfg, meta = load_checkpoint(paths[0])
+    sums = {name: t.double().clone() for name, t in model.state_dict().items()}
+    steps = [meta.get("step")]
+    for path in paths[1:]:
+        other, other_tok, other_cfg, other_meta = load_checkpoint(path)
+        _check_same_model((model, tokenizer, cfg), (other, other_tok, other_cfg), paths[0], path)
+        for name, tensor in other.state_dict().items():
+            sums[name] += tensor.double()
+        steps.append(other_meta.get("step"))
+    state = model.state_dict()
+    with torch.no_grad():
+        for name, total in sums.items():
+            state[name].copy_(total / len(paths))  # tied twins get the same mean twice
+    averaged = {"step": max((s for s in steps if s is not None), default=0), "epoch": meta.get("epoch"),
+                "averaged": [str(p) for p in paths], "averaged_steps": steps}
+    return model, tokenizer, cfg, averaged
+
+
+def write_average(paths: list[str | Path], out_dir: str | Path) -> Path:
+    """Average `paths` into the new checkpoint directory `out_dir` (refused if it holds anything)."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise NmtError(f"{out}: already exists; give a new output directory")
+    model, tokenizer, cfg, meta = average_checkpoints(paths)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write_files(tmp, model, cfg, tokenizer, meta)
+        os.replace(tmp, out)  # onto a missing or empty directory
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
