@@ -30,7 +30,9 @@ from nmt.errors import NmtError
 from nmt.model import Seq2Seq
 from nmt.tokenizer import Tokenizer
 
-FORMAT_VERSION = 2  # 1: the decoder's recurrent weights in an nn.RNN container, output rows padded to 8s
+# 1: the decoder's recurrent weights in an nn.RNN container, output rows padded to 8s;
+# 2: the first layer's input matrix [W C] in one tensor; 3: W and C apart (checkpoint.upgrade reads all)
+FORMAT_VERSION = 3
 
 
 def save_checkpoint(run_dir: Path, model, cfg: Config, tokenizer: Tokenizer, meta: dict,
@@ -121,14 +123,16 @@ _OLD_RNN = re.compile(r"decoder\.rnn\.(weight|bias)_(ih|hh)_l(\d+)$")
 
 
 def upgrade(metadata: dict, state: dict, expected: dict) -> dict:
-    """A format-1 checkpoint's tensors under today's names and shapes (metadata "nmt_format" absent).
+    """An older checkpoint's tensors under today's names and shapes (safetensors metadata "nmt_format";
+    absent: format 1).
 
     Format 1 kept the decoder's layers in an nn.RNN/GRU/LSTM (weight_ih_l0 ...: now rnn.input.0.weight
-    ..., with the first layer's context columns in context_gates) and padded the output rows to a
-    multiple of 8 for MKL: the padding rows were never trained and are cut here, so no old model
-    has to be retrained.
+    ...) and padded the output rows to a multiple of 8 for MKL: the padding rows were never trained
+    and are cut here, so no old model has to be retrained. Formats 1 and 2 kept the first layer's
+    input matrix as one [W C] tensor over [E y; c]: its context columns are now context_gates.
     """
-    if int(metadata.get("nmt_format", 1)) >= 2:
+    version = int(metadata.get("nmt_format", 1))
+    if version >= 3:
         return state
     renamed = {}
     embed_size = expected["decoder.rnn.input.0.weight"].size(1)
@@ -137,10 +141,10 @@ def upgrade(metadata: dict, state: dict, expected: dict) -> dict:
         if match:
             kind, side, layer = match.groups()
             name = f"decoder.rnn.{'input' if side == 'ih' else 'recurrent'}.{layer}.{kind}"
-            if name == "decoder.rnn.input.0.weight":  # [W C]: the embedding's and the context's columns
-                renamed["decoder.context_gates.weight"] = tensor[:, embed_size:].contiguous()
-                tensor = tensor[:, :embed_size].contiguous()
-        if name in ("decoder.out.weight", "decoder.embed.weight") and name in expected:
+        if name == "decoder.rnn.input.0.weight" and tensor.size(1) > embed_size:  # [W C]
+            renamed["decoder.context_gates.weight"] = tensor[:, embed_size:].contiguous()
+            tensor = tensor[:, :embed_size].contiguous()
+        if version == 1 and name in ("decoder.out.weight", "decoder.embed.weight") and name in expected:
             rows = expected[name].size(0)
             if tensor.size(0) == -(-rows // 8) * 8:
                 tensor = tensor[:rows].contiguous()

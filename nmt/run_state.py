@@ -110,8 +110,9 @@ def save(run: Run, progress: Progress, metrics: dict, best: bool) -> None:
 
 def restore(run: Run) -> Progress:
     ckpt = (run.run_dir / "last").resolve()
-    if checkpoint.read_meta(ckpt).get("format", 1) < checkpoint.FORMAT_VERSION:
-        raise NmtError(f"{ckpt}: written by an older nmt (checkpoint format 1); it translates and "
+    version = checkpoint.read_meta(ckpt).get("format", 1)
+    if version < checkpoint.FORMAT_VERSION:
+        raise NmtError(f"{ckpt}: written by an older nmt (checkpoint format {version}); it translates and "
                        "evaluates as it is, but cannot be resumed: start a new run")
     checkpoint.load_weights(run.accelerator.unwrap_model(run.model), ckpt / "model.safetensors")
     state = checkpoint.load_trainer_state(ckpt)

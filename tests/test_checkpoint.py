@@ -144,3 +144,19 @@ def test_a_format_1_checkpoint_loads_with_its_padding_rows_cut(cell, tie, tmp_pa
     for name, tensor in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[name], tensor), name
     assert (fresh.decoder.out.weight is fresh.decoder.embed.weight) == tie
+
+
+def test_a_format_2_checkpoint_loads_with_the_context_columns_split_off(tmp_path):
+    """Format 2 had today's names but the first layer's [W C] in one tensor."""
+    from safetensors.torch import save_file
+
+    cfg = ModelConfig(embed_size=4, hidden_size=4, decoder_hidden_size=6, attention_size=4)
+    model = Seq2Seq(cfg, src_vocab_size=11, tgt_vocab_size=13)
+    old = {k: v.clone() for k, v in model.state_dict().items() if k != "decoder.context_gates.weight"}
+    old["decoder.rnn.input.0.weight"] = torch.cat([old["decoder.rnn.input.0.weight"],
+                                                   model.decoder.context_gates.weight.detach()], 1)
+    save_file(old, str(tmp_path / "model.safetensors"), metadata={"nmt_format": "2"})
+    fresh = Seq2Seq(cfg, src_vocab_size=11, tgt_vocab_size=13)
+    checkpoint.load_weights(fresh, tmp_path / "model.safetensors")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], tensor), name
