@@ -129,6 +129,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
                         if accelerator.num_processes > 1 else "nmt-train")
             print(f"stopped by {stop.agreed} at step {progress.step}; checkpoint saved. Continue with:\n"
                   f"  {launcher} {run_dir / 'config.yaml'} --run-dir {run_dir} --resume", file=sys.stderr)
+        accelerator.end_training()  # tear the process group down on every process before exiting
         return {"stopped": stop.agreed, "step": progress.step}
     # One number per process: replicas that drifted apart under DDP would show different sums.
     checksum = sum(p.detach().double().sum().item() for p in accelerator.unwrap_model(model).parameters())
