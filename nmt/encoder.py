@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -48,12 +49,28 @@ class Encoder(nn.Module):
         B, S = src.shape
         x = self.dropout(self.embed(src))  # (B, S, E)
         packed = pack_padded_sequence(x, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, final = self.rnn(packed)
+        with _no_fp16_surprise(x):
+            out, final = self.rnn(packed)
         # total_length keeps S fixed even when no sentence fills it (DDP replicas must agree on shapes).
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=S)  # (B, S, 2H)
         hidden, cell = final if self.has_cell_state else (final, None)
         return EncoderOutput(memory, length_mask(src_lengths, S), _join_directions(hidden),
                              None if cell is None else _join_directions(cell))
+
+
+def _autocast_casts_rnn_to_fp16(x: torch.Tensor) -> bool:
+    """True where autocast would run this RNN in fp16 although fp16 was not asked for. PyTorch's
+    autocast wrapper for cuDNN RNNs (aten/src/ATen/cudnn/AutocastRNN.cpp) casts weights and input to
+    kHalf whatever the autocast dtype, so under bf16 the encoder would run in fp16 with no loss scaling
+    (issue 12, item 5). Other devices' autocast keeps the dtype that was asked for."""
+    kind = x.device.type
+    return kind == "cuda" and torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) != torch.float16
+
+
+def _no_fp16_surprise(x: torch.Tensor):
+    """Runs the recurrent layers in fp32 where autocast would make them fp16 unasked (cuDNN's fp32
+    RNNs use TF32 on Ampere and later, so this costs little)."""
+    return torch.autocast(x.device.type, enabled=False) if _autocast_casts_rnn_to_fp16(x) else nullcontext()
 
 
 def _join_directions(h: torch.Tensor) -> torch.Tensor:

@@ -47,10 +47,29 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     assert losses[-1] < 0.8 * losses[0], losses
 
 
+def test_encoder_runs_in_fp32_where_autocast_would_make_it_fp16(monkeypatch):
+    """The CPU half of item 5: when the guard fires, the recurrent layers run exactly as in fp32."""
+    from nmt import encoder as encoder_module
+    from nmt.config import ModelConfig
+    from nmt.model import Seq2Seq
+
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(cell="lstm", embed_size=16, hidden_size=16, decoder_hidden_size=16,
+                                attention_size=16, dropout=0.0), 20, 20)
+    src, lengths = torch.randint(4, 20, (3, 7)), torch.tensor([7, 5, 2])
+    reference = model.encoder(src, lengths)
+    monkeypatch.setattr(encoder_module, "_autocast_casts_rnn_to_fp16", lambda x: True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        guarded = model.encoder(src, lengths)
+    assert guarded.memory.dtype == torch.float32
+    assert torch.equal(guarded.memory, reference.memory) and torch.equal(guarded.final, reference.final)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the question is cuDNN's")
 def test_bf16_autocast_does_not_run_the_cudnn_encoder_in_fp16():
     """Issue 12, item 5: autocast's cuDNN RNN wrapper once reflattened weights into an fp16 buffer,
-    which under bf16 would be fp16 without loss scaling. Not yet run: no GPU has been lent."""
+    which under bf16 would be fp16 without loss scaling (it still does: it hard-codes kHalf), so the
+    encoder turns autocast off around it. Not yet run: no GPU has been lent."""
     from nmt.config import ModelConfig
     from nmt.model import Seq2Seq
 
