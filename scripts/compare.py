@@ -42,12 +42,17 @@ PROBE = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
          "print(round(time.perf_counter() - t, 1), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)")
 
 
+def fail(message: str) -> None:
+    print(message, file=sys.stderr)
+    sys.exit(2)
+
+
 def run(cmd: list[str], log: Path, env: dict) -> tuple[float, float]:
     """Wall seconds and peak RSS (GiB) of a command and its children; its output goes to `log`."""
     out = subprocess.run([sys.executable, "-c", PROBE, str(log), *cmd], capture_output=True, text=True, env=env)
     wall, rss, code = out.stdout.split()
     if code != "0":
-        sys.exit(f"{' '.join(cmd)} failed; see {log}")
+        fail(f"{' '.join(cmd)} failed; see {log}")
     return float(wall), int(rss) / 2**20
 
 
@@ -123,7 +128,10 @@ def joeynmt(out: Path, data: Path, spm_model: Path, epochs: int, env: dict, repe
     peer = out / "joeynmt"
     train = timed_once("joeynmt", out, [str(JOEYNMT / "run.sh"), "train", str(peer), str(spm_model), str(epochs)], env)
     log = (peer / "model" / "train.log").read_text()
-    speeds = [float(x) for x in re.findall(r"Tokens per Sec:\s*([\d.]+)", log)]
+    speeds = [float(x) for x in re.findall(r"Tokens per Sec:\s*([\d.]+)", log)]  # every 100 updates
+    if not speeds:  # a run shorter than that: its epoch totals (target tokens, seconds without validation)
+        totals = re.findall(r"num\. of tokens: (\d+), ([\d.]+)\[sec\]", log)  # seconds: cumulative
+        speeds = [sum(int(tokens) for tokens, _ in totals) / float(totals[-1][1])]
     result = {"updates": int(os.readlink(peer / "model" / "latest.ckpt").split(".")[0]),
               "parameters": int(re.findall(r"Total params:\s*(\d+)", log)[-1]),
               "tgt_tokens_per_s": round(statistics.mean(speeds), 1), **train_figures(train)}
@@ -140,7 +148,7 @@ def opennmt(out: Path, data: Path, spm_model: Path, steps: int, batch_tokens: in
     peer = out / "opennmt"
     train = timed_once("opennmt", out, [str(OPENNMT / "run.sh"), "train", str(peer), str(spm_model), str(steps),
                                         str(batch_tokens)], env)
-    log = (peer / "train.log").read_text()
+    log = (peer / "train.stdout").read_text()
     speeds = [float(x) for x in re.findall(r"\d+/\s*(\d+) tok/s", log)]  # source/target per report window
     result = {"updates": int(re.findall(r"model_step_(\d+)\.pt", log)[-1]),
               "parameters": int(re.findall(r"number of parameters:\s*(\d+)", log)[-1]),
@@ -176,11 +184,23 @@ def ours_batches(out: Path, data: Path) -> PeerRows:
     return PeerRows(src_lens=np.asarray(src_lens) - 1, tgt_lens=np.asarray(tgt_lens), sources=src, batches=ours)
 
 
+def check_installed(peers: list[str]) -> None:
+    """Fail before our training when a peer's environment is missing (each setup.sh leaves .ready)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nmt-peers"
+    venvs = {"joeynmt": (os.environ.get("JOEY_VENV") or cache / "joeynmt-2.3.0", JOEYNMT / "setup.sh"),
+             "opennmt": (os.environ.get("ONMT_VENV") or cache / "opennmt-3.5.1", OPENNMT / "setup.sh")}
+    for peer in peers:
+        venv, setup = venvs[peer]
+        if not (Path(venv) / ".ready").exists():
+            fail(f"{PEERS[peer]} is not installed in {venv}: run {setup} first")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer", nargs="+", choices=sorted(PEERS), default=["joeynmt"],
                         help="peers to run beside ours, each trained and measured in turn (default: joeynmt)")
-    parser.add_argument("--epochs", type=int, default=3, help="our train.epochs (and JoeyNMT's epochs)")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="our train.epochs and JoeyNMT's epochs; OpenNMT-py makes as many updates as our run did")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "compare",
                         help="output folder; a rerun reuses the trainings already in it")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
@@ -189,6 +209,7 @@ def main() -> None:
     parser.add_argument("--train-lines", type=int, default=0, help="smoke run: the first N training pairs only")
     parser.add_argument("--test-lines", type=int, default=0, help="smoke run: the first N val and test pairs only")
     args = parser.parse_args()
+    check_installed(args.peer)
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -204,7 +225,8 @@ def main() -> None:
                                      args.repeats)
         results["opennmt"]["batch_tokens"] = batch_tokens
     print(table(results, {"nmt": "nmt", **PEERS}))
-    print(f"\n({args.epochs} epochs of {data}; {args.threads} threads; {time.time() - start:.0f} s for this comparison)")
+    print(f"\n(epochs: {args.epochs}, data: {data}, threads: {args.threads}; "
+          f"{time.time() - start:.0f} s for this comparison)")
     if args.json:
         args.json.write_text(json.dumps({**results, "epochs": args.epochs, "data": str(data),
                                          "threads": args.threads}, indent=1))

@@ -21,13 +21,12 @@ case $mode in
       for l in de en; do "$py" "$here/spm_pieces.py" encode "$spm" "$data/$f.$l" "$out/tok/$f.$l"; done
     done
     cp "$spm" "$out/spm.model"
-    sed -e "s|@OUT@|$out|" -e "s|@STEPS@|$steps|" -e "s|@BATCH@|$batch|" \
+    sed -e "s|@OUT@|$out|" -e "s|@STEPS@|$steps|" -e "s|@BATCH@|$batch|" -e "s|@REPORT@|$((steps < 50 ? steps : 50))|" \
         -e "s|@BUCKET@|$(wc -l < "$out/tok/train.de")|" "$here/config.template.yaml" > "$out/config.yaml"
     "$venv/bin/onmt_build_vocab" -config "$out/config.yaml" -n_sample -1 > "$out/build_vocab.stdout" 2>&1
-    rm -f "$out/train.log"
     "$venv/bin/onmt_train" -config "$out/config.yaml" > "$out/train.stdout" 2>&1
     end=$(now)
-    grep -E "number of parameters|tok/s" "$out/train.log" | tail -3
+    grep -E "number of parameters|tok/s" "$out/train.stdout" | tail -3
     echo "wall_s $(python3 -c "print(round($end - $start, 1))")" ;;
   test)
     beam=${3:-5}
