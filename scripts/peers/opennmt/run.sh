@@ -14,7 +14,7 @@ now() { date +%s.%N; }
 case $mode in
   train)
     [ $# -ge 4 ] || { echo "$usage" >&2; exit 2; }
-    spm=$(readlink -f "$3") steps=$4 batch=${5:-1500}
+    spm=$(readlink -f "$3") steps=$4 batch=${5:-1120}  # 1120: as many updates per epoch as ours on Multi30k
     start=$(now)
     mkdir -p "$out/tok" "$out/model"
     for f in train val test_2016_flickr; do
