@@ -199,7 +199,8 @@ def translate_main(argv=None) -> int:
     parser.add_argument("--attention", action="store_true", help="include attention weights in JSON output")
     parser.add_argument("--plot-attention", metavar="DIR", help="write one attention heatmap PNG per line")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32", help="inference precision")
+    parser.add_argument("--dtype", choices=("fp32", "int8", "bf16", "fp16"), default="fp32",
+                        help="inference precision: int8 = 8-bit weights on the CPU; bf16/fp16 = autocast")
     parser.add_argument("--bad-bytes", choices=("error", "replace"), default="error",
                         help="on invalid UTF-8 input: stop with the line number, or replace and warn")
     parser.add_argument("--chunk-size", type=int, default=2000, help="lines read and translated at a time")

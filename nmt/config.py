@@ -137,7 +137,7 @@ class ServeConfig:
     max_chars: int = option(20_000, "characters per request, all sentences together; more is refused with 413", min=1)
     max_beam_size: int = option(16, "largest beam size (and n-best) a request may ask for", min=1)
     device: str = option("", "cpu, cuda, cuda:1, ... (empty: cuda if available)")
-    dtype: str = option("fp32", "inference precision", choices=("fp32", "fp16", "bf16"))
+    dtype: str = option("fp32", "inference precision", choices=("fp32", "int8", "bf16", "fp16"))
     access_log: bool = option(False, "log one line per request")
 
 

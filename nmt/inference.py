@@ -14,10 +14,18 @@ JoeyNMT-sized model (range over runs of scripts/bench_inference.py, docs/benchma
   -> 3 963: 7.5 ms, -> 3 968: 4.9 ms), so the output rows are padded here, never in a checkpoint,
   and the extra logits cut (+4–11% / 0–4%: it pays at beam 5's 320 rows more than at greedy's 64).
 Together: beam 5 +27–32%, greedy +12–15% over stepping `Seq2Seq` itself.
+
+`int8=True` quantizes the products that run at every step (the output layer, the readout's state
+term, the query projection, the recurrent matrices) to 8-bit weights, one scale per output row, with
+8-bit activations quantized on the fly (PyTorch's dynamic quantization, fbgemm kernels, as Marian
+and CTranslate2 do on CPUs). The encoder and the once-per-batch products stay fp32: they are a small
+share of decoding time and the states they produce feed every step.
 """
 
 from __future__ import annotations
 
+import copy
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -58,21 +66,49 @@ def padded_output(weight: torch.Tensor, multiple: int = 8) -> torch.Tensor:
     return torch.cat([weight, weight.new_zeros(pad, weight.size(1))]) if pad else weight
 
 
+def frozen_linear(weight: torch.Tensor) -> nn.Linear:
+    """An nn.Linear without bias holding `weight` (out, in), so that it can be quantized like any layer."""
+    layer = nn.Linear(weight.size(1), weight.size(0), bias=False, device=weight.device, dtype=weight.dtype)
+    layer.weight = nn.Parameter(weight, requires_grad=False)
+    return layer
+
+
+# Dynamic quantization's per-row int8 weights; torch marks torch.ao.quantization deprecated in favour
+# of torchao, whose CPU path for these small products has no fbgemm kernels yet.
+def quantize_int8(root: nn.Module, names: list[str]) -> None:
+    """Replace the nn.Linear layers `names` of `root` with int8 dynamically quantized ones, in place."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (DeprecationWarning, UserWarning))
+        quantize_dynamic(root, {name: per_channel_dynamic_qconfig for name in names}, dtype=torch.qint8,
+                         inplace=True)
+
+
+def per_step_layers(model) -> list[str]:
+    """The nn.Linear layers of `model` that run once per decoding step."""
+    rnn = model.decoder.rnn
+    return (["decoder.attention.query_proj"] + [f"decoder.rnn.recurrent.{i}" for i in range(len(rnn.recurrent))]
+            + [f"decoder.rnn.input.{i}" for i in range(1, len(rnn.input))])
+
+
 class InferenceModel(nn.Module):
     """`encode` / `init_state` / `step` of a frozen `Seq2Seq`: a snapshot of its weights, so build
-    it again after changing them."""
+    it again after changing them. With `int8`, the per-step products run on 8-bit weights (on a copy
+    of the model; `model` itself is left as it is)."""
 
-    def __init__(self, model):
+    def __init__(self, model, int8: bool = False):
         super().__init__()
-        self.model = model.eval()
-        dec = model.decoder
+        self.model = copy.deepcopy(model).eval() if int8 else model.eval()
+        dec = self.model.decoder
         with torch.no_grad():
             self.register_buffer("table", embedding_table(dec), persistent=False)
             self.register_buffer("context_weights", context_weights(dec), persistent=False)
-            self.register_buffer("out_weight", padded_output(dec.out.weight), persistent=False)
-            self.register_buffer("state_weights", dec.readout.weight[:, :dec.rnn.hidden_size].clone(),
-                                 persistent=False)
+            self.out = frozen_linear(padded_output(dec.out.weight))  # (V', E)
+            self.state_out = frozen_linear(dec.readout.weight[:, :dec.rnn.hidden_size].clone())  # (E, H)
         self.gates, self.vocab_size = dec.context_gates.out_features, dec.out.out_features
+        if int8:
+            quantize_int8(self, ["out", "state_out"] + [f"model.{name}" for name in per_step_layers(self.model)])
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> PreparedSource:
         enc = self.model.encode(src, src_lengths)
@@ -87,5 +123,5 @@ class InferenceModel(nn.Module):
         terms, alpha = dec.attention(state.hidden[-1], enc.keys, source.values, enc.mask)  # (B, G*H + E)
         x0, read = (terms + F.embedding(tokens, self.table)).split([self.gates, self.table.size(1) - self.gates], -1)
         hidden, cell = dec.rnn(x0, state.hidden, state.cell)
-        o = torch.tanh(F.linear(hidden[-1], self.state_weights) + read)  # (B, E)
-        return StepOutput(F.linear(o, self.out_weight)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)
+        o = torch.tanh(self.state_out(hidden[-1]) + read)  # (B, E)
+        return StepOutput(self.out(o)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)

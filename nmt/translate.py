@@ -44,31 +44,54 @@ def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torc
     return results
 
 
+DTYPES = ("fp32", "int8", "bf16", "fp16")
+
+
 def autocast(device: torch.device, dtype: str):
-    """Inference autocast for 'fp16'/'bf16'; 'fp32' runs as is."""
-    if dtype == "fp32":
+    """Inference autocast for 'fp16'/'bf16'; 'fp32' runs as is, and so does 'int8', whose products
+    are quantized layers (nmt/inference.py)."""
+    if dtype not in DTYPES:
+        raise NmtError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    if dtype == "int8" and device.type != "cpu":
+        raise NmtError(f"int8 decoding runs on the CPU (fbgemm kernels), not on {device.type}; use --device cpu")
+    if dtype in ("fp32", "int8"):
         return contextlib.nullcontext()
     if dtype == "fp16" and device.type != "cuda":
-        raise NmtError("fp16 inference needs a CUDA device; use --dtype bf16 or fp32 on CPU")
+        raise NmtError("fp16 inference needs a CUDA device; use --dtype bf16, int8 or fp32 on CPU")
+    if dtype == "bf16" and device.type == "cpu" and cpu_lacks_bf16():
+        log.warning("bf16 on a CPU without bf16 matrix instructions (avx512_bf16, amx_bf16): every product "
+                    "takes a slow path, about 4x slower than fp32 here; --dtype int8 is the fast one")
     return torch.autocast(device.type, dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[dtype])
+
+
+def cpu_lacks_bf16() -> bool:
+    """True where /proc/cpuinfo shows neither avx512_bf16 nor amx_bf16 (False where it cannot tell)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" not in flags and "amx_bf16" not in flags
 
 
 class Translator:
     """A trained model ready to translate: `Translator.load(path).translate(["Ein Hund läuft."])`.
 
     `Translator.load([path1, path2, ...])` decodes with the ensemble of the models (nmt/ensemble.py);
-    the first model's tokenizer and decode settings are used.
+    the first model's tokenizer and decode settings are used. `dtype`: "fp32", "int8" (CPU: 8-bit
+    weights in the per-step products), "bf16" or "fp16" (CUDA) autocast. Scoring always runs the
+    unquantized model.
     """
 
     def __init__(self, model, tokenizer, cfg, device: str | torch.device = "cpu", dtype: str = "fp32"):
         """`model`: a Seq2Seq, or a list of them (sharing `tokenizer`'s vocabularies) for an ensemble."""
         self.device = torch.device(device)
+        autocast(self.device, dtype)  # refuse an unsupported precision now, not at the first batch
         self.models = [m.to(self.device).eval() for m in (model if isinstance(model, list) else [model])]
         self.model = self.models[0]
-        members = [InferenceModel(m) for m in self.models]  # the same function, faster (nmt/inference.py)
+        # The same function, faster (nmt/inference.py); with int8, on 8-bit weights.
+        members = [InferenceModel(m, int8=dtype == "int8") for m in self.models]
         self.decoding_model = members[0] if len(members) == 1 else Ensemble(members)
         self.tokenizer, self.cfg, self.dtype = tokenizer, cfg, dtype
-        autocast(self.device, dtype)  # refuse an unsupported precision now, not at the first batch
 
     @classmethod
     def load(cls, path: str | Path | list, device: str | None = None, dtype: str = "fp32") -> "Translator":

@@ -16,7 +16,8 @@ with a fresh cache. Each figure: seconds from the command's start to the first u
 gets a line per update) and to the last, total seconds (validation included), and peak RSS, the
 largest of any process of the command (os.wait4's ru_maxrss covers the waited-for process tree).
 Targets (issue 13, 4 060 000 pairs, 2-core CPU): first run <= 150 s; second run and --resume <= 20 s
-to the first update; peak RSS <= 1.5 GB and within 1.3x of the 100 000-pair run's. Prints one table.
+to the first update; peak RSS <= 1.5 GB and within 1.3x of the 100 000-pair run's. Prints one table,
+with each run's peak anonymous memory beside its peak RSS (see `largest_anonymous`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -51,14 +54,39 @@ def build_corpus(work: Path, pairs: int) -> str:
     return f"{paths['de']}|{paths['en']}"
 
 
+def largest_anonymous(pid: int) -> int:
+    """Bytes of anonymous memory (RssAnon) of the largest process in `pid`'s tree, now.
+
+    Peak RSS also counts the pages of the memory-mapped cache a process has read: clean page cache,
+    shared by every process that maps the file and reclaimed under memory pressure, and mapped in
+    whole folios (up to MBs each on a recent kernel) so that a few random rows of a cached file count
+    for most of it. The memory a process owns is its anonymous memory, sampled here every 50 ms."""
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    largest = 0
+    for proc in procs:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            continue
+        kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("RssAnon:")), 0)
+        largest = max(largest, kb * 1024)
+    return largest
+
+
 def run(cmd: list[str], run_dir: Path, env: dict, first_step: int, name: str) -> dict:
     """Run a training command; seconds to update `first_step` and to the last, total seconds, peak RSS."""
     metrics, log_path, start, steps = run_dir / "metrics.jsonl", run_dir.parent / f"{name}.log", time.perf_counter(), {}
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        anon = 0
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # not Popen.wait: we need its rusage
             now = round(time.perf_counter() - start, 1)
+            anon = max(anon, largest_anonymous(proc.pid))
             for line in metrics.read_text().splitlines() if metrics.exists() else []:
                 steps.setdefault(json.loads(line)["step"], now)
             if pid:
@@ -70,7 +98,7 @@ def run(cmd: list[str], run_dir: Path, env: dict, first_step: int, name: str) ->
         sys.exit(f"{' '.join(cmd)} failed:\n{text[-3000:]}")
     # ru_maxrss of a waited-for process is the largest peak of it and of every descendant it waited for.
     return {"to_first_update_s": steps.get(first_step), "to_last_update_s": steps.get(max(steps)),
-            "total_s": now, "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
+            "total_s": now, "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2), "peak_anon_gb": round(anon / 2**30, 2),
             "prepared_splits": text.count("read and tokenised"), "prepared_once_line": "data prepared once" in text,
             "log": [line for line in text.splitlines() if " nmt." in line]}
 
@@ -106,13 +134,14 @@ def bench_size(work: Path, pairs: int, which: list[str], overrides: list[str]) -
 
 def table(results: list[dict]) -> str:
     rows = ["| pairs | text MB | cache MB | run | to 1st update, s | to last update, s | total, s | peak RSS, GB "
-            "| splits prepared |", "|---|---|---|---|---|---|---|---|---|"]
+            "| peak anonymous, GB | splits prepared |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for name in ("first", "second", "resume", "ddp"):
             if name in r:
                 f = r[name]
                 cells = [f"{r['pairs']:,}", r["text_mb"], r.get("cache_mb", ""), name, f["to_first_update_s"],
-                         f["to_last_update_s"], f["total_s"], f["peak_rss_gb"], f["prepared_splits"]]
+                         f["to_last_update_s"], f["total_s"], f["peak_rss_gb"], f["peak_anon_gb"],
+                         f["prepared_splits"]]
                 rows.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(rows)
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import nmt.attention  # noqa: E402
 from nmt.config import DecodeConfig, ModelConfig  # noqa: E402
 from nmt.decoder import DecoderState, StepOutput  # noqa: E402
-from nmt.inference import InferenceModel, PreparedSource  # noqa: E402
+from nmt.inference import InferenceModel, PreparedSource, frozen_linear  # noqa: E402
 from nmt.model import Seq2Seq  # noqa: E402
 from nmt.search import beam_search, greedy_search  # noqa: E402
 
@@ -34,7 +34,7 @@ from nmt.search import beam_search, greedy_search  # noqa: E402
 class NoPadding(InferenceModel):
     def __init__(self, model):
         super().__init__(model)
-        self.out_weight = self.out_weight[:self.vocab_size].contiguous()
+        self.out = frozen_linear(self.out.weight[:self.vocab_size].contiguous())
 
 
 class NoTable(InferenceModel):
@@ -56,8 +56,8 @@ class NoTable(InferenceModel):
         terms, alpha = dec.attention(state.hidden[-1], enc.keys, source.values, enc.mask)
         x0, read = (terms + embedded).split([self.gates, embedded.size(1) - self.gates], -1)
         hidden, cell = dec.rnn(x0, state.hidden, state.cell)
-        o = torch.tanh(F.linear(hidden[-1], self.state_weights) + read)
-        return StepOutput(F.linear(o, self.out_weight)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)
+        o = torch.tanh(self.state_out(hidden[-1]) + read)
+        return StepOutput(self.out(o)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)
 
 
 class NoContextWeights(InferenceModel):
@@ -73,8 +73,8 @@ class NoContextWeights(InferenceModel):
         terms = F.linear(context, self.context_weights) + F.embedding(tokens, self.table)
         x0, read = terms.split([self.gates, terms.size(1) - self.gates], -1)
         hidden, cell = dec.rnn(x0, state.hidden, state.cell)
-        o = torch.tanh(F.linear(hidden[-1], self.state_weights) + read)
-        return StepOutput(F.linear(o, self.out_weight)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)
+        o = torch.tanh(self.state_out(hidden[-1]) + read)
+        return StepOutput(self.out(o)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)
 
 
 def tanh_scores(v, q, k):

@@ -29,13 +29,14 @@ from nmt.model import count_parameters  # noqa: E402
 from nmt.plot import plot_bleu_by_length  # noqa: E402
 
 
-def train_one(recipe_dir: Path, cell: str, scale: str, run_dir: Path, data_root: str | None) -> None:
+def train_one(recipe_dir: Path, cell: str, scale: str, run_dir: Path, data_root: str | None,
+              overrides: list[str]) -> None:
     """Train (or resume, or reuse) one model; the log goes beside the run directory."""
     if (run_dir / "results.json").exists():
         print(f"{cell}: finished run found in {run_dir}, reused")
         return
     configs = [str(recipe_dir / "full.yaml")] + ([str(recipe_dir / "cpu.yaml")] if scale == "cpu" else [])
-    configs += ["--set", f"model.cell={cell}"]
+    configs += ["--set", f"model.cell={cell}"] + [x for o in overrides for x in ("--set", o)]
     resume = (run_dir / "last").exists()
     cmd = [str(Path(sys.executable).with_name("nmt-train")), *configs, "--run-dir", str(run_dir)]
     cmd += ["--resume"] if resume else []
@@ -51,7 +52,7 @@ def train_one(recipe_dir: Path, cell: str, scale: str, run_dir: Path, data_root:
     (run_dir / "timing.json").write_text(json.dumps(timing))
 
 
-def throughput(run_dir: Path, cfg, tokenizer, steps: int) -> dict:
+def throughput(run_dir: Path, cfg, tokenizer, steps: int, threads: int | None) -> dict:
     """Training speed measured apart from the run (bench.py's timed updates), so that whatever else
     the machine did during a long run does not skew the comparison; cached in the run directory."""
     path = run_dir / "throughput.json"
@@ -60,14 +61,14 @@ def throughput(run_dir: Path, cfg, tokenizer, steps: int) -> dict:
 
         from bench import measure_training
 
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
+        if threads or cfg.train.threads:
+            torch.set_num_threads(threads or cfg.train.threads)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         path.write_text(json.dumps(measure_training(cfg, tokenizer, steps=steps, warmup=10, device=device)))
     return json.loads(path.read_text())
 
 
-def summarize(cell: str, run_dir: Path, bench_steps: int) -> dict:
+def summarize(cell: str, run_dir: Path, bench_steps: int, bench_threads: int | None = None) -> dict:
     results = json.loads((run_dir / "results.json").read_text())
     model, tokenizer, cfg, meta = load_checkpoint(run_dir)
     logs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -75,7 +76,7 @@ def summarize(cell: str, run_dir: Path, bench_steps: int) -> dict:
     timing = run_dir / "timing.json"
     split = next(k for k in results["test"] if k != "checkpoint_step")
     return {"cell": cell, "params": count_parameters(model), "bench_steps": bench_steps,
-            "tok_s": throughput(run_dir, cfg, tokenizer, bench_steps)["tgt_tokens_per_s"],
+            "tok_s": throughput(run_dir, cfg, tokenizer, bench_steps, bench_threads)["tgt_tokens_per_s"],
             "best_valid_bleu": max(valid), "best_step": meta["step"], "split": split,
             "test": results["test"][split], "cfg": cfg,
             "wall_s": json.loads(timing.read_text())["wall_s"] if timing.exists() else None}
@@ -141,13 +142,20 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "reproduce")
     parser.add_argument("--data-root", help="passed on to nmt-train")
     parser.add_argument("--bench-steps", type=int, default=60, help="timed updates for the training speed")
+    parser.add_argument("--bench-threads", type=int, help="threads for the timed updates (default: the recipe's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="passed on to nmt-train, e.g. train.threads=1 to train two recipes side by side")
+    parser.add_argument("--no-report", action="store_true", help="train only; summarize later on an idle machine")
     args = parser.parse_args()
     recipe_dir = args.recipe_dir.resolve()
     runs = args.runs / f"{recipe_dir.name}-{args.scale}"
     for cell in args.cells:
-        train_one(recipe_dir, cell, args.scale, runs / cell, args.data_root)
-    rows = [summarize(cell, runs / cell, args.bench_steps) for cell in args.cells]
-    command = f"scripts/reproduce.py {args.recipe_dir} --scale {args.scale}"
+        train_one(recipe_dir, cell, args.scale, runs / cell, args.data_root, args.overrides)
+    if args.no_report:
+        return
+    rows = [summarize(cell, runs / cell, args.bench_steps, args.bench_threads) for cell in args.cells]
+    command = " ".join([f"scripts/reproduce.py {args.recipe_dir} --scale {args.scale}",
+                        *(f"--set {o}" for o in args.overrides)])
     write_report(recipe_dir, args.scale, rows, command)
 
 

@@ -175,7 +175,7 @@ def test_the_inference_model_steps_as_the_model(cell, tie, layers):
     beam rows (K per sentence) and after dropping a sentence with `select`."""
     model = small_model(cell, tie, layers)
     fast = InferenceModel(model)
-    assert fast.out_weight.size(0) == 32 and model.decoder.out.weight.size(0) == 25  # padded for decoding only
+    assert fast.out.weight.size(0) == 32 and model.decoder.out.weight.size(0) == 25  # padded for decoding only
     src, src_lengths = pad(sentences(6, [5, 2, 7])), torch.tensor([5, 2, 7])
     with torch.inference_mode():
         enc, prepared = model.encode(src, src_lengths), fast.encode(src, src_lengths)

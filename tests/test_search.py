@@ -58,6 +58,20 @@ def test_beam_finds_the_sequence_greedy_misses():
     assert best.score == pytest.approx(math.log(0.4 * 0.9))
 
 
+def test_improbable_beams_that_end_early_do_not_close_the_search():
+    """fairseq's rule alone (stop once K hypotheses ended) returns [D] (p = 0.015) here: D ends at
+    step 1 and the sure path's unlikely A B_ EOS at step 2 make K = 2, while A B_ C (p = 0.95) is
+    still going. The search goes on while a hypothesis still going looks better."""
+    D, E_ = 7, 8
+    model = TableModel({BOS: {A: 0.97, D: 0.015, E_: 0.015}, A: {B_: 0.99, EOS: 0.01},
+                        B_: {C: 0.99, EOS: 0.01}, C: {EOS: 1.0}, D: {EOS: 1.0}, E_: {EOS: 1.0}}, vocab=9)
+    src = torch.full((1, 3), 6)
+    for alpha in (0.0, 1.0):
+        best = beam_search(model, src, torch.tensor([3]), DecodeConfig(beam_size=2, length_penalty=alpha))[0][0]
+        assert best.tokens == [A, B_, C], alpha
+        assert best.score == pytest.approx(math.log(0.97 * 0.99 * 0.99) / length_penalty(4, alpha))
+
+
 def test_nbest_is_sorted_and_scores_are_exact():
     hyps = decode(TableModel(TRAP), DecodeConfig(beam_size=3, length_penalty=0.0), nbest=3)[0]
     assert [h.tokens for h in hyps] == [[B_], [A], [A, C]]

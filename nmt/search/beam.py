@@ -31,6 +31,16 @@ def select_candidates(log_probs: torch.Tensor, scores: torch.Tensor):
     return top_scores, top % V, torch.div(top, V, rounding_mode="floor")
 
 
+def _done(n_finished, K: int, nth_best, cand_scores, cand_tokens, t: int, opts: DecodeConfig) -> torch.Tensor:
+    """(b,) sentences whose search is over: K hypotheses have ended (fairseq's rule) and none still
+    going looks better than the n-th best ended one, judged at its present length as Hugging Face's
+    beam search does. fairseq's count alone lets K improbable beams that end early close a sentence
+    whose best hypothesis is still going: a model sure of its output (p = 0.97) could lose it to a
+    beam at p = 0.002 over rounding differences in a fifth candidate."""
+    going = cand_scores.masked_fill(cand_tokens == EOS, float("-inf")).max(1).values  # (b,)
+    return (n_finished >= K) & (nth_best >= going / length_penalty(t + 1, opts.length_penalty))
+
+
 def _carry_on(scores, tokens, beams, K: int):
     """Of the 2K candidates, the K best that do not end in EOS (B, K) each."""
     rank = torch.arange(tokens.size(1), device=tokens.device)
@@ -63,6 +73,7 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
     sentence = torch.arange(B, device=device)  # original index of each active sentence
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     n_finished = torch.zeros(B, dtype=torch.long, device=device)
+    top_finished = torch.full((B, min(nbest, K)), float("-inf"), device=device)  # best normalised finished scores
     for t in range(max(host_caps)):
         out = model.step(tokens, state, enc)
         last = t + 1 >= caps[sentence]  # (b,) at the cap: only EOS may follow
@@ -75,7 +86,9 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
         # EOS among the K best candidates ends a hypothesis (fairseq's rule).
         ended = (cand_tokens[:, :K] == EOS) & torch.isfinite(cand_scores[:, :K])  # (b, K)
         n_finished.index_add_(0, sentence, ended.sum(1))
-        done = (n_finished[sentence] >= K) | last  # (b,)
+        ended_scores = cand_scores[:, :K].masked_fill(~ended, float("-inf")) / length_penalty(t + 1, opts.length_penalty)
+        top_finished[sentence] = torch.cat([top_finished[sentence], ended_scores], 1).topk(top_finished.size(1), 1).values
+        done = _done(n_finished[sentence], K, top_finished[sentence, -1], cand_scores, cand_tokens, t, opts) | last
         any_ended, all_done, any_done = torch.stack([ended.any(), done.all(), done.any()]).tolist()
         if any_ended:
             _set_aside(finished, ended, sentence, flat_beams[:, :K], cand_scores[:, :K], history, attn_history,

@@ -1,13 +1,15 @@
-"""What every search strategy shares: the hypothesis, the output length cap, a step's log-probabilities."""
+"""What every search strategy shares: the hypothesis, the output length cap, a step's log-probabilities,
+and the loop of the strategies that extend one hypothesis per row (greedy search and sampling)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from nmt.config import DecodeConfig
-from nmt.tokenizer import EOS
+from nmt.tokenizer import BOS, EOS
 
 
 @dataclass
@@ -41,3 +43,39 @@ def log_probs(logits: torch.Tensor, t: int, opts: DecodeConfig, last: torch.Tens
         only_eos[..., EOS] = normalised[..., EOS]
         out = torch.where(last.unsqueeze(-1), only_eos, out)
     return out
+
+
+def one_path_each(model, enc, caps: torch.Tensor, opts: DecodeConfig, choose: Callable[[torch.Tensor], torch.Tensor],
+                  return_attention: bool = False) -> list[Hypothesis]:
+    """One hypothesis per row of `enc` (R rows, `caps` (R,) their length caps), each step's token
+    picked by `choose` from the (R, V) log-probabilities (greedy: the most probable; sampling: a
+    draw). A row's score is the sum of the log-probabilities of its tokens, EOS included."""
+    R, device = caps.size(0), caps.device
+    state = model.init_state(enc)
+    tokens = torch.full((R,), BOS, dtype=torch.long, device=device)
+    alive = torch.ones(R, dtype=torch.bool, device=device)
+    steps, scores, attns = [], torch.zeros(R, device=device), []
+    for t in range(int(caps.max())):
+        out = model.step(tokens, state, enc)
+        lp = log_probs(out.logits, t, opts, t + 1 >= caps)  # (R, V); EOS at the cap
+        tokens = choose(lp)  # (R,)
+        scores += lp.gather(1, tokens[:, None]).squeeze(1) * alive
+        steps.append(torch.where(alive, tokens, EOS))
+        attns.append(out.attention)
+        alive &= (tokens != EOS) & (t + 1 < caps)
+        state = out.state
+        if not alive.any():
+            break
+    return _collect(torch.stack(steps, 1), scores, caps, torch.stack(attns, 1) if return_attention else None)
+
+
+def _collect(seqs: torch.Tensor, scores: torch.Tensor, caps: torch.Tensor, attn) -> list[Hypothesis]:
+    """(R, T) token matrix -> hypotheses cut at their EOS (there is one: it is forced at the cap)."""
+    hyps = []
+    for row, cap, score in zip(seqs.tolist(), caps.tolist(), scores.tolist()):
+        end = row.index(EOS)
+        hyps.append(Hypothesis(row[:end], score, end + 1 < cap, None))
+    if attn is not None:
+        for b, hyp in enumerate(hyps):
+            hyp.attention = attn[b, :len(hyp.tokens) + 1].float().cpu()
+    return hyps

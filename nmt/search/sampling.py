@@ -21,9 +21,7 @@ import torch
 
 from nmt.config import DecodeConfig
 from nmt.errors import NmtError
-from nmt.search.common import Hypothesis, log_probs, max_lengths
-from nmt.search.greedy import _collect
-from nmt.tokenizer import BOS, EOS
+from nmt.search.common import Hypothesis, max_lengths, one_path_each
 
 
 def truncate(log_probs: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -52,21 +50,10 @@ def sample(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: DecodeConf
     rows = torch.arange(B, device=src.device).repeat_interleave(n)  # (B*n,) sentence of each sample
     caps = max_lengths(src_lengths, opts.max_len_a, opts.max_len_b)[rows]  # (B*n,)
     enc = model.encode(src, src_lengths).select(rows)
-    state = model.init_state(enc)
-    tokens = torch.full((len(rows),), BOS, dtype=torch.long, device=src.device)
-    alive = torch.ones(len(rows), dtype=torch.bool, device=src.device)
-    steps, scores, attns = [], torch.zeros(len(rows), device=src.device), []
-    for t in range(int(caps.max())):
-        out = model.step(tokens, state, enc)
-        model_lp = log_probs(out.logits, t, opts, t + 1 >= caps)  # (B*n, V); EOS at the cap
-        drawn = truncate(model_lp, opts.temperature, opts.top_k, opts.top_p).exp()
-        tokens = torch.multinomial(drawn, 1, generator=generator).squeeze(1)  # (B*n,)
-        scores += model_lp.gather(1, tokens[:, None]).squeeze(1) * alive
-        steps.append(torch.where(alive, tokens, EOS))
-        attns.append(out.attention)
-        alive &= (tokens != EOS) & (t + 1 < caps)
-        state = out.state
-        if not alive.any():
-            break
-    hyps = _collect(torch.stack(steps, 1), scores, caps, torch.stack(attns, 1) if return_attention else None)
+
+    def draw(lp: torch.Tensor) -> torch.Tensor:  # (B*n, V) -> (B*n,)
+        drawn = truncate(lp, opts.temperature, opts.top_k, opts.top_p).exp()
+        return torch.multinomial(drawn, 1, generator=generator).squeeze(1)
+
+    hyps = one_path_each(model, enc, caps, opts, draw, return_attention)
     return [sorted(hyps[b * n:(b + 1) * n], key=lambda h: -h.score) for b in range(B)]
