@@ -182,8 +182,8 @@ def test_health_answers_during_a_long_batch_and_sigterm_answers_in_flight_reques
 
 def test_command_line_errors_are_one_line_and_exit_2(reverse_run):
     run = str(reverse_run[0] / "run")
-    out = run_cli("nmt-serve", run, run)
-    assert out.returncode == 2 and "serving an ensemble is not supported yet; give one" in out.stderr
+    out = run_cli("nmt-serve", run, str(reverse_run[0] / "no-such-run"))
+    assert out.returncode == 2 and "no-such-run" in out.stderr and "Traceback" not in out.stderr
     out = run_cli("nmt-serve", run, "--batch-sentences", "0")
     assert out.returncode == 2 and out.stderr.strip() == "error: --batch-sentences: must be at least 1, got 0"
     with socket.socket() as busy:
@@ -195,5 +195,20 @@ def test_command_line_errors_are_one_line_and_exit_2(reverse_run):
     assert "Traceback" not in out.stderr
     out = run_cli("nmt-serve", "--help")
     for flag in ("--host", "--port", "--batch-wait-ms", "--batch-sentences", "--no-batching", "--max-sentences",
-                 "--max-chars", "--max-beam-size", "--device", "--dtype", "--access-log", "ensemble"):
+                 "--max-chars", "--max-beam-size", "--device", "--dtype", "--access-log", "ensemble", "int8"):
         assert flag in out.stdout
+
+
+def test_an_ensemble_and_int8_are_served(reverse_run, tmp_path):
+    """Two RUN_DIRs serve their ensemble (of a model with itself: exactly the model's output), and
+    --dtype int8 serves what Translator.load(dtype="int8") translates."""
+    root, corpus, _ = reverse_run
+    run = root / "run"
+    lines = (corpus / "test.src").read_text().splitlines()[:12]
+    with serving(run, tmp_path / "serve.log", str(run), "--dtype", "int8") as server:
+        status, info = call(server.url + "/info")
+        assert status == 200 and info["ensemble"] == 2 and info["model"] == "run + run" and info["dtype"] == "int8"
+        status, answer = call(server.url + "/translate", {"text": lines, "beam_size": 3})
+    assert status == 200
+    alone = Translator.load(run, device="cpu", dtype="int8").translate(lines, beam_size=3)
+    assert [t["text"] for t in answer["translations"]] == alone

@@ -23,8 +23,8 @@ def _parser() -> argparse.ArgumentParser:
                     "the OpenAPI docs at /docs, and at / a web page that translates and draws the attention. "
                     "SIGTERM or Ctrl-C answers the requests in flight, then stops.")
     parser.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
-                        help="run directory (its best checkpoint) or checkpoint directory; exactly one for now "
-                             "(serving an ensemble of several models is not supported yet)")
+                        help="run directory (its best checkpoint) or checkpoint directory; several make an "
+                             "ensemble (the mean of their log-probabilities; they must share the tokenizer)")
     for f in dataclasses.fields(ServeConfig):
         flag, text = "--" + f.name.replace("_", "-"), f.metadata["help"]
         if f.type == "bool" and f.default:
@@ -63,17 +63,20 @@ def _listen(host: str, port: int) -> socket.socket:
         raise NmtError(f"{host}:{port}: cannot listen ({getattr(err, 'strerror', None) or err})") from None
 
 
-def model_info(translator, path: str, cfg: ServeConfig) -> dict:
+def model_info(translator, paths: list[str], cfg: ServeConfig) -> dict:
+    """What GET /info tells: names, not paths (a client has no business knowing the server's file
+    system); for an ensemble, the first model's checkpoint, architecture and decode settings."""
     from nmt.checkpoint import read_meta, resolve
     from nmt.model import count_parameters
 
-    ckpt = resolve(path)
+    ckpt = resolve(paths[0])
     meta = read_meta(ckpt)
     mcfg, tokenizer = translator.cfg, translator.tokenizer
-    # Names, not paths: a client has no business knowing the server's file system.
-    return {"model": Path(path).resolve().name, "checkpoint": ckpt.name, "step": meta.get("step"),
+    return {"model": " + ".join(Path(p).resolve().name for p in paths), "checkpoint": ckpt.name,
+            "step": meta.get("step"), "ensemble": len(paths),
             "source_language": mcfg.data.src_lang, "target_language": mcfg.data.tgt_lang,
-            "parameters": count_parameters(translator.model), "architecture": dataclasses.asdict(mcfg.model),
+            "parameters": sum(count_parameters(m) for m in translator.models),
+            "architecture": dataclasses.asdict(mcfg.model),
             "vocabulary": {"source": tokenizer.src_vocab_size, "target": tokenizer.tgt_vocab_size},
             "decode": dataclasses.asdict(mcfg.decode), "device": str(translator.device), "dtype": translator.dtype,
             "limits": {"max_sentences": cfg.max_sentences, "max_chars": cfg.max_chars,
@@ -83,10 +86,8 @@ def model_info(translator, path: str, cfg: ServeConfig) -> dict:
 
 @user_errors
 def serve_main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_intermixed_args(argv)  # RUN_DIRs may come after options
     cfg = _settings(args)
-    if len(args.run_dir) > 1:
-        raise NmtError(f"{len(args.run_dir)} RUN_DIRs given: serving an ensemble is not supported yet; give one")
     try:
         import uvicorn
 
@@ -97,11 +98,12 @@ def serve_main(argv=None) -> int:
     from nmt.translate import Translator
 
     sock = _listen(cfg.host, cfg.port)  # before loading: a busy port fails fast; early clients wait in the backlog
-    translator = Translator.load(args.run_dir[0], device=cfg.device or None, dtype=cfg.dtype)
-    info = model_info(translator, args.run_dir[0], cfg)
+    paths = args.run_dir if len(args.run_dir) > 1 else args.run_dir[0]
+    translator = Translator.load(paths, device=cfg.device or None, dtype=cfg.dtype)
+    info = model_info(translator, args.run_dir, cfg)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    log.info("serving %s (%s→%s, %d parameters) at http://%s:%d/ (API docs at /docs)", args.run_dir[0],
+    log.info("serving %s (%s→%s, %d parameters) at http://%s:%d/ (API docs at /docs)", " + ".join(args.run_dir),
              info["source_language"], info["target_language"], info["parameters"], shown, port)
     server = uvicorn.Server(uvicorn.Config(create_app(translator, cfg, info), access_log=cfg.access_log,
                                            log_level="info", timeout_graceful_shutdown=None))
