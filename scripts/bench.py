@@ -15,7 +15,7 @@ disturb far less than the wall clock; with more threads, the wall clock.
 $NMT_BENCH_CODE names another checkout whose `nmt` package is measured instead of this one's
 (scripts/bench_ab.py: the same instrument on the code before and after a change).
 Speed targets live here, never in the tests. Prints one table; --json writes the figures.
-scripts/compare_joeynmt.py runs the same measurements beside JoeyNMT 2.3.0 and prints both with ratios.
+scripts/compare.py runs the same measurements beside JoeyNMT 2.3.0 and OpenNMT-py 3.5.1 and prints all with ratios.
 """
 
 from __future__ import annotations
