@@ -61,6 +61,7 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
     B, K, device = src.size(0), opts.beam_size, src.device
     caps = max_lengths(src_lengths, opts.max_len_a, opts.max_len_b)  # (B,)
     host_caps = caps.tolist()
+    first_cap = min(host_caps)
     enc = model.encode(src, src_lengths)
     # State rows are hypotheses, K per sentence, sentence-major; enc keeps one row per sentence.
     rows = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,)
@@ -77,7 +78,9 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
     for t in range(max(host_caps)):
         out = model.step(tokens, state, enc)
         last = t + 1 >= caps[sentence]  # (b,) at the cap: only EOS may follow
-        step_scores = log_probs(out.logits.view(len(sentence), K, -1), t, opts, last[:, None])  # (b, K, V)
+        # Before the first cap of the batch no row can be at its cap: skip two passes over (b, K, V).
+        at_cap = last[:, None] if t + 1 >= first_cap else None
+        step_scores = log_probs(out.logits.view(len(sentence), K, -1), t, opts, at_cap)  # (b, K, V)
         cand_scores, cand_tokens, cand_beams = select_candidates(step_scores, scores)
         flat_beams = cand_beams + (torch.arange(len(sentence), device=device) * K)[:, None]  # (b, 2K)
         if return_attention:

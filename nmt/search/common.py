@@ -55,9 +55,12 @@ def one_path_each(model, enc, caps: torch.Tensor, opts: DecodeConfig, choose: Ca
     tokens = torch.full((R,), BOS, dtype=torch.long, device=device)
     alive = torch.ones(R, dtype=torch.bool, device=device)
     steps, scores, attns = [], torch.zeros(R, device=device), []
-    for t in range(int(caps.max())):
+    first_cap, last_cap = caps.aminmax()
+    first_cap, last_cap = int(first_cap), int(last_cap)
+    for t in range(last_cap):
         out = model.step(tokens, state, enc)
-        lp = log_probs(out.logits, t, opts, t + 1 >= caps)  # (R, V); EOS at the cap
+        # EOS forced at the cap; before the first cap no row is there: skip two passes over (R, V).
+        lp = log_probs(out.logits, t, opts, t + 1 >= caps if t + 1 >= first_cap else None)  # (R, V)
         tokens = choose(lp)  # (R,)
         scores += lp.gather(1, tokens[:, None]).squeeze(1) * alive
         steps.append(torch.where(alive, tokens, EOS))
