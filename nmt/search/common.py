@@ -55,8 +55,7 @@ def one_path_each(model, enc, caps: torch.Tensor, opts: DecodeConfig, choose: Ca
     tokens = torch.full((R,), BOS, dtype=torch.long, device=device)
     alive = torch.ones(R, dtype=torch.bool, device=device)
     steps, scores, attns = [], torch.zeros(R, device=device), []
-    first_cap, last_cap = caps.aminmax()
-    first_cap, last_cap = int(first_cap), int(last_cap)
+    first_cap, last_cap = torch.stack(caps.aminmax()).tolist()  # one host read for both
     for t in range(last_cap):
         out = model.step(tokens, state, enc)
         # EOS forced at the cap; before the first cap no row is there: skip two passes over (R, V).
