@@ -230,3 +230,10 @@ def _validate_and_save(run: Run, valid_ds, progress: Progress, scheduled: bool =
                    f"BLEU {result['valid_bleu']:.2f}{' (best)' if improved else ''}")
     save(run, progress, result, improved)
     return result
+
+
+if __name__ == "__main__":
+    # `python -m nmt.train` (and `accelerate launch -m nmt.train`) is `nmt-train`, not a silent no-op.
+    from nmt.cli import train_main
+
+    sys.exit(train_main())

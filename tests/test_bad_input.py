@@ -66,6 +66,13 @@ def test_missing_recipe_and_unwritable_run_dir(tmp_path, corpus):
     assert_one_line_error(result, "not writable")
 
 
+def test_train_module_is_the_command(tmp_path):
+    """`python -m nmt.train` (what `accelerate launch -m nmt.train` runs) is nmt-train, not a silent no-op."""
+    result = subprocess.run([sys.executable, "-m", "nmt.train", str(tmp_path / "nope.yaml")],
+                            capture_output=True, text=True)
+    assert_one_line_error(result, "nope.yaml: config file not found")
+
+
 def test_run_dir_of_another_model(tmp_path, corpus):
     assert train(tmp_path, corpus).returncode == 0
     assert_one_line_error(train(tmp_path, corpus), "already holds a run; pass --resume")
