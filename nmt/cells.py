@@ -67,14 +67,12 @@ class StackedCell(nn.Module):
             new_cell.append(c)
         return torch.stack(new_hidden), None if cell is None else torch.stack(new_cell)
 
-    def reset_parameters(self) -> None:
-        """Xavier for W, orthogonal U per gate, zero biases; an LSTM's forget-gate bias is 1."""
+    def reset_recurrence(self) -> None:
+        """Orthogonal U per gate; an LSTM's forget-gate bias is 1 (b + b_h, gate order i, f, g, o)."""
         H = self.hidden_size
         for W, U in zip(self.input, self.recurrent):
-            nn.init.xavier_uniform_(W.weight)
             for gate in U.weight.data.split(H):
                 nn.init.orthogonal_(gate)
-            nn.init.zeros_(W.bias)
-            nn.init.zeros_(U.bias)
             if self.kind == "lstm":
-                W.bias.data[H:2 * H] = 1.0  # gate order i, f, g, o
+                W.bias.data[H:2 * H] = 1.0
+                U.bias.data[H:2 * H] = 0.0

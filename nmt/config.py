@@ -71,6 +71,11 @@ class ModelConfig:
     num_layers: int = option(1, "layers in encoder and decoder", min=1)
     dropout: float = option(0.3, "dropout on embeddings, between layers and before the output", min=0)
     tie_embeddings: bool = option(False, "share the target embedding and output projection")
+    init: str = option("uniform", "weight initialisation: 'uniform' draws every weight from "
+                                  "U(-init_range, init_range) (OpenNMT-py's param_init); 'xavier' uses Xavier "
+                                  "input weights, zero biases and N(0, 1) embeddings. Both: orthogonal "
+                                  "recurrent matrices, LSTM forget-gate bias 1", choices=("uniform", "xavier"))
+    init_range: float = option(0.1, "init uniform: the range of the weights", min=0)
 
 
 @dataclass

@@ -24,7 +24,7 @@ class Seq2Seq(nn.Module):
         self.decoder = Decoder(cfg.cell, tgt_vocab_size, cfg.embed_size, cfg.decoder_hidden_size,
                                self.encoder.output_size, cfg.attention_size, cfg.num_layers,
                                cfg.dropout, cfg.tie_embeddings, PAD)
-        init_weights(self)
+        init_weights(self, cfg.init, cfg.init_range)
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
         """src (B, S), src_lengths (B,) -> memory, mask, final states, and the attention keys."""
@@ -42,19 +42,37 @@ class Seq2Seq(nn.Module):
         return self.decoder(tgt_in, self.encode(src, src_lengths))
 
 
-def init_weights(model: nn.Module) -> None:
-    """Xavier for input weights, orthogonal for recurrent weights (per gate), LSTM forget bias 1."""
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-    # Recurrent layers after the plain Linears: a StackedCell's matrices are Linears too.
+def init_weights(model: nn.Module, scheme: str = "uniform", scale: float = 0.1) -> None:
+    """Initialise every weight of `model` by `scheme` (ModelConfig.init), then the recurrence and padding.
+
+    `uniform` (every weight in ±scale, OpenNMT-py's default `param_init`) trains faster than `xavier`:
+    on the JoeyNMT-sized Multi30k recipe, one epoch gave validation perplexity 18.0 against 22.4 and
+    greedy BLEU 19.0 against 14.9 (docs/benchmarks.md, "Initialisation"). Both schemes then make the
+    recurrent matrices orthogonal per gate, which keeps a plain tanh RNN's recurrence from exploding
+    at the start, and give an LSTM's forget gate a bias of 1.
+    """
+    if scheme == "uniform":
+        for param in model.parameters():
+            nn.init.uniform_(param, -scale, scale)
+    else:
+        _xavier(model)
     for module in model.modules():
         if isinstance(module, StackedCell):
-            module.reset_parameters()
+            module.reset_recurrence()
         elif isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
-            _init_torch_rnn(module)
+            _torch_rnn_recurrence(module)
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+
+def _xavier(model: nn.Module) -> None:
+    """Xavier input weights, zero biases, N(0, 1) embeddings."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.RNN, nn.LSTM, nn.GRU)):
+            for name, param in module.named_parameters(recurse=False):
+                (nn.init.zeros_ if name.startswith("bias") else nn.init.xavier_uniform_)(param)
     # Embeddings last: a tied output projection must end up with the embedding's initialisation.
     # Unit variance (PyTorch's default): with Xavier input weights, smaller embeddings give the
     # recurrent layers near-zero inputs and training stalls for epochs (measured: 0.5 nats worse
@@ -62,24 +80,17 @@ def init_weights(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=1.0)
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
 
 
-def _init_torch_rnn(module: nn.RNNBase) -> None:
-    """The encoder's nn.RNN/GRU/LSTM, initialised as StackedCell.reset_parameters does."""
-    gates = {nn.RNN: 1, nn.GRU: 3, nn.LSTM: 4}[type(module)]
+def _torch_rnn_recurrence(module: nn.RNNBase) -> None:
+    """The encoder's nn.RNN/GRU/LSTM: what StackedCell.reset_recurrence does to the decoder's cell."""
     H = module.hidden_size
     for name, param in module.named_parameters():
-        if name.startswith("weight_ih"):
-            nn.init.xavier_uniform_(param)
-        elif name.startswith("weight_hh"):
+        if name.startswith("weight_hh"):
             for chunk in param.data.split(H):
                 nn.init.orthogonal_(chunk)
-        else:
-            nn.init.zeros_(param)
-            if gates == 4 and name.startswith("bias_ih"):
-                param.data[H:2 * H] = 1.0  # gate order i, f, g, o
+        elif isinstance(module, nn.LSTM) and name.startswith("bias"):
+            param.data[H:2 * H] = 1.0 if name.startswith("bias_ih") else 0.0  # gate order i, f, g, o
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -151,17 +151,34 @@ def test_step_equals_the_equations_through_the_torch_layers(cell, layers):
         state, tokens = out.state, out.logits.argmax(-1)
 
 
-def test_initialisation_follows_the_literature():
-    model = small_model("lstm")
+@pytest.mark.parametrize("init", ["uniform", "xavier"])
+def test_initialisation_follows_the_literature(init):
+    torch.manual_seed(0)
+    cfg = ModelConfig(cell="lstm", embed_size=64, hidden_size=48, decoder_hidden_size=80, attention_size=40,
+                      init=init, init_range=0.2)
+    model = Seq2Seq(cfg, src_vocab_size=300, tgt_vocab_size=250)
     rnn = model.decoder.rnn
     H = rnn.hidden_size
     for gate in rnn.recurrent[0].weight.detach().split(H):  # orthogonal per gate: Wᵀ W = I
         torch.testing.assert_close(gate.T @ gate, torch.eye(H), atol=1e-5, rtol=0)
+    enc = model.encoder.rnn
+    for gate in enc.weight_hh_l0.detach().split(enc.hidden_size):
+        torch.testing.assert_close(gate.T @ gate, torch.eye(enc.hidden_size), atol=1e-5, rtol=0)
     total_bias = (rnn.input[0].bias + rnn.recurrent[0].bias).detach()
-    assert torch.all(total_bias[H:2 * H] == 1) and torch.all(total_bias[:H] == 0)
-    enc_bias = model.encoder.rnn.bias_ih_l0.detach()
-    assert torch.all(enc_bias[6:12] == 1) and torch.all(enc_bias[:6] == 0)
-    assert torch.all(model.decoder.embed.weight[0] == 0)  # padding embedding
+    assert torch.all(total_bias[H:2 * H] == 1)  # forget gate
+    enc_total = (enc.bias_ih_l0 + enc.bias_hh_l0).detach()
+    assert torch.all(enc_total[48:96] == 1)
+    assert torch.all(model.decoder.embed.weight[0] == 0) and torch.all(model.encoder.embed.weight[0] == 0)  # padding
+    embed, out, readout = model.decoder.embed.weight.detach()[1:], model.decoder.out.weight, model.decoder.readout
+    if init == "uniform":  # U(-r, r): every value within r, standard deviation r / sqrt(3)
+        for w in (embed, out.detach(), readout.weight.detach(), readout.bias.detach(), rnn.recurrent[0].bias[:H]):
+            assert w.abs().max() <= 0.2
+        assert abs(embed.std().item() - 0.2 / 3 ** 0.5) < 0.005
+    else:  # N(0, 1) embeddings, Xavier U(±sqrt(6 / (fan_in + fan_out))), zero biases
+        assert abs(embed.std().item() - 1.0) < 0.05
+        bound = (6 / sum(out.shape)) ** 0.5
+        assert out.abs().max() <= bound and out.abs().max() > 0.9 * bound
+        assert torch.all(readout.bias == 0) and torch.all(total_bias[:H] == 0)
 
 
 def test_tied_embeddings_share_one_tensor():
