@@ -75,7 +75,8 @@ class ModelConfig:
                                   "U(-init_range, init_range) (OpenNMT-py's param_init); 'xavier' uses Xavier "
                                   "input weights, zero biases and N(0, 1) embeddings. Both: orthogonal "
                                   "recurrent matrices, LSTM forget-gate bias 1", choices=("uniform", "xavier"))
-    init_range: float = option(0.1, "init uniform: the range of the weights", min=0)
+    init_range: float = option(0.1, "init uniform: the range of the weights; 0.1 suits layers of a few hundred "
+                                    "units, small ones learn faster from more (0.5 for 32-64)", min=0)
 
 
 @dataclass

@@ -95,6 +95,14 @@ def fmt(x, digits=2):
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def kept_sections(path: Path) -> str:
+    """The `## ` sections written by hand after the generated table (e.g. checkpoint averaging),
+    which a new report keeps; the generated part has none."""
+    text = path.read_text() if path.exists() else ""
+    start = text.find("\n## ")
+    return text[start:] if start >= 0 else ""
+
+
 def write_report(recipe_dir: Path, scale: str, rows: list[dict], command: str) -> None:
     suffix = "" if scale == "cpu" else f".{scale}"
     cfg = rows[0]["cfg"]
@@ -127,7 +135,8 @@ def write_report(recipe_dir: Path, scale: str, rows: list[dict], command: str) -
               f"- Date: {datetime.date.today().isoformat()}",
               f"- Wall time per model (training + evaluation): {walls or 'not recorded (reused runs)'}",
               f"- BLEU signature: `{rows[0]['test']['all']['bleu_signature']}`", ""]
-    (recipe_dir / f"RESULTS{suffix}.md").write_text("\n".join(lines))
+    path = recipe_dir / f"RESULTS{suffix}.md"
+    path.write_text("\n".join(lines) + kept_sections(path))
     plot_bleu_by_length({r["cell"]: [r["test"][b]["bleu"] for b in buckets] for r in rows}, buckets,
                         recipe_dir / f"bleu_by_length{suffix}.png",
                         f"{recipe_dir.name} ({scale} scale): test BLEU by source length")

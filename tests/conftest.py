@@ -76,8 +76,10 @@ def multi30k_dir() -> Path:
     return path
 
 
+# init_range 0.5: layers of 32-64 units learn slowly from the default ±0.1, which suits a few hundred
+# (the reverse task: BLEU 1.5 after 300 updates at 0.1, 90 after 100 at 0.5; ModelConfig.init_range).
 TINY = ["--set", "tokenizer.vocab_size=40", "--set", "model.embed_size=32", "--set", "model.hidden_size=48",
-        "--set", "model.decoder_hidden_size=64", "--set", "model.attention_size=32",
+        "--set", "model.decoder_hidden_size=64", "--set", "model.attention_size=32", "--set", "model.init_range=0.5",
         "--set", "model.dropout=0.0", "--set", "train.label_smoothing=0.0", "--set", "train.threads=1"]
 
 

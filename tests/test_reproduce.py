@@ -26,5 +26,8 @@ def test_reproduce_writes_a_table_and_a_plot(tmp_path):
         assert f"| {cell} |" in report
     assert "| 1-4 (" in report and "short BLEU" in report
     assert (recipes / "bleu_by_length.png").stat().st_size > 1000
+    notes = "\n## Notes written by hand\n\nKept when the table is written again.\n"
+    (recipes / "RESULTS.md").write_text(report + notes)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and again.stdout.count("reused") == 3
+    assert (recipes / "RESULTS.md").read_text() == report + notes  # same table, the notes kept once
