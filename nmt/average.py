@@ -22,6 +22,9 @@ import torch
 from nmt.checkpoint import load_checkpoint, resolve, write_files
 from nmt.errors import NmtError
 
+# Model settings that shape training only: checkpoints that differ in them compute the same function.
+TRAINING_ONLY = {"dropout", "init", "init_range"}
+
 
 def run_checkpoints(run_dir: str | Path, last: int) -> list[Path]:
     """The `last` newest step checkpoints of a run, oldest first."""
@@ -48,7 +51,7 @@ def _check_same_model(first, other, first_path: Path, path: Path) -> None:
         raise NmtError(f"{path}: tensor {extra[0]} is not in {first_path}; cannot average different architectures")
     for field in dataclasses.fields(cfg0.model):  # e.g. tie_embeddings: the same tensors, another model
         a, b = getattr(cfg0.model, field.name), getattr(cfg.model, field.name)
-        if a != b and field.name != "dropout":  # dropout does not change the function at inference
+        if a != b and field.name not in TRAINING_ONLY:
             raise NmtError(f"{path}: model.{field.name} is {b!r}, {first_path}'s is {a!r}; cannot average them")
     for name in sorted(set(tok0.files) | set(tok.files)):
         mine, theirs = tok0.files.get(name), tok.files.get(name)

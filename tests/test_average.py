@@ -64,3 +64,17 @@ def test_other_architectures_and_tokenizers_are_refused(reverse_run, tmp_path):
     with pytest.raises(NmtError, match="tokenizer file vocab.tgt.txt differs"):
         write_average([last, other_vocabulary(root / "run", tmp_path)], tmp_path / "avg")
     assert not (tmp_path / "avg").exists()
+
+
+def test_settings_of_training_only_do_not_block_averaging(reverse_run, tmp_path):
+    """Dropout and the initialisation shape training, not the function: checkpoints differing in them average."""
+    root, _, _ = reverse_run
+    last = run_checkpoints(root / "run", 1)[0]
+    model, tokenizer, cfg, _ = load_checkpoint(last)
+    values = to_dict(cfg)
+    values["model"].update(init="xavier", init_range=0.3, dropout=0.5)
+    other = save_checkpoint(tmp_path / "other", model, from_dict(values), tokenizer, {"step": 1}, None, ("last",), 1)
+    write_average([last, other], tmp_path / "avg")
+    averaged, _, _, _ = load_checkpoint(tmp_path / "avg")
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(averaged.state_dict()[name], tensor)
