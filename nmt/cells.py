@@ -66,13 +66,3 @@ class StackedCell(nn.Module):
             new_hidden.append(h)
             new_cell.append(c)
         return torch.stack(new_hidden), None if cell is None else torch.stack(new_cell)
-
-    def reset_recurrence(self) -> None:
-        """Orthogonal U per gate; an LSTM's forget-gate bias is 1 (b + b_h, gate order i, f, g, o)."""
-        H = self.hidden_size
-        for W, U in zip(self.input, self.recurrent):
-            for gate in U.weight.data.split(H):
-                nn.init.orthogonal_(gate)
-            if self.kind == "lstm":
-                W.bias.data[H:2 * H] = 1.0
-                U.bias.data[H:2 * H] = 0.0

@@ -42,7 +42,7 @@ class Seq2Seq(nn.Module):
         return self.decoder(tgt_in, self.encode(src, src_lengths))
 
 
-def init_weights(model: nn.Module, scheme: str = "uniform", scale: float = 0.1) -> None:
+def init_weights(model: nn.Module, scheme: str, scale: float) -> None:
     """Initialise every weight of `model` by `scheme` (ModelConfig.init), then the recurrence and padding.
 
     `uniform` (every weight in ±scale, OpenNMT-py's default `param_init`) trains faster than `xavier`:
@@ -58,9 +58,14 @@ def init_weights(model: nn.Module, scheme: str = "uniform", scale: float = 0.1) 
         _xavier(model)
     for module in model.modules():
         if isinstance(module, StackedCell):
-            module.reset_recurrence()
-        elif isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
-            _torch_rnn_recurrence(module)
+            for W, U in zip(module.input, module.recurrent):
+                _recurrence(U.weight, W.bias, U.bias, module.kind == "lstm")
+        elif isinstance(module, nn.RNNBase):  # the encoder's: weight_hh_l0, weight_hh_l0_reverse, ...
+            for name, weight in module.named_parameters():
+                if name.startswith("weight_hh"):
+                    layer = name.removeprefix("weight_hh")
+                    _recurrence(weight, getattr(module, f"bias_ih{layer}"), getattr(module, f"bias_hh{layer}"),
+                                module.mode == "LSTM")
     for module in model.modules():
         if isinstance(module, nn.Embedding):
             with torch.no_grad():
@@ -70,7 +75,7 @@ def init_weights(model: nn.Module, scheme: str = "uniform", scale: float = 0.1) 
 def _xavier(model: nn.Module) -> None:
     """Xavier input weights, zero biases, N(0, 1) embeddings."""
     for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.RNN, nn.LSTM, nn.GRU)):
+        if isinstance(module, (nn.Linear, nn.RNNBase)):
             for name, param in module.named_parameters(recurse=False):
                 (nn.init.zeros_ if name.startswith("bias") else nn.init.xavier_uniform_)(param)
     # Embeddings last: a tied output projection must end up with the embedding's initialisation.
@@ -82,15 +87,16 @@ def _xavier(model: nn.Module) -> None:
             nn.init.normal_(module.weight, std=1.0)
 
 
-def _torch_rnn_recurrence(module: nn.RNNBase) -> None:
-    """The encoder's nn.RNN/GRU/LSTM: what StackedCell.reset_recurrence does to the decoder's cell."""
-    H = module.hidden_size
-    for name, param in module.named_parameters():
-        if name.startswith("weight_hh"):
-            for chunk in param.data.split(H):
-                nn.init.orthogonal_(chunk)
-        elif isinstance(module, nn.LSTM) and name.startswith("bias"):
-            param.data[H:2 * H] = 1.0 if name.startswith("bias_ih") else 0.0  # gate order i, f, g, o
+def _recurrence(weight: torch.Tensor, input_bias: torch.Tensor, recurrent_bias: torch.Tensor, lstm: bool) -> None:
+    """One layer's recurrent matrix (G*H, H) orthogonal per gate; an LSTM's forget-gate bias (the sum
+    of both biases, gate order i, f, g, o) is 1."""
+    H = weight.size(1)
+    with torch.no_grad():
+        for gate in weight.split(H):
+            nn.init.orthogonal_(gate)
+        if lstm:
+            input_bias[H:2 * H] = 1.0
+            recurrent_bias[H:2 * H] = 0.0
 
 
 def count_parameters(model: nn.Module) -> int:
