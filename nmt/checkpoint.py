@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_model
 
-from nmt.config import Config, from_dict, save_config
+from nmt.config import Config, load_saved_config, save_config
 from nmt.errors import NmtError
 from nmt.model import Seq2Seq
 from nmt.tokenizer import Tokenizer
@@ -154,12 +154,7 @@ def upgrade(metadata: dict, state: dict, expected: dict) -> dict:
 
 def read_config(ckpt: Path) -> Config:
     """The config a checkpoint's model was built and trained with."""
-    import yaml
-
-    try:
-        return from_dict(yaml.safe_load((ckpt / "config.yaml").read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError) as err:
-        raise NmtError(f"{ckpt / 'config.yaml'}: unreadable ({err})") from None
+    return load_saved_config(ckpt / "config.yaml")
 
 
 def load_checkpoint(path: str | Path) -> tuple[Seq2Seq, Tokenizer, Config, dict]:

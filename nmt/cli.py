@@ -57,13 +57,16 @@ def train_main(argv=None) -> int:
                         "(default: $NMT_DATA_ROOT or ../shared/data)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     args = parser.parse_args(argv)
-    from nmt.config import load_config
+    from nmt.config import load_config, load_saved_config
 
     overrides = args.overrides + ([f"data.root={args.data_root}"] if args.data_root else [])
     run_dir = Path(args.run_dir or Path("runs") / "-".join(Path(c).stem for c in args.config))
     saved = run_dir / "config.yaml"
     # A resumed run keeps the config it was started with; --set may still change it (e.g. train.max_steps).
-    cfg = load_config(saved if args.resume and saved.exists() else args.config, overrides)
+    if args.resume and saved.exists():
+        cfg = load_saved_config(saved, overrides)
+    else:
+        cfg = load_config(args.config, overrides)
     _quiet_libraries()
     from nmt.train import train
 

@@ -64,19 +64,29 @@ class TokenizerConfig:
 @dataclass
 class ModelConfig:
     cell: str = option("gru", "recurrent cell of encoder and decoder", choices=("rnn", "lstm", "gru"))
-    embed_size: int = option(256, "embedding size (and attentional output size)", min=1)
+    embed_size: int = option(256, "embedding size", min=1)
     hidden_size: int = option(256, "encoder hidden size per direction", min=1)
     decoder_hidden_size: int = option(512, "decoder hidden size", min=1)
     attention_size: int = option(256, "size of the additive attention's hidden layer", min=1)
     num_layers: int = option(1, "layers in encoder and decoder", min=1)
     dropout: float = option(0.3, "dropout on embeddings, between layers and before the output", min=0)
-    tie_embeddings: bool = option(False, "share the target embedding and output projection")
+    readout_size: int = option(0, "size of the attentional output o_t = tanh(W_o [s; c; E y]) that the output "
+                                  "projection reads (0 = decoder_hidden_size, as in JoeyNMT and OpenNMT-py); "
+                                  "tie_embeddings needs it equal to embed_size", min=0)
+    tie_embeddings: bool = option(False, "share the target embedding and output projection "
+                                         "(set readout_size to embed_size)")
     init: str = option("uniform", "weight initialisation: 'uniform' draws every weight from "
                                   "U(-init_range, init_range) (OpenNMT-py's param_init); 'xavier' uses Xavier "
                                   "input weights, zero biases and N(0, 1) embeddings. Both: orthogonal "
                                   "recurrent matrices, LSTM forget-gate bias 1", choices=("uniform", "xavier"))
     init_range: float = option(0.1, "init uniform: the range of the weights; 0.1 suits layers of a few hundred "
                                     "units, small ones learn faster from more (0.5 for 32-64)", min=0)
+
+    def __post_init__(self):
+        readout = self.readout_size or self.decoder_hidden_size
+        if self.tie_embeddings and readout != self.embed_size:
+            raise NmtError(f"model.tie_embeddings: the output projection is the embedding, so model.readout_size "
+                           f"({readout}) must equal model.embed_size ({self.embed_size})")
 
 
 @dataclass
@@ -261,6 +271,16 @@ def load_config(paths: str | Path | list, overrides: list[str] = ()) -> Config:
     values: dict = {}
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         values = _merge(values, _read_yaml(Path(path)))
+    return from_dict(values, overrides)
+
+
+def load_saved_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """A config.yaml that nmt wrote (a run's or a checkpoint's), perhaps before some field existed."""
+    values = _read_yaml(Path(path))
+    model = values.get("model")
+    if isinstance(model, dict) and "readout_size" not in model:
+        # Written before model.readout_size: the readout then had the embedding's size.
+        model["readout_size"] = model.get("embed_size", ModelConfig.embed_size)
     return from_dict(values, overrides)
 
 

@@ -4,8 +4,8 @@ For target position t, with E the target embedding and s the top-layer decoder s
 
     c_t, α_t = attention(s_{t-1}, memory)              # attend with the previous state
     s_t      = cell(W E y_{t-1} + b + C c_t, s_{t-1})    # rnn / lstm / gru, L layers (nmt/cells.py)
-    o_t      = tanh(W_o [s_t; c_t; E y_{t-1}])          # attentional output layer ("readout")
-    p(y_t | y_<t, x) = softmax(W_out o_t)               # W_out may be tied to E
+    o_t      = tanh(W_o [s_t; c_t; E y_{t-1}])          # attentional output ("readout"), R units
+    p(y_t | y_<t, x) = softmax(W_out o_t)               # W_out may be tied to E (then R = E)
 
 As in Bahdanau et al. (2015, appendix A.2.2), the first layer reads the previous word and the
 context through separate matrices W and C (W is the first layer's input matrix in `rnn`).
@@ -48,8 +48,8 @@ class StepOutput(NamedTuple):
 
 class Decoder(nn.Module):
     def __init__(self, cell: str, vocab_size: int, embed_size: int, hidden_size: int,
-                 memory_size: int, attention_size: int, num_layers: int, dropout: float,
-                 tie_embeddings: bool, padding_idx: int):
+                 memory_size: int, attention_size: int, readout_size: int, num_layers: int,
+                 dropout: float, tie_embeddings: bool, padding_idx: int):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_size, padding_idx=padding_idx)
         self.dropout = nn.Dropout(dropout)
@@ -58,8 +58,8 @@ class Decoder(nn.Module):
         self.context_gates = nn.Linear(memory_size, self.rnn.input[0].out_features, bias=False)  # C
         self.bridge = nn.Linear(memory_size, hidden_size)
         self.cell_bridge = nn.Linear(memory_size, hidden_size) if cell == "lstm" else None
-        self.readout = nn.Linear(hidden_size + memory_size + embed_size, embed_size)  # W_o
-        self.out = nn.Linear(embed_size, vocab_size, bias=False)  # W_out
+        self.readout = nn.Linear(hidden_size + memory_size + embed_size, readout_size)  # W_o
+        self.out = nn.Linear(readout_size, vocab_size, bias=False)  # W_out
         if tie_embeddings:
             self.out.weight = self.embed.weight
 
@@ -98,5 +98,5 @@ class Decoder(nn.Module):
         return DecoderState(hidden, cell), context, alpha
 
     def _readout(self, s: torch.Tensor, context: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """o = tanh(W_o [s; c; E y]) on (..., H), (..., M), (..., E) -> (..., E)."""
+        """o = tanh(W_o [s; c; E y]) on (..., H), (..., M), (..., E) -> (..., R)."""
         return self.dropout(torch.tanh(self.readout(torch.cat([s, context, y], -1))))

@@ -5,11 +5,11 @@ The decoder's first layer and its readout read the embedding and the context onl
 maps, so their shares of both are precomputed. What each buys on beam 5 / greedy search with the
 JoeyNMT-sized model (range over runs of scripts/bench_inference.py, docs/benchmarks.md):
 
-- `embedding_table`: every target piece's terms W_e E y + b, one (V, G*H + E) row each: a lookup per
-  step instead of a (B*K, E) x (E, G*H + E) product (+4–20% / +7–16%).
+- `embedding_table`: every target piece's terms W_e E y + b, one (V, G*H + R) row each: a lookup per
+  step instead of a (B*K, E) x (E, G*H + R) product (+4–20% / +7–16%).
 - `context_weights`: since W_c c_t = Σ_j α_tj W_c m_j, the memory is multiplied by the weights that
   read the context once per batch; a step then weighs S rows per sentence instead of pushing each
-  of its B*K contexts through a (M, G*H + E) matrix (+5–14% / 0–9%).
+  of its B*K contexts through a (M, G*H + R) matrix (+5–14% / 0–9%).
 - `padded_output`: MKL's sgemm runs faster when the output width is a multiple of 8 (320 x 256
   -> 3 963: 7.5 ms, -> 3 968: 4.9 ms), so the output rows are padded here, never in a checkpoint,
   and the extra logits cut (+4–11% / 0–4%: it pays at beam 5's 320 rows more than at greedy's 64).
@@ -40,7 +40,7 @@ from nmt.encoder import EncoderOutput
 class PreparedSource:
     """The encoder's output and the memory through the weights that read the context."""
     enc: EncoderOutput
-    values: torch.Tensor  # (B, S, G*H + E)
+    values: torch.Tensor  # (B, S, G*H + R)
 
     def select(self, index: torch.Tensor) -> "PreparedSource":
         """Rows `index` of the batch (beam search drops finished sentences with this)."""
@@ -48,20 +48,20 @@ class PreparedSource:
 
 
 def embedding_table(decoder) -> torch.Tensor:
-    """(V, G*H + E): the first layer's and the readout's embedding terms for every target piece."""
+    """(V, G*H + R): the first layer's and the readout's embedding terms for every target piece."""
     E, W, readout = decoder.embed.embedding_dim, decoder.rnn.input[0], decoder.readout
-    weight = torch.cat([W.weight, readout.weight[:, -E:]])  # (G*H + E, E)
+    weight = torch.cat([W.weight, readout.weight[:, -E:]])  # (G*H + R, E)
     return F.linear(decoder.embed.weight, weight, torch.cat([W.bias, readout.bias]))
 
 
 def context_weights(decoder) -> torch.Tensor:
-    """(G*H + E, M): the first layer's and the readout's weights on the context."""
+    """(G*H + R, M): the first layer's and the readout's weights on the context."""
     H, E = decoder.rnn.hidden_size, decoder.embed.embedding_dim
     return torch.cat([decoder.context_gates.weight, decoder.readout.weight[:, H:-E]])
 
 
 def padded_output(weight: torch.Tensor, multiple: int = 8) -> torch.Tensor:
-    """(V, E) output rows padded with zeros to a multiple of `multiple`."""
+    """(V, R) output rows padded with zeros to a multiple of `multiple`."""
     pad = -weight.size(0) % multiple
     return torch.cat([weight, weight.new_zeros(pad, weight.size(1))]) if pad else weight
 
@@ -104,8 +104,8 @@ class InferenceModel(nn.Module):
         with torch.no_grad():
             self.register_buffer("table", embedding_table(dec), persistent=False)
             self.register_buffer("context_weights", context_weights(dec), persistent=False)
-            self.out = frozen_linear(padded_output(dec.out.weight))  # (V', E)
-            self.state_out = frozen_linear(dec.readout.weight[:, :dec.rnn.hidden_size].clone())  # (E, H)
+            self.out = frozen_linear(padded_output(dec.out.weight))  # (V', R)
+            self.state_out = frozen_linear(dec.readout.weight[:, :dec.rnn.hidden_size].clone())  # (R, H)
         self.gates, self.vocab_size = dec.context_gates.out_features, dec.out.out_features
         if int8:
             quantize_int8(self, ["out", "state_out"] + [f"model.{name}" for name in per_step_layers(self.model)])
@@ -120,8 +120,8 @@ class InferenceModel(nn.Module):
     def step(self, tokens: torch.Tensor, state: DecoderState, source: PreparedSource) -> StepOutput:
         """As Decoder.step: attend with s_{t-1}, update the layers, read out, project to the vocabulary."""
         dec, enc = self.model.decoder, source.enc
-        terms, alpha = dec.attention(state.hidden[-1], enc.keys, source.values, enc.mask)  # (B, G*H + E)
+        terms, alpha = dec.attention(state.hidden[-1], enc.keys, source.values, enc.mask)  # (B, G*H + R)
         x0, read = (terms + F.embedding(tokens, self.table)).split([self.gates, self.table.size(1) - self.gates], -1)
         hidden, cell = dec.rnn(x0, state.hidden, state.cell)
-        o = torch.tanh(self.state_out(hidden[-1]) + read)  # (B, E)
+        o = torch.tanh(self.state_out(hidden[-1]) + read)  # (B, R)
         return StepOutput(self.out(o)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)

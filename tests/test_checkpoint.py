@@ -106,6 +106,22 @@ def test_a_checkpoint_of_another_architecture_names_the_mismatch(run_copy, chang
     assert "\n" not in str(err.value)
 
 
+def test_a_config_from_before_readout_size_loads_with_the_embedding_sized_readout(run_copy, tmp_path):
+    """Before model.readout_size, the readout had the embedding's size; the default is now the
+    decoder's. A checkpoint's config.yaml without the key must still build the model it was."""
+    tok = Tokenizer.load(run_copy)
+    cfg = Config(model=ModelConfig(embed_size=4, hidden_size=4, decoder_hidden_size=6, attention_size=4,
+                                   readout_size=4))
+    model = Seq2Seq(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size)
+    ckpt = checkpoint.save_checkpoint(tmp_path / "old", model, cfg, tok, {"step": 1}, {}, ("last",), 1)
+    saved = yaml.safe_load((ckpt / "config.yaml").read_text())
+    del saved["model"]["readout_size"]
+    (ckpt / "config.yaml").write_text(yaml.safe_dump(saved))
+    loaded, _, loaded_cfg, _ = checkpoint.load_checkpoint(ckpt)
+    assert loaded_cfg.model.readout_size == 4 and loaded.decoder.out.weight.shape[1] == 4
+    torch.testing.assert_close(loaded.decoder.out.weight, model.decoder.out.weight)
+
+
 def test_another_vocabulary_names_the_mismatch(run_copy, tmp_path):
     other = Tokenizer.train(["a b c d e f g"] * 50, ["h i j k l m"] * 50,
                             Config().tokenizer.__class__(vocab_size=20), tmp_path / "spm")
@@ -122,7 +138,7 @@ def test_a_format_1_checkpoint_loads_with_its_padding_rows_cut(cell, tie, tmp_pa
     from safetensors.torch import save_file
 
     cfg = ModelConfig(cell=cell, embed_size=4, hidden_size=4, decoder_hidden_size=6, attention_size=4,
-                      num_layers=2, tie_embeddings=tie)
+                      readout_size=4, num_layers=2, tie_embeddings=tie)
     model = Seq2Seq(cfg, src_vocab_size=11, tgt_vocab_size=13)
     old, today = {}, model.state_dict()
     for name, tensor in today.items():

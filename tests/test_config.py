@@ -42,6 +42,7 @@ def test_overrides_apply_after_the_file(tmp_path):
     ("", ["model.nope=1"], "model.nope: unknown key"),
     ("", ["train.lr"], "--set train.lr: expected KEY=VALUE"),
     ("", ["model.cell.x=1"], "model.cell: expected str"),
+    ("model:\n  tie_embeddings: true\n", [], "model.readout_size (512) must equal model.embed_size (256)"),
 ])
 def test_bad_values_name_the_key(tmp_path, text, overrides, message):
     with pytest.raises(NmtError) as err:

@@ -81,8 +81,9 @@ def test_beams_share_their_sentence_keys_without_copies():
 
 def small_model(cell: str, tie: bool = False, layers: int = 1) -> Seq2Seq:
     torch.manual_seed(0)
-    cfg = ModelConfig(cell=cell, embed_size=8, hidden_size=6, decoder_hidden_size=10,
-                      attention_size=5, num_layers=layers, dropout=0.3, tie_embeddings=tie)
+    # Untied, the readout (7) differs from every other size, so that a mixed-up shape cannot pass.
+    cfg = ModelConfig(cell=cell, embed_size=8, hidden_size=6, decoder_hidden_size=10, attention_size=5,
+                      readout_size=8 if tie else 7, num_layers=layers, dropout=0.3, tie_embeddings=tie)
     return Seq2Seq(cfg, src_vocab_size=30, tgt_vocab_size=25).eval()
 
 
