@@ -150,6 +150,20 @@ def test_select_candidates_picks_the_global_top_2k():
     assert s.exp()[0].tolist() == pytest.approx([0.35, 0.25, 0.2, 0.1])
 
 
+def test_select_candidates_equals_a_top_k_over_every_extension():
+    """Each beam's own 2K best tokens first, then the sentence's 2K best of those: the same as one
+    top-k over all K x V extensions (random scores, no ties; one beam at -inf as at step 0)."""
+    torch.manual_seed(0)
+    B, K, V = 3, 4, 50
+    log_probs = torch.randn(B, K, V).log_softmax(-1)
+    scores = torch.randn(B, K)
+    scores[1, 1:] = float("-inf")
+    s, tokens, beams = select_candidates(log_probs, scores)
+    expected, flat = (scores[..., None] + log_probs).view(B, K * V).topk(2 * K, dim=1)
+    torch.testing.assert_close(s, expected)
+    assert tokens.tolist() == (flat % V).tolist() and beams.tolist() == (flat // V).tolist()
+
+
 @pytest.fixture(scope="module")
 def trained(reverse_run):
     root, corpus, _ = reverse_run

@@ -26,9 +26,13 @@ def select_candidates(log_probs: torch.Tensor, scores: torch.Tensor):
     not end in EOS always remain to carry on.
     """
     B, K, V = log_probs.shape
-    total = (scores.unsqueeze(-1) + log_probs).view(B, K * V)
-    top_scores, top = total.topk(min(2 * K, K * V), dim=1)
-    return top_scores, top % V, torch.div(top, V, rounding_mode="floor")
+    n = min(2 * K, V)
+    # A sentence's 2K best extensions are among each beam's n best tokens: taking those first, the sum
+    # with the beam scores and the second top-k run over (B, K, n) instead of (B, K, V).
+    row_scores, row_tokens = log_probs.topk(n, dim=-1)  # (B, K, n)
+    total = (scores.unsqueeze(-1) + row_scores).view(B, K * n)
+    top_scores, top = total.topk(min(2 * K, K * n), dim=1)
+    return top_scores, row_tokens.view(B, K * n).gather(1, top), torch.div(top, n, rounding_mode="floor")
 
 
 def _done(n_finished, K: int, nth_best, cand_scores, cand_tokens, t: int, opts: DecodeConfig) -> torch.Tensor:
