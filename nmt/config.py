@@ -82,11 +82,15 @@ class ModelConfig:
     init_range: float = option(0.1, "init uniform: the range of the weights; 0.1 suits layers of a few hundred "
                                     "units, small ones learn faster from more (0.5 for 32-64)", min=0)
 
+    @property
+    def readout(self) -> int:
+        """The readout's size: readout_size, or the decoder's size where it is 0."""
+        return self.readout_size or self.decoder_hidden_size
+
     def __post_init__(self):
-        readout = self.readout_size or self.decoder_hidden_size
-        if self.tie_embeddings and readout != self.embed_size:
+        if self.tie_embeddings and self.readout != self.embed_size:
             raise NmtError(f"model.tie_embeddings: the output projection is the embedding, so model.readout_size "
-                           f"({readout}) must equal model.embed_size ({self.embed_size})")
+                           f"({self.readout}) must equal model.embed_size ({self.embed_size})")
 
 
 @dataclass

@@ -23,7 +23,7 @@ class Seq2Seq(nn.Module):
                                cfg.num_layers, cfg.dropout, PAD)
         self.decoder = Decoder(cfg.cell, tgt_vocab_size, cfg.embed_size, cfg.decoder_hidden_size,
                                self.encoder.output_size, cfg.attention_size,
-                               cfg.readout_size or cfg.decoder_hidden_size, cfg.num_layers,
+                               cfg.readout, cfg.num_layers,
                                cfg.dropout, cfg.tie_embeddings, PAD)
         init_weights(self, cfg.init, cfg.init_range)
 
