@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_model
+from safetensors.torch import save_file
 
 from nmt.config import Config, load_saved_config, save_config
 from nmt.errors import NmtError
@@ -59,8 +59,8 @@ def save_checkpoint(run_dir: Path, model, cfg: Config, tokenizer: Tokenizer, met
 def write_files(directory: Path, model, cfg: Config, tokenizer: Tokenizer, meta: dict,
                 trainer_state: dict | None = None) -> None:
     """A checkpoint's files into an existing (temporary) directory."""
-    # save_model handles tied (shared) weights
-    save_model(model, str(directory / "model.safetensors"), metadata={"nmt_format": str(FORMAT_VERSION)})
+    save_file(weights_to_save(model), str(directory / "model.safetensors"),
+              metadata={"nmt_format": str(FORMAT_VERSION)})
     save_config(cfg, directory / "config.yaml")
     tokenizer.copy_to(directory)
     (directory / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, **meta}, indent=1))
@@ -94,6 +94,22 @@ def read_meta(ckpt: Path) -> dict:
         return json.loads((ckpt / "meta.json").read_text())
     except (OSError, ValueError) as err:
         raise NmtError(f"{ckpt / 'meta.json'}: unreadable ({err})") from None
+
+
+def weights_to_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Each tensor once, on the CPU, owning its memory. Tied weights (one tensor under two names) keep
+    their first name; loading fills the twin by tying. On a GPU, cuDNN keeps a recurrent layer's
+    weights as views of one flat buffer, which safetensors' `save_model` refuses as shared memory."""
+    state, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        key = (tensor.device, tensor.data_ptr(), tuple(tensor.shape), tensor.stride())
+        if key not in seen:
+            seen.add(key)
+            tensor = tensor.detach().cpu()
+            if tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+                tensor = tensor.clone()  # a view into a larger buffer: a copy of its own
+            state[name] = tensor
+    return state
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:

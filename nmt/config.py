@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,22 @@ from pathlib import Path
 import yaml
 
 from nmt.errors import NmtError
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2's booleans: only true/false. YAML 1.1 also reads yes/no/on/off as booleans, which
+    would turn `mixed_precision: no` into False."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
+def read_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
 
 
 def option(default, help: str, choices: tuple = (), min: float | None = None):
@@ -227,7 +244,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
         raise NmtError(f"--set {text}: expected KEY=VALUE, e.g. --set model.cell=lstm")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = read_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -248,7 +265,7 @@ def from_dict(values: dict, overrides: list[str] = ()) -> Config:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        values = read_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise NmtError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as err:

@@ -39,6 +39,7 @@ sys.path.insert(0, os.environ.get("NMT_BENCH_CODE") or str(REPO))
 from nmt import data  # noqa: E402
 from nmt.config import Config, load_config  # noqa: E402
 from nmt.encode import tokenize  # noqa: E402
+from nmt.errors import NmtError  # noqa: E402
 from nmt.model import Seq2Seq, count_parameters  # noqa: E402
 from nmt.optim import build_optimizer  # noqa: E402
 from nmt.readers import Pairs  # noqa: E402
@@ -92,12 +93,16 @@ def interleaved(steps: dict, batches: list[data.Batch], device: torch.device) ->
     return {name: rates(s, batches) for name, s in seconds.items()}
 
 
+def autocast_dtype(cfg: Config) -> torch.dtype | None:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.mixed_precision)
+
+
 def training_step(cfg: Config, tokenizer: Tokenizer, device: torch.device):
     """Our training update (forward, loss, backward, clipping, Adam) as a function of a batch."""
     torch.manual_seed(cfg.train.seed)
     model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size).to(device).train()
     optimizer = build_optimizer(cfg.train, model.parameters())
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.mixed_precision)
+    dtype = autocast_dtype(cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     def step(batch):
@@ -140,11 +145,16 @@ class Floor(torch.nn.Module):
 
 
 def floor_step(cfg: Config, tokenizer: Tokenizer, device: torch.device):
+    """The floor in the training's precision: under bf16/fp16, cuDNN's layers and the products run in it
+    too (no loss scaling: its cost is a multiplication)."""
     floor = Floor(cfg, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size).to(device)
+    dtype = autocast_dtype(cfg)
 
     def step(batch):
         batch = data.Batch(*(t.to(device) for t in batch))
-        floor(batch).backward()
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = floor(batch)
+        loss.backward()
         floor.zero_grad(set_to_none=True)
 
     return step
@@ -175,11 +185,14 @@ def measure_training(cfg: Config, tokenizer: Tokenizer, steps: int, warmup: int,
 
 
 def measure_decoding(run_dir: str, lines: list[str], device: torch.device, batch_size: int,
-                     repeats: int = 3) -> dict:
-    """Sentences/s and output tokens/s over `lines`, the median of `repeats` passes after a warm-up."""
+                     repeats: int = 3, dtype: str = "fp32", refs: list[str] | None = None) -> dict:
+    """Sentences/s and output tokens/s over `lines`, the median of `repeats` passes after a warm-up;
+    with `refs`, the BLEU of each search."""
+    import sacrebleu
+
     from nmt.translate import Translator
 
-    translator = Translator.load(run_dir, device=str(device))
+    translator = Translator.load(run_dir, device=str(device), dtype=dtype)
     results = {}
     for beam in (1, 5):
         translator.translate(lines[:batch_size], beam_size=beam, batch_size=batch_size)  # warm-up
@@ -192,7 +205,10 @@ def measure_decoding(run_dir: str, lines: list[str], device: torch.device, batch
         tokens = sum(len(h[0].tokens) + 1 for h in hyps)
         results[f"beam{beam}"] = {"sentences_per_s": round(len(lines) / seconds, 1),
                                   "output_tokens_per_s": round(tokens / seconds, 1), "seconds": round(seconds, 2)}
-    results["batch_size_sentences"] = batch_size
+        if refs:
+            text = translator.tokenizer.decode([h[0].tokens for h in hyps])
+            results[f"beam{beam}"]["bleu"] = round(sacrebleu.corpus_bleu(text, [refs]).score, 2)
+    results["batch_size_sentences"], results["dtype"] = batch_size, dtype
     results["peak_memory_mb"] = round(peak_memory_mb(device))
     return results
 
@@ -206,6 +222,8 @@ def main() -> None:
     parser.add_argument("--spm", help="SentencePiece model to use (default: train one on the training split)")
     parser.add_argument("--checkpoint", help="run directory to time decoding with")
     parser.add_argument("--decode-file", help="source file to decode (default: the recipe's first test split)")
+    parser.add_argument("--ref", help="reference of --decode-file, for BLEU (default: the recipe's, with its file)")
+    parser.add_argument("--decode-dtypes", nargs="+", default=["fp32"], help="fp32 bf16 fp16 int8")
     parser.add_argument("--batch-size", type=int, default=64, help="decoding batch size in sentences")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0)
@@ -221,10 +239,17 @@ def main() -> None:
               "clock": "process CPU time" if torch.get_num_threads() == 1 else "wall"}
     report.update(measure_training(cfg, tokenizer, args.steps, args.warmup, device, with_floor=True))
     if args.checkpoint:
-        path = args.decode_file or str(data.resolve_root(cfg.data) / cfg.data.dir /
-                                       f"{cfg.data.test[0]}.{cfg.data.src_lang}")
-        lines = data.read_lines(Path(path))
-        report["decoding"] = measure_decoding(args.checkpoint, lines, device, args.batch_size)
+        stem = data.resolve_root(cfg.data) / cfg.data.dir / cfg.data.test[0]
+        path = args.decode_file or f"{stem}.{cfg.data.src_lang}"
+        ref = args.ref or (None if args.decode_file else f"{stem}.{cfg.data.tgt_lang}")
+        lines, refs = data.read_lines(Path(path)), ref and data.read_lines(Path(ref))
+        report["decoding"] = []
+        for dtype in args.decode_dtypes:
+            try:
+                report["decoding"].append(measure_decoding(args.checkpoint, lines, device, args.batch_size,
+                                                           dtype=dtype, refs=refs))
+            except NmtError as err:  # a precision this device lacks: say so in the table, time the others
+                report["decoding"].append({"dtype": dtype, "error": str(err)})
     print(table(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
@@ -239,13 +264,17 @@ def table(report: dict) -> str:
             ("floor / training (target <= 1.5)", train["ratio_to_floor"]),
             ("parameters", train["parameters"]),
             ("peak memory over the warm-up updates, MB", train["peak_memory_mb"])]
-    dec = report.get("decoding")
-    if dec:
+    for dec in report.get("decoding", []):
+        if "error" in dec:
+            rows.append((f"{dec['dtype']} decoding", dec["error"]))
+            continue
         for beam, name in (("beam1", "greedy"), ("beam5", "beam 5")):
-            rows += [(f"{name} decoding, sentences/s (batches of {dec['batch_size_sentences']})",
+            name = f"{dec['dtype']} {name} decoding"
+            rows += [(f"{name}, sentences/s (batches of {dec['batch_size_sentences']})",
                       dec[beam]["sentences_per_s"]),
-                     (f"{name} decoding, output tokens/s", dec[beam]["output_tokens_per_s"])]
-        rows.append(("peak memory after decoding, MB", dec["peak_memory_mb"]))
+                     (f"{name}, output tokens/s", dec[beam]["output_tokens_per_s"])]
+            rows += [(f"{name}, BLEU", dec[beam]["bleu"])] if "bleu" in dec[beam] else []
+        rows.append((f"peak memory after {dec['dtype']} decoding, MB", dec["peak_memory_mb"]))
     head = (f"{report['device']}, {report['threads']} threads ({report['clock']}), torch {report['torch']}, "
             f"{' '.join(report['config'])} {' '.join(report['overrides'])}")
     return "\n".join([head, "", "| figure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])

@@ -176,3 +176,33 @@ def test_a_format_2_checkpoint_loads_with_the_context_columns_split_off(tmp_path
     checkpoint.load_weights(fresh, tmp_path / "model.safetensors")
     for name, tensor in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[name], tensor), name
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_weights_that_are_views_of_one_buffer_save_and_load(tie, run_copy, tmp_path):
+    """On a GPU, cuDNN keeps a recurrent layer's weights as views of one flat buffer; safetensors'
+    save_model refused that as shared memory, so no GPU run could write a checkpoint. The same views
+    are made here on the CPU; tied embeddings must still be written once."""
+    from safetensors import safe_open
+    from safetensors.torch import save_model
+
+    tok = Tokenizer.load(run_copy)
+    cfg = Config(model=ModelConfig(cell="lstm", embed_size=4, hidden_size=4, decoder_hidden_size=6,
+                                   attention_size=4, readout_size=4, tie_embeddings=tie))
+    model = Seq2Seq(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size)
+    params = list(model.encoder.rnn.parameters())
+    flat = torch.cat([p.detach().flatten() for p in params])
+    offset = 0
+    for p in params:
+        p.data = flat[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+    with pytest.raises(RuntimeError, match="no suitable name to keep"):
+        save_model(model, str(tmp_path / "refused.safetensors"))
+    ckpt = checkpoint.save_checkpoint(tmp_path / "run", model, cfg, tok, {"step": 1}, None, ("last",), 1)
+    with safe_open(str(ckpt / "model.safetensors"), framework="pt") as f:
+        names = set(f.keys())
+    assert len(names) == len(model.state_dict()) - tie
+    loaded, _, _, _ = checkpoint.load_checkpoint(ckpt)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    assert (loaded.decoder.out.weight is loaded.decoder.embed.weight) == tie

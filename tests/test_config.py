@@ -76,3 +76,14 @@ def test_several_files_merge_left_to_right(tmp_path):
     small.write_text("model:\n  hidden_size: 128\n")
     cfg = load_config([base, small], ["train.lr=0.002"])
     assert (cfg.model.cell, cfg.model.hidden_size, cfg.train.lr) == ("lstm", 128, 0.002)
+
+
+def test_yes_and_no_are_strings_as_in_yaml_1_2(tmp_path):
+    """YAML 1.1 reads `no` as False, which made `mixed_precision: no` (the default's own spelling) an
+    error; only true/false are booleans, so a boolean field given `yes` says so."""
+    path = write(tmp_path, "train:\n  mixed_precision: no\n  tensorboard: true\n")
+    cfg = load_config([path])
+    assert cfg.train.mixed_precision == "no" and cfg.train.tensorboard is True
+    assert load_config([path], ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    with pytest.raises(NmtError, match="train.tensorboard: expected bool, got 'yes'"):
+        load_config([path], ["train.tensorboard=yes"])
