@@ -14,6 +14,7 @@ from nmt.config import DecodeConfig
 from nmt.data import pad
 from nmt.ensemble import Ensemble, check_vocabularies
 from nmt.errors import NmtError
+from nmt.hardware import cpu_lacks_bf16
 from nmt.inference import InferenceModel
 from nmt.score import PairScore, score_ids
 from nmt.search import Hypothesis, beam_search, greedy_search, sample
@@ -62,15 +63,6 @@ def autocast(device: torch.device, dtype: str):
         log.warning("bf16 on a CPU without bf16 matrix instructions (avx512_bf16, amx_bf16): every product "
                     "takes a slow path, about 4x slower than fp32 here; --dtype int8 is the fast one")
     return torch.autocast(device.type, dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[dtype])
-
-
-def cpu_lacks_bf16() -> bool:
-    """True where /proc/cpuinfo shows neither avx512_bf16 nor amx_bf16 (False where it cannot tell)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" not in flags and "amx_bf16" not in flags
 
 
 class Translator:

@@ -58,11 +58,32 @@ def test_encoder_runs_in_fp32_where_autocast_would_make_it_fp16(monkeypatch):
                                 attention_size=16, dropout=0.0), 20, 20)
     src, lengths = torch.randint(4, 20, (3, 7)), torch.tensor([7, 5, 2])
     reference = model.encoder(src, lengths)
-    monkeypatch.setattr(encoder_module, "_autocast_casts_rnn_to_fp16", lambda x: True)
+    monkeypatch.setattr(encoder_module, "_rnn_in_fp32", lambda x: True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         guarded = model.encoder(src, lengths)
     assert guarded.memory.dtype == torch.float32
     assert torch.equal(guarded.memory, reference.memory) and torch.equal(guarded.final, reference.final)
+
+
+@pytest.mark.parametrize("lengths", [[7, 5, 2], [7, 7, 7]])
+def test_a_cpu_without_bf16_runs_the_lstm_encoder_in_fp32_under_bf16(lengths, monkeypatch):
+    """On a CPU without bf16 instructions, a bf16 LSTM over a batch of equal lengths went to oneDNN,
+    which has none there ("could not create a primitive descriptor"): bf16 training on such a CPU
+    crashed at the first such batch. The encoder now runs its layers in fp32 there."""
+    from nmt import encoder as encoder_module
+    from nmt.config import ModelConfig
+    from nmt.model import Seq2Seq
+
+    monkeypatch.setattr(encoder_module, "cpu_lacks_bf16", lambda: True)
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(cell="lstm", embed_size=16, hidden_size=16, decoder_hidden_size=16,
+                                attention_size=16, dropout=0.0), 20, 20)
+    src, tgt, lengths = torch.randint(4, 20, (3, 7)), torch.randint(4, 20, (3, 5)), torch.tensor(lengths)
+    reference = model.encoder(src, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        guarded = model.encoder(src, lengths)
+        model(src, lengths, tgt).float().sum().backward()  # the whole update's path
+    assert torch.equal(guarded.memory, reference.memory)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the question is cuDNN's")
