@@ -54,9 +54,9 @@ def _record_batch(enc: Encoded, pairs: Pairs | None) -> pa.RecordBatch:
 
 def tokenize(pairs: Pairs, tokenizer: Tokenizer):
     """A small split in memory as a Dataset with `src`, `tgt`, `src_ids`, `tgt_ids` (tests, benchmarks)."""
-    import datasets
+    from nmt.data import in_memory
 
-    return datasets.Dataset(pa.Table.from_batches([_record_batch(encode_pairs(tokenizer, pairs), pairs)]))
+    return in_memory(pa.Table.from_batches([_record_batch(encode_pairs(tokenizer, pairs), pairs)]))
 
 
 _worker_tokenizer = None

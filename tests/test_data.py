@@ -70,6 +70,21 @@ def test_text_pairs_by_prefix_template_and_paths(corpus):
         assert ds["src"][:2] == SRC[:2] and ds["tgt"][:2] == TGT[:2] and len(ds) == 100
 
 
+def test_splits_in_memory_are_not_hashed_through_dill(corpus, monkeypatch):
+    """datasets hashes a table given no fingerprint through dill, which fails where packages were
+    installed with `pip install --target` (seen on the GPU machine); ours never asks it to."""
+    import datasets.arrow_dataset
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("datasets hashed a table")
+
+    monkeypatch.setattr(datasets.arrow_dataset, "generate_fingerprint", refuse)
+    ds = data.load_split(DataConfig(root=str(corpus), src_lang="de", tgt_lang="en"), "train")
+    assert ds["src"] == SRC and ds.features["src"].dtype == "string"
+    tokenizer = Tokenizer.train(SRC, TGT, TokenizerConfig(vocab_size=60), corpus / "spm")
+    assert len(tokenize(Pairs(SRC, TGT), tokenizer)) == len(SRC)
+
+
 def test_tsv_jsonl_and_hub_formats_load_the_same_pairs(tmp_path):
     rows = list(zip(SRC[:5], TGT[:5]))
     (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in rows))
