@@ -145,7 +145,7 @@ def test_min_len_in_greedy_and_beam_search(min_len, tokens, prob):
 def test_select_candidates_picks_the_global_top_2k():
     log_probs = torch.log(torch.tensor([[[0.1, 0.2, 0.7], [0.5, 0.4, 0.1]]]))
     scores = torch.log(torch.tensor([[0.5, 0.5]]))
-    s, tokens, beams = select_candidates(log_probs, scores)
+    s, tokens, beams = select_candidates(log_probs, scores, 2 * scores.size(1))
     assert tokens.tolist() == [[2, 0, 1, 1]] and beams.tolist() == [[0, 1, 1, 0]]
     assert s.exp()[0].tolist() == pytest.approx([0.35, 0.25, 0.2, 0.1])
 
@@ -158,7 +158,7 @@ def test_select_candidates_equals_a_top_k_over_every_extension():
     log_probs = torch.randn(B, K, V).log_softmax(-1)
     scores = torch.randn(B, K)
     scores[1, 1:] = float("-inf")
-    s, tokens, beams = select_candidates(log_probs, scores)
+    s, tokens, beams = select_candidates(log_probs, scores, 2 * scores.size(1))
     expected, flat = (scores[..., None] + log_probs).view(B, K * V).topk(2 * K, dim=1)
     torch.testing.assert_close(s, expected)
     assert tokens.tolist() == (flat % V).tolist() and beams.tolist() == (flat // V).tolist()
@@ -202,3 +202,12 @@ def test_attention_rows_cover_each_output_token(trained):
         hyp = nbest[0]
         assert hyp.attention.shape[0] == len(hyp.tokens) + 1
         torch.testing.assert_close(hyp.attention[:, :len(sent)].sum(1), torch.ones(len(hyp.tokens) + 1))
+
+
+def test_select_candidates_pads_when_fewer_extensions_exist():
+    """At step 0 a sentence has one hypothesis: with V < 2K there are fewer than 2K extensions, and
+    the rest are impossible (-inf), so that the search's bookkeeping keeps its shapes."""
+    log_probs = torch.log(torch.tensor([[[0.6, 0.3, 0.1]]]))  # (B=1, K=1, V=3)
+    s, tokens, beams = select_candidates(log_probs, torch.zeros(1, 1), 4)
+    assert tokens[0, :3].tolist() == [0, 1, 2] and beams.tolist() == [[0, 0, 0, 0]]
+    assert s.exp()[0, :3].tolist() == pytest.approx([0.6, 0.3, 0.1]) and s[0, 3] == float("-inf")

@@ -8,6 +8,7 @@ and the decoder state follows the surviving beams through `state.select`.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from nmt.config import DecodeConfig
 from nmt.search.common import Hypothesis, log_probs, max_lengths
@@ -19,20 +20,26 @@ def length_penalty(length: int | torch.Tensor, alpha: float):
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def select_candidates(log_probs: torch.Tensor, scores: torch.Tensor):
-    """log_probs (B, K, V), scores (B, K) -> the 2K best extensions per sentence.
+def select_candidates(log_probs: torch.Tensor, scores: torch.Tensor, count: int):
+    """log_probs (B, K, V), scores (B, K) -> the `count` best extensions per sentence.
 
-    Returns (scores, tokens, beams), each (B, 2K), best first: 2K so that K candidates that do
-    not end in EOS always remain to carry on.
+    Returns (scores, tokens, beams), each (B, count), best first. The search asks for twice its beam
+    size, so that enough candidates that do not end in EOS always remain to carry on; at step 0 a
+    sentence has one hypothesis (K = 1), then beam-size many.
     """
     B, K, V = log_probs.shape
-    n = min(2 * K, V)
+    n = min(count, V)
     # A sentence's 2K best extensions are among each beam's n best tokens: taking those first, the sum
     # with the beam scores and the second top-k run over (B, K, n) instead of (B, K, V).
     row_scores, row_tokens = log_probs.topk(n, dim=-1)  # (B, K, n)
     total = (scores.unsqueeze(-1) + row_scores).view(B, K * n)
-    top_scores, top = total.topk(min(2 * K, K * n), dim=1)
-    return top_scores, row_tokens.view(B, K * n).gather(1, top), torch.div(top, n, rounding_mode="floor")
+    top_scores, top = total.topk(min(count, K * n), dim=1)
+    tokens, beams = row_tokens.view(B, K * n).gather(1, top), torch.div(top, n, rounding_mode="floor")
+    if top.size(1) < count:  # fewer extensions than asked (one hypothesis, V < count): impossible ones
+        missing = count - top.size(1)
+        top_scores = F.pad(top_scores, (0, missing), value=float("-inf"))
+        tokens, beams = F.pad(tokens, (0, missing)), F.pad(beams, (0, missing))
+    return top_scores, tokens, beams
 
 
 def _done(n_finished, K: int, nth_best, cand_scores, cand_tokens, t: int, opts: DecodeConfig) -> torch.Tensor:
@@ -67,13 +74,12 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
     host_caps = caps.tolist()
     first_cap = min(host_caps)
     enc = model.encode(src, src_lengths)
-    # State rows are hypotheses, K per sentence, sentence-major; enc keeps one row per sentence.
-    rows = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,)
-    state = model.init_state(enc).select(rows)
-    scores = torch.full((B, K), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all beams start equal: expand only the first at step 0
-    tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
-    history = torch.empty((B * K, 0), dtype=torch.long, device=device)
+    # State rows are hypotheses, sentence-major: one per sentence at step 0 (its K beams would all be
+    # the same), then K; enc keeps one row per sentence.
+    state = model.init_state(enc)
+    scores = torch.zeros((B, 1), device=device)  # (b, hypotheses per sentence)
+    tokens = torch.full((B,), BOS, dtype=torch.long, device=device)
+    history = torch.empty((B, 0), dtype=torch.long, device=device)
     attn_history = None
     sentence = torch.arange(B, device=device)  # original index of each active sentence
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
@@ -84,9 +90,10 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
         last = t + 1 >= caps[sentence]  # (b,) at the cap: only EOS may follow
         # Before the first cap of the batch no row can be at its cap: skip two passes over (b, K, V).
         at_cap = last[:, None] if t + 1 >= first_cap else None
-        step_scores = log_probs(out.logits.view(len(sentence), K, -1), t, opts, at_cap)  # (b, K, V)
-        cand_scores, cand_tokens, cand_beams = select_candidates(step_scores, scores)
-        flat_beams = cand_beams + (torch.arange(len(sentence), device=device) * K)[:, None]  # (b, 2K)
+        per_sentence = scores.size(1)  # 1 at step 0, then K
+        step_scores = log_probs(out.logits.view(len(sentence), per_sentence, -1), t, opts, at_cap)  # (b, K, V)
+        cand_scores, cand_tokens, cand_beams = select_candidates(step_scores, scores, 2 * K)
+        flat_beams = cand_beams + (torch.arange(len(sentence), device=device) * per_sentence)[:, None]  # (b, 2K)
         if return_attention:
             attn_now = out.attention.unsqueeze(1)
             attn_history = attn_now if attn_history is None else torch.cat([attn_history, attn_now], 1)
