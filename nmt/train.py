@@ -129,7 +129,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
                         if accelerator.num_processes > 1 else "nmt-train")
             print(f"stopped by {stop.agreed} at step {progress.step}; checkpoint saved. Continue with:\n"
                   f"  {launcher} {run_dir / 'config.yaml'} --run-dir {run_dir} --resume", file=sys.stderr)
-        accelerator.end_training()  # tear the process group down on every process before exiting
+        del model, optimizer, loader, run
+        _tear_down(accelerator)
         return {"stopped": stop.agreed, "step": progress.step}
     # One number per process: replicas that drifted apart under DDP would show different sums.
     checksum = sum(p.detach().double().sum().item() for p in accelerator.unwrap_model(model).parameters())
@@ -139,8 +140,18 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
             results["test"] = evaluate_checkpoint(run_dir, cfg.data.test, accelerator.device, hyp_dir=run_dir)
         (run_dir / "results.json").write_text(json.dumps(results, indent=1))
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    del model, optimizer, loader, run
+    _tear_down(accelerator)
     return results
+
+
+def _tear_down(accelerator: Accelerator) -> None:
+    """The process group goes last, on every process. The caller has dropped its references to the
+    prepared model, optimizer and loader first: DDP's reducer holds the backend's pending work, and
+    when it outlived the group, Gloo's threads could abort the process at exit ("terminate called
+    without an active exception", seen in the 2-process test)."""
+    accelerator.free_memory()  # Accelerate's own references, then the garbage collector
+    accelerator.end_training()
 
 
 def _update(run: Run, group: list[data.Batch], progress: Progress, stop: StopSignal, bad: int):
