@@ -129,17 +129,16 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
                         if accelerator.num_processes > 1 else "nmt-train")
             print(f"stopped by {stop.agreed} at step {progress.step}; checkpoint saved. Continue with:\n"
                   f"  {launcher} {run_dir / 'config.yaml'} --run-dir {run_dir} --resume", file=sys.stderr)
-        del model, optimizer, loader, run
-        _tear_down(accelerator)
-        return {"stopped": stop.agreed, "step": progress.step}
-    # One number per process: replicas that drifted apart under DDP would show different sums.
-    checksum = sum(p.detach().double().sum().item() for p in accelerator.unwrap_model(model).parameters())
-    run.metrics(progress.step, weights_checksum_per_process=gather_object([checksum]))
-    if accelerator.is_main_process:
-        if cfg.data.test:
-            results["test"] = evaluate_checkpoint(run_dir, cfg.data.test, accelerator.device, hyp_dir=run_dir)
-        (run_dir / "results.json").write_text(json.dumps(results, indent=1))
-    accelerator.wait_for_everyone()
+        results = {"stopped": stop.agreed, "step": progress.step}
+    else:
+        # One number per process: replicas that drifted apart under DDP would show different sums.
+        checksum = sum(p.detach().double().sum().item() for p in accelerator.unwrap_model(model).parameters())
+        run.metrics(progress.step, weights_checksum_per_process=gather_object([checksum]))
+        if accelerator.is_main_process:
+            if cfg.data.test:
+                results["test"] = evaluate_checkpoint(run_dir, cfg.data.test, accelerator.device, hyp_dir=run_dir)
+            (run_dir / "results.json").write_text(json.dumps(results, indent=1))
+        accelerator.wait_for_everyone()
     del model, optimizer, loader, run
     _tear_down(accelerator)
     return results

@@ -97,17 +97,22 @@ def autocast_dtype(cfg: Config) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.mixed_precision)
 
 
+def autocast(cfg: Config, device: torch.device):
+    """The training's autocast (off for mixed_precision: no)."""
+    dtype = autocast_dtype(cfg)
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def training_step(cfg: Config, tokenizer: Tokenizer, device: torch.device):
     """Our training update (forward, loss, backward, clipping, Adam) as a function of a batch."""
     torch.manual_seed(cfg.train.seed)
     model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size).to(device).train()
     optimizer = build_optimizer(cfg.train, model.parameters())
-    dtype = autocast_dtype(cfg)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(cfg) == torch.float16)
 
     def step(batch):
         batch = data.Batch(*(t.to(device) for t in batch))
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(cfg, device):
             logits = model(batch.src, batch.src_lengths, batch.tgt_in)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt_out.flatten(), ignore_index=PAD,
                                    label_smoothing=cfg.train.label_smoothing)
@@ -148,11 +153,10 @@ def floor_step(cfg: Config, tokenizer: Tokenizer, device: torch.device):
     """The floor in the training's precision: under bf16/fp16, cuDNN's layers and the products run in it
     too (no loss scaling: its cost is a multiplication)."""
     floor = Floor(cfg, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size).to(device)
-    dtype = autocast_dtype(cfg)
 
     def step(batch):
         batch = data.Batch(*(t.to(device) for t in batch))
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(cfg, device):
             loss = floor(batch)
         loss.backward()
         floor.zero_grad(set_to_none=True)

@@ -29,7 +29,7 @@ def select_candidates(log_probs: torch.Tensor, scores: torch.Tensor, count: int)
     """
     B, K, V = log_probs.shape
     n = min(count, V)
-    # A sentence's 2K best extensions are among each beam's n best tokens: taking those first, the sum
+    # A sentence's `count` best extensions are among each beam's n best tokens: taking those first, the sum
     # with the beam scores and the second top-k run over (B, K, n) instead of (B, K, V).
     row_scores, row_tokens = log_probs.topk(n, dim=-1)  # (B, K, n)
     total = (scores.unsqueeze(-1) + row_scores).view(B, K * n)
