@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A recipe's three cells trained side by side on one GPU, sized for a short lease:
 #   scripts/gpu_cells.sh RECIPE_DIR OUT_DIR [TRAIN_SECONDS] [--set K=V ...]
-# An update of these models is launch-bound on a GPU (docs/benchmarks.md, "GPU"): the GPU waits
-# for most of each one, so rnn, lstm and gru train in three processes at once. Each trains
+# rnn, lstm and gru train in three processes at once: one lease, one script (on an H200 the three
+# together ran about as fast as one alone: docs/benchmarks.md, "GPU"). Each trains
 # RECIPE_DIR/full.yaml plus the --set overrides; at TRAIN_SECONDS (default 330) SIGTERM stops a run
 # that has not finished, with a checkpoint; its best checkpoint is then scored on the test split
 # (beam 5), and scripts/reproduce.py writes RESULTS.full.md and its plot from the three runs.
