@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import logging
@@ -12,6 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from nmt.cli_io import open_input, open_output, read_chunks
 from nmt.errors import NmtError
 
 
@@ -100,58 +100,6 @@ def prepare_main(argv=None) -> int:
     return 0
 
 
-def _read_chunks(stream, name: str, on_bad_bytes: str, size: int):
-    """Yield (first line number, lines) in chunks, so that a huge input streams in flat memory."""
-    chunk, first = [], 1
-    for number, raw in enumerate(stream, start=1):
-        raw = raw.rstrip(b"\n").rstrip(b"\r")
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            if on_bad_bytes == "error":
-                raise NmtError(f"{name}:{number}: not valid UTF-8 (byte {raw[err.start]:#04x}); "
-                               "use --bad-bytes replace to translate it anyway") from None
-            logging.getLogger("nmt.translate").warning("%s:%d: invalid UTF-8 replaced by U+FFFD", name, number)
-            line = raw.decode("utf-8", errors="replace")
-        chunk.append(line)
-        if len(chunk) == size:
-            yield first, chunk
-            chunk, first = [], number + 1
-    if chunk:
-        yield first, chunk
-
-
-def _open_input(path: str | None):
-    if not path:
-        return contextlib.nullcontext(sys.stdin.buffer)
-    try:
-        return open(path, "rb")
-    except OSError as err:
-        raise NmtError(f"{path}: cannot read ({err.strerror})") from None
-
-
-@contextlib.contextmanager
-def _open_output(path: str | None):
-    """stdout, or PATH written as PATH.partial and renamed when complete.
-
-    A run that fails midway leaves an existing PATH untouched and its own lines in PATH.partial.
-    """
-    if not path:
-        yield sys.stdout
-        return
-    partial = Path(f"{path}.partial")
-    try:
-        out = open(partial, "w", encoding="utf-8")
-    except OSError as err:
-        raise NmtError(f"{path}: cannot write ({err.strerror})") from None
-    try:
-        with out:
-            yield out
-    except NmtError as err:
-        raise NmtError(f"{err} ({partial} holds the lines translated before it)") from None
-    os.replace(partial, path)
-
-
 def _format(translator, index: int, line: str, hyps: list, texts: list[str], args) -> str:
     """The output line(s) for one input line (its hypotheses and their detokenized texts)."""
     if args.format == "json":
@@ -225,8 +173,8 @@ def translate_main(argv=None) -> int:
     if plots:
         plots.mkdir(parents=True, exist_ok=True)
     beam = args.beam_size or max(args.nbest, translator.cfg.decode.beam_size)
-    with _open_input(args.input) as stream, _open_output(args.output) as out:
-        for first, lines in _read_chunks(stream, args.input or "stdin", args.bad_bytes, args.chunk_size):
+    with open_input(args.input) as stream, open_output(args.output) as out:
+        for first, lines in read_chunks(stream, args.input or "stdin", args.bad_bytes, args.chunk_size):
             found = translator.translate_hyps(lines, nbest=args.nbest, first_line=first,
                                               return_attention=bool(plots or args.attention), beam_size=beam,
                                               length_penalty=args.length_penalty, batch_size=args.batch_size,

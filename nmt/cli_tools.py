@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import itertools
 
-from nmt.cli import _open_input, _open_output, _quiet_libraries, _read_chunks, user_errors
+from nmt.cli import _quiet_libraries, user_errors
+from nmt.cli_io import open_input, open_output, read_chunks
 from nmt.errors import NmtError
 
 
@@ -40,8 +41,8 @@ def _pairs(args, size: int):
     if (args.src is None) != (args.tgt is None):
         raise NmtError("give both --src and --tgt, or neither (then stdin holds source<TAB>target lines)")
     if args.src is None:
-        with _open_input(None) as stream:
-            for first, lines in _read_chunks(stream, "stdin", "error", size):
+        with open_input(None) as stream:
+            for first, lines in read_chunks(stream, "stdin", "error", size):
                 split = [line.split("\t", 1) for line in lines]
                 for number, parts in enumerate(split, first):
                     if len(parts) != 2:
@@ -50,13 +51,13 @@ def _pairs(args, size: int):
         return
     counts = []
     for path in (args.src, args.tgt):
-        with _open_input(path) as stream:
+        with open_input(path) as stream:
             counts.append(sum(1 for _ in stream))
     if counts[0] != counts[1]:
         raise NmtError(f"{args.src} has {counts[0]} lines but {args.tgt} has {counts[1]}")
-    with _open_input(args.src) as src, _open_input(args.tgt) as tgt:
+    with open_input(args.src) as src, open_input(args.tgt) as tgt:
         for (first, sources), (_, targets) in itertools.zip_longest(
-                _read_chunks(src, args.src, "error", size), _read_chunks(tgt, args.tgt, "error", size)):
+                read_chunks(src, args.src, "error", size), read_chunks(tgt, args.tgt, "error", size)):
             yield first, sources, targets
 
 
@@ -82,7 +83,7 @@ def score_main(argv=None) -> int:
     from nmt.translate import Translator
 
     translator = Translator.load(args.model, device=args.device)
-    with _open_output(args.output) as out:
+    with open_output(args.output) as out:
         for first, sources, targets in _pairs(args, args.chunk_size):
             scores = translator.score(sources, targets, args.batch_size, first_line=first)
             out.write("".join(f"{s.total:.4f}\t{s.per_token:.4f}\n" for s in scores))

@@ -1,45 +1,20 @@
 """The configuration tree: typed dataclasses, loaded strictly from YAML, overridden with `--set a.b=c`.
 
 Every default lives in exactly one place, a field below. A recipe lists only what differs.
-Unknown keys, wrong types and impossible values fail before any work, with the key named.
+Unknown keys, wrong types and impossible values fail before any work, with the key named
+(nmt/typed_yaml.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from nmt.errors import NmtError
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2's booleans: only true/false. YAML 1.1 also reads yes/no/on/off as booleans, which
-    would turn `mixed_precision: no` into False."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                              list("tTfF"))
-
-
-def read_yaml(text: str):
-    return yaml.load(text, Loader=_Loader)
-
-
-def option(default, help: str, choices: tuple = (), min: float | None = None):
-    """A config field with its help text and the values it may take."""
-    meta = {"help": help, "choices": choices, "min": min}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+from nmt.typed_yaml import apply_overrides, build, merge, option, read_yaml_file
 
 
 @dataclass
@@ -188,116 +163,21 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def _coerce(value, kind, key: str):
-    """Check `value` against the annotated type; the only conversions are int->float and '5e-4'->float."""
-    if typing.get_origin(kind) is list:
-        if not isinstance(value, list):
-            raise NmtError(f"{key}: expected a list, got {value!r}")
-        (item,) = typing.get_args(kind)
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if kind is float and isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        return value
-    raise NmtError(f"{key}: expected {kind.__name__}, got {value!r}")
-
-
-def _build(cls, values: dict, prefix: str):
-    if not isinstance(values, dict):
-        raise NmtError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        path = f"{prefix}{key}"
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(names)}"
-            raise NmtError(f"{path}: unknown key{hint}")
-        kind = hints[key]
-        if dataclasses.is_dataclass(kind):
-            kwargs[key] = _build(kind, value or {}, f"{path}.")
-        else:
-            kwargs[key] = _coerce(value, kind, path)
-    obj = cls(**kwargs)
-    _check_values(obj, prefix)
-    return obj
-
-
-def _check_values(obj, prefix: str) -> None:
-    for f in dataclasses.fields(obj):
-        value, meta = getattr(obj, f.name), f.metadata
-        if meta.get("choices") and value not in meta["choices"]:
-            raise NmtError(f"{prefix}{f.name}: {value!r} is not one of {', '.join(meta['choices'])}")
-        if meta.get("min") is not None and value < meta["min"]:
-            raise NmtError(f"{prefix}{f.name}: {value!r} is below the minimum {meta['min']}")
-
-
-def parse_override(text: str) -> tuple[list[str], object]:
-    """'train.lr=5e-4' -> (['train', 'lr'], 0.0005): the value is read as YAML."""
-    if "=" not in text:
-        raise NmtError(f"--set {text}: expected KEY=VALUE, e.g. --set model.cell=lstm")
-    key, raw = text.split("=", 1)
-    try:
-        value = read_yaml(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
-
-
 def from_dict(values: dict, overrides: list[str] = ()) -> Config:
-    values = dict(values or {})
-    for text in overrides:
-        path, value = parse_override(text)
-        node = values
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise NmtError(f"--set {text}: {part} is not a section")
-        node[path[-1]] = value
-    return _build(Config, values, "")
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        values = read_yaml(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NmtError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise NmtError(f"{path}: cannot read config ({err})") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise NmtError(f"{path}: invalid YAML{where}") from None
-    if values is not None and not isinstance(values, dict):
-        raise NmtError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
-    return values or {}
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        both_maps = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merge(out[key], value) if both_maps else value
-    return out
+    return build(Config, apply_overrides(values, overrides), "")
 
 
 def load_config(paths: str | Path | list, overrides: list[str] = ()) -> Config:
     """Load one YAML file, or several merged left to right (e.g. a recipe, then its cpu.yaml)."""
     values: dict = {}
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
-        values = _merge(values, _read_yaml(Path(path)))
+        values = merge(values, read_yaml_file(Path(path)))
     return from_dict(values, overrides)
 
 
 def load_saved_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """A config.yaml that nmt wrote (a run's or a checkpoint's), perhaps before some field existed."""
-    values = _read_yaml(Path(path))
+    values = read_yaml_file(Path(path))
     model = values.get("model")
     if isinstance(model, dict) and "readout_size" not in model:
         # Written before model.readout_size: the readout then had the embedding's size.
