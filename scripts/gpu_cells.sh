@@ -44,9 +44,7 @@ wait "${pids[@]}"  # not a bare wait: that would also wait for the tee above
 for cell in rnn lstm gru; do tail -n 3 "$runs/$corpus-full/$cell.log"; done
 
 stamp report
-overrides=()
-for word in "$@"; do [ "$word" != --set ] && overrides+=(--set "$word"); done
-$py scripts/reproduce.py "$recipe_dir" --scale full --runs "$runs" --bench-steps 30 "${overrides[@]}"
+$py scripts/reproduce.py "$recipe_dir" --scale full --runs "$runs" --bench-steps 30 "$@"  # the same --set pairs
 cp "$recipe_dir/RESULTS.full.md" "$recipe_dir/bleu_by_length.full.png" "$out/" 2>/dev/null
 tar -czf "$out/runs.tgz" -C "$runs" --exclude='*.safetensors' --exclude='*.pt' .
 stamp done

@@ -91,7 +91,7 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
         # Before the first cap of the batch no row can be at its cap: skip two passes over (b, K, V).
         at_cap = last[:, None] if t + 1 >= first_cap else None
         per_sentence = scores.size(1)  # 1 at step 0, then K
-        step_scores = log_probs(out.logits.view(len(sentence), per_sentence, -1), t, opts, at_cap)  # (b, K, V)
+        step_scores = log_probs(out.logits.view(len(sentence), per_sentence, -1), t, opts, at_cap)  # (b, 1 or K, V)
         cand_scores, cand_tokens, cand_beams = select_candidates(step_scores, scores, 2 * K)
         flat_beams = cand_beams + (torch.arange(len(sentence), device=device) * per_sentence)[:, None]  # (b, 2K)
         if return_attention:
