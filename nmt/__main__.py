@@ -1,20 +1,30 @@
-"""`python -m nmt COMMAND ...`: the command-line tools without their console scripts, e.g. under
+"""`python -m nmt COMMAND ...`: every command-line tool without its console script, e.g. under
 `accelerate launch -m nmt train RECIPE.yaml`, which runs a module in every process (torchrun
 cannot run the `nmt-train` console script by name).
 """
 
+import importlib
 import sys
 
-from nmt import cli
+# command -> "module:function", as pyproject.toml's [project.scripts] lists them (a test checks both agree).
+COMMANDS = {
+    "train": "nmt.cli:train_main",
+    "prepare": "nmt.cli:prepare_main",
+    "translate": "nmt.cli:translate_main",
+    "evaluate": "nmt.cli:evaluate_main",
+    "score": "nmt.cli_tools:score_main",
+    "average": "nmt.cli_tools:average_main",
+    "serve": "nmt.serve.cli:serve_main",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = sorted(name.removesuffix("_main") for name in dir(cli) if name.endswith("_main"))
-    if not argv or argv[0] not in commands:
-        print(f"usage: python -m nmt {{{','.join(commands)}}} ...  (each with --help)", file=sys.stderr)
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m nmt {{{','.join(COMMANDS)}}} ...  (each with --help)", file=sys.stderr)
         return 2
-    return getattr(cli, f"{argv[0]}_main")(argv[1:])
+    module, function = COMMANDS[argv[0]].split(":")
+    return getattr(importlib.import_module(module), function)(argv[1:])
 
 
 if __name__ == "__main__":
