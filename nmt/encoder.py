@@ -9,8 +9,6 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from nmt.hardware import cpu_lacks_bf16
-
 RNN_CLASSES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -46,40 +44,21 @@ class Encoder(nn.Module):
                                      bidirectional=True, dropout=dropout if num_layers > 1 else 0.0)
         self.has_cell_state = cell == "lstm"
         self.output_size = 2 * hidden_size
+        # True: the recurrent layers leave autocast and run in fp32 (set by nmt/precision.py where a
+        # backend's reduced-precision RNN is unsound or missing).
+        self.recurrent_in_fp32 = False
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
         B, S = src.shape
         x = self.dropout(self.embed(src))  # (B, S, E)
         packed = pack_padded_sequence(x, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        with _recurrent_precision(x):
+        with torch.autocast(x.device.type, enabled=False) if self.recurrent_in_fp32 else nullcontext():
             out, final = self.rnn(packed)
         # total_length keeps S fixed even when no sentence fills it (DDP replicas must agree on shapes).
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=S)  # (B, S, 2H)
         hidden, cell = final if self.has_cell_state else (final, None)
         return EncoderOutput(memory, length_mask(src_lengths, S), _join_directions(hidden),
                              None if cell is None else _join_directions(cell))
-
-
-def _rnn_in_fp32(x: torch.Tensor) -> bool:
-    """True where autocast must be off around the recurrent layers.
-    - CUDA under bf16: PyTorch's autocast wrapper for cuDNN RNNs (aten/src/ATen/cudnn/AutocastRNN.cpp)
-      casts weights and input to kHalf whatever the autocast dtype, so the encoder would run in fp16
-      with no loss scaling (issue 12, item 5).
-    - A CPU without bf16 instructions: oneDNN has no bf16 LSTM there, and PyTorch hands it a packed
-      batch whose sentences all have one length, which then fails to build its primitive; any cell's
-      bf16 is emulated there, slower than fp32."""
-    kind = x.device.type
-    if not torch.is_autocast_enabled(kind):
-        return False
-    if kind == "cuda":
-        return torch.get_autocast_dtype(kind) != torch.float16
-    return kind == "cpu" and cpu_lacks_bf16()
-
-
-def _recurrent_precision(x: torch.Tensor):
-    """fp32 recurrent layers where `_rnn_in_fp32` says so (cuDNN's fp32 RNNs use TF32 on Ampere and
-    later, so this costs little), else whatever autocast does."""
-    return torch.autocast(x.device.type, enabled=False) if _rnn_in_fp32(x) else nullcontext()
 
 
 def _join_directions(h: torch.Tensor) -> torch.Tensor:

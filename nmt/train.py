@@ -27,6 +27,7 @@ from nmt.config import Config, save_config
 from nmt.errors import NmtError
 from nmt.evaluate import evaluate_checkpoint, score
 from nmt.model import Seq2Seq, count_parameters
+from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
 from nmt.optim import build_optimizer, build_scheduler
 from nmt.prepare import Prepared, prepare
 from nmt.run_state import (MetricsLog, Progress, Run, StopSignal, Window, check_free_space, check_resume_config,
@@ -109,6 +110,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     ready = load_data(cfg, run_dir, accelerator)
     tokenizer, valid_ds = ready.tokenizer, ready.valid
     model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
+    set_precision_policy(model, accelerator.device.type, AUTOCAST_DTYPES[cfg.train.mixed_precision])
     log.info("model: %s cell, %d parameters", cfg.model.cell, count_parameters(model))
     check_free_space(run_dir, count_parameters(model), cfg.train.keep_last)
     optimizer = build_optimizer(cfg.train, model.parameters())

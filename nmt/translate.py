@@ -14,7 +14,7 @@ from nmt.config import DecodeConfig
 from nmt.data import pad
 from nmt.ensemble import Ensemble, check_vocabularies
 from nmt.errors import NmtError
-from nmt.hardware import cpu_lacks_bf16
+from nmt.precision import AUTOCAST_DTYPES, cpu_lacks_bf16, set_precision_policy
 from nmt.inference import InferenceModel
 from nmt.score import PairScore, score_ids
 from nmt.search import Hypothesis, beam_search, greedy_search, sample
@@ -62,7 +62,7 @@ def autocast(device: torch.device, dtype: str):
     if dtype == "bf16" and device.type == "cpu" and cpu_lacks_bf16():
         log.warning("bf16 on a CPU without bf16 matrix instructions (avx512_bf16, amx_bf16): every product "
                     "takes a slow path, about 4x slower than fp32 here; --dtype int8 is the fast one")
-    return torch.autocast(device.type, dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[dtype])
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[dtype])
 
 
 class Translator:
@@ -79,6 +79,8 @@ class Translator:
         self.device = torch.device(device)
         autocast(self.device, dtype)  # refuse an unsupported precision now, not at the first batch
         self.models = [m.to(self.device).eval() for m in (model if isinstance(model, list) else [model])]
+        for m in self.models:
+            set_precision_policy(m, self.device.type, AUTOCAST_DTYPES.get(dtype))
         self.model = self.models[0]
         # The same function, faster (nmt/inference.py); with int8, on 8-bit weights.
         members = [InferenceModel(m, int8=dtype == "int8") for m in self.models]

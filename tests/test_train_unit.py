@@ -47,9 +47,8 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     assert losses[-1] < 0.8 * losses[0], losses
 
 
-def test_encoder_runs_in_fp32_where_autocast_would_make_it_fp16(monkeypatch):
-    """The CPU half of item 5: when the guard fires, the recurrent layers run exactly as in fp32."""
-    from nmt import encoder as encoder_module
+def test_encoder_leaves_autocast_when_told_to():
+    """With `recurrent_in_fp32` the recurrent layers run exactly as in fp32 under autocast."""
     from nmt.config import ModelConfig
     from nmt.model import Seq2Seq
 
@@ -58,28 +57,43 @@ def test_encoder_runs_in_fp32_where_autocast_would_make_it_fp16(monkeypatch):
                                 attention_size=16, dropout=0.0), 20, 20)
     src, lengths = torch.randint(4, 20, (3, 7)), torch.tensor([7, 5, 2])
     reference = model.encoder(src, lengths)
-    monkeypatch.setattr(encoder_module, "_rnn_in_fp32", lambda x: True)
+    model.encoder.recurrent_in_fp32 = True
     with torch.autocast("cpu", dtype=torch.bfloat16):
         guarded = model.encoder(src, lengths)
     assert guarded.memory.dtype == torch.float32
     assert torch.equal(guarded.memory, reference.memory) and torch.equal(guarded.final, reference.final)
 
 
+def test_precision_policy_table(monkeypatch):
+    """cuDNN's autocast rule makes bf16 RNNs fp16 (so fp32 there); a CPU without bf16 instructions has
+    no bf16 LSTM (so fp32 there); everything else follows autocast."""
+    from nmt import precision
+
+    monkeypatch.setattr(precision, "cpu_lacks_bf16", lambda: True)
+    assert precision.recurrent_in_fp32("cuda", torch.bfloat16)
+    assert not precision.recurrent_in_fp32("cuda", torch.float16)
+    assert precision.recurrent_in_fp32("cpu", torch.bfloat16)
+    assert not any(precision.recurrent_in_fp32(kind, None) for kind in ("cpu", "cuda"))
+    monkeypatch.setattr(precision, "cpu_lacks_bf16", lambda: False)
+    assert not precision.recurrent_in_fp32("cpu", torch.bfloat16)
+
+
 @pytest.mark.parametrize("lengths", [[7, 5, 2], [7, 7, 7]])
 def test_a_cpu_without_bf16_runs_the_lstm_encoder_in_fp32_under_bf16(lengths, monkeypatch):
     """On a CPU without bf16 instructions, a bf16 LSTM over a batch of equal lengths went to oneDNN,
     which has none there ("could not create a primitive descriptor"): bf16 training on such a CPU
-    crashed at the first such batch. The encoder now runs its layers in fp32 there."""
-    from nmt import encoder as encoder_module
+    crashed at the first such batch. The policy runs the encoder's layers in fp32 there."""
+    from nmt import precision
     from nmt.config import ModelConfig
     from nmt.model import Seq2Seq
 
-    monkeypatch.setattr(encoder_module, "cpu_lacks_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_lacks_bf16", lambda: True)
     torch.manual_seed(0)
     model = Seq2Seq(ModelConfig(cell="lstm", embed_size=16, hidden_size=16, decoder_hidden_size=16,
                                 attention_size=16, dropout=0.0), 20, 20)
     src, tgt, lengths = torch.randint(4, 20, (3, 7)), torch.randint(4, 20, (3, 5)), torch.tensor(lengths)
     reference = model.encoder(src, lengths)
+    precision.set_precision_policy(model, "cpu", torch.bfloat16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         guarded = model.encoder(src, lengths)
         model(src, lengths, tgt).float().sum().backward()  # the whole update's path
@@ -88,14 +102,16 @@ def test_a_cpu_without_bf16_runs_the_lstm_encoder_in_fp32_under_bf16(lengths, mo
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the question is cuDNN's")
 def test_bf16_autocast_does_not_run_the_cudnn_encoder_in_fp16():
-    """Issue 12, item 5: autocast's cuDNN RNN wrapper once reflattened weights into an fp16 buffer,
-    which under bf16 would be fp16 without loss scaling (it still does: it hard-codes kHalf), so the
-    encoder turns autocast off around it. Passed on an H200 (torch 2.11.0+cu130), 2026-11-26."""
+    """autocast's cuDNN RNN wrapper reflattens weights into an fp16 buffer whatever the autocast
+    dtype (it hard-codes kHalf), which under bf16 is fp16 without loss scaling: the precision policy
+    takes the encoder out of autocast there."""
     from nmt.config import ModelConfig
     from nmt.model import Seq2Seq
+    from nmt.precision import set_precision_policy
 
     model = Seq2Seq(ModelConfig(cell="lstm", embed_size=16, hidden_size=16, decoder_hidden_size=16,
                                 attention_size=16), 20, 20).cuda()
+    set_precision_policy(model, "cuda", torch.bfloat16)
     src = torch.randint(4, 20, (3, 7), device="cuda")
     with torch.autocast("cuda", dtype=torch.bfloat16):
         enc = model.encoder(src, torch.tensor([7, 5, 2], device="cuda"))
