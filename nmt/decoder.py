@@ -10,6 +10,14 @@ For target position t, with E the target embedding and s the top-layer decoder s
 As in Bahdanau et al. (2015, appendix A.2.2), the first layer reads the previous word and the
 context through separate matrices W and C (W is the first layer's input matrix in `rnn`).
 s_0 comes from the bridge: s_0 = tanh(W_b [h→_last; h←_first]) (and likewise the LSTM cell).
+
+Departures from the paper, each on purpose:
+- The readout is one tanh layer over the *new* state s_t, where the paper has a maxout layer over
+  the previous one, s_{t-1}: the output then sees the update it follows (as in JoeyNMT, OpenNMT-py
+  and Nematus), and tanh needs no pool size.
+- s_0 reads both directions' summaries, where the paper reads the backward one only (W_s h←_1):
+  the forward direction's last state summarises the source too, for one more matrix block.
+- The cell may be a GRU (the paper's gated unit), an LSTM or a plain tanh RNN, in L layers.
 `step` runs one position; `forward` (teacher forcing) runs the same update at every position; what
 does not depend on the recurrence (W E y + b, the readout and the output layer) runs once over all
 positions.
