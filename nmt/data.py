@@ -24,7 +24,6 @@ import torch
 from nmt import readers
 from nmt.config import DataConfig
 from nmt.errors import NmtError
-from nmt.readers import read_lines  # noqa: F401 (small files: references, hypotheses; scripts use it)
 from nmt.tokenizer import BOS, EOS, PAD
 
 log = logging.getLogger(__name__)

@@ -52,13 +52,6 @@ def _record_batch(enc: Encoded, pairs: Pairs | None) -> pa.RecordBatch:
                             "tgt_ids": pa.ListArray.from_arrays(enc.tgt_offsets, enc.tgt_ids)})
 
 
-def tokenize(pairs: Pairs, tokenizer: Tokenizer):
-    """A small split in memory as a Dataset with `src`, `tgt`, `src_ids`, `tgt_ids` (tests, benchmarks)."""
-    from nmt.data import in_memory
-
-    return in_memory(pa.Table.from_batches([_record_batch(encode_pairs(tokenizer, pairs), pairs)]))
-
-
 _worker_tokenizer = None
 
 

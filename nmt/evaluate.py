@@ -66,7 +66,7 @@ def evaluate_files(hyp: str, ref: str, src: str | None, edges: list[int] | None,
                    threshold: int | None) -> dict:
     """Score a hypothesis file against a reference file (bucketed by the source file when given)."""
     from nmt.config import EvalConfig
-    from nmt.data import read_lines
+    from nmt.readers import read_lines
 
     defaults = EvalConfig()
     hyps, refs = read_lines(Path(hyp)), read_lines(Path(ref))

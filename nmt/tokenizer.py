@@ -107,17 +107,10 @@ class Tokenizer:
         return len(self.tgt)
 
     @classmethod
-    def train(cls, src_lines: list[str], tgt_lines: list[str], cfg: TokenizerConfig, out_dir: Path,
-              joint_model: Path | None = None):
-        """Train on the training split and write the model file(s) and vocabularies into `out_dir`.
-
-        `joint_model`: use this SentencePiece model file instead of training one (vocabularies still
-        come from the training text), e.g. to give two toolkits the same pieces.
-        """
+    def train(cls, src_lines: list[str], tgt_lines: list[str], cfg: TokenizerConfig, out_dir: Path):
+        """Train on the training split and write the model file(s) and vocabularies into `out_dir`."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        if joint_model:
-            blobs = {JOINT_FILE: Path(joint_model).read_bytes()}
-        elif cfg.joint:
+        if cfg.joint:
             blobs = {JOINT_FILE: _train_model([*src_lines, *tgt_lines], cfg)}
         else:
             blobs = {SRC_FILE: _train_model(src_lines, cfg), TGT_FILE: _train_model(tgt_lines, cfg)}

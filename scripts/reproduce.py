@@ -20,13 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
+from nmt.checkpoint import load_checkpoint
+from nmt.model import count_parameters
+from nmt.plot import plot_bleu_by_length
 
-from nmt.checkpoint import load_checkpoint  # noqa: E402
-from nmt.model import count_parameters  # noqa: E402
-from nmt.plot import plot_bleu_by_length  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "scripts" / "bench" / "bench.py"
 
 
 def train_one(recipe_dir: Path, cell: str, scale: str, run_dir: Path, data_root: str | None,
@@ -52,31 +51,27 @@ def train_one(recipe_dir: Path, cell: str, scale: str, run_dir: Path, data_root:
     (run_dir / "timing.json").write_text(json.dumps(timing))
 
 
-def throughput(run_dir: Path, cfg, tokenizer, steps: int, threads: int | None) -> dict:
-    """Training speed measured apart from the run (bench.py's timed updates), so that whatever else
-    the machine did during a long run does not skew the comparison; cached in the run directory."""
-    path = run_dir / "throughput.json"
+def throughput(run_dir: Path, steps: int, threads: int) -> dict:
+    """Training speed measured apart from the run, by scripts/bench/bench.py's timed updates of the
+    run's config, tokenizer and data, so that whatever else the machine did during a long run does not
+    skew the comparison; cached in the run directory (`bench.json`)."""
+    path = run_dir / "bench.json"
     if not path.exists():
-        import torch
-
-        from bench import measure_training
-
-        if threads or cfg.train.threads:
-            torch.set_num_threads(threads or cfg.train.threads)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        path.write_text(json.dumps(measure_training(cfg, tokenizer, steps=steps, warmup=10, device=device)))
-    return json.loads(path.read_text())
+        cmd = [sys.executable, str(BENCH), str(run_dir / "config.yaml"), "--tokenizer", str(run_dir),
+               "--steps", str(steps), "--warmup", "10", "--no-floor", "--json", str(path)]
+        subprocess.run(cmd + (["--threads", str(threads)] if threads else []), check=True, stdout=subprocess.DEVNULL)
+    return json.loads(path.read_text())["training"]
 
 
 def summarize(cell: str, run_dir: Path, bench_steps: int, bench_threads: int | None = None) -> dict:
     results = json.loads((run_dir / "results.json").read_text())
-    model, tokenizer, cfg, meta = load_checkpoint(run_dir)
+    model, _, cfg, meta = load_checkpoint(run_dir)
     logs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     valid = [x["valid_bleu"] for x in logs if "valid_bleu" in x]
     timing = run_dir / "timing.json"
     split = next(k for k in results["test"] if k != "checkpoint_step")
     return {"cell": cell, "params": count_parameters(model), "bench_steps": bench_steps,
-            "tok_s": throughput(run_dir, cfg, tokenizer, bench_steps, bench_threads)["tgt_tokens_per_s"],
+            "tok_s": throughput(run_dir, bench_steps, bench_threads or cfg.train.threads)["tgt_tokens_per_s"],
             "best_valid_bleu": max(valid), "best_step": meta["step"], "split": split,
             "test": results["test"][split], "cfg": cfg,
             "wall_s": json.loads(timing.read_text())["wall_s"] if timing.exists() else None}
@@ -113,7 +108,7 @@ def write_report(recipe_dir: Path, scale: str, rows: list[dict], command: str) -
              f"Test split `{rows[0]['split']}`, best checkpoint by validation BLEU, beam {cfg.decode.beam_size} "
              f"(length penalty {cfg.decode.length_penalty}). Short/long: source sentences of at most / more than "
              f"{threshold} words. Training speed: target tokens/s over {rows[0]['bench_steps']} timed updates of the recipe's "
-             "batches (`scripts/bench.py`'s measurement, taken after training on an otherwise idle machine).", "",
+             "batches (`scripts/bench/bench.py`'s measurement, taken after training on an otherwise idle machine).", "",
              "| model | parameters | training speed (tgt tok/s) | relative to RNN | BLEU | short BLEU (n) "
              "| long BLEU (n) | chrF | best valid BLEU (step) |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""What each decoding speed-up buys: nmt/inference.py's pieces and attention's sigmoid form, each
-switched off in turn, on identical weights and batches, taking turns.
+"""What each decoding speed-up of nmt/inference.py buys: its pieces, each switched off in turn, on
+identical weights and batches, taking turns.
 
-    scripts/bench_inference.py [--search beam|greedy] [--rounds 8] [--threads 1]
+    scripts/bench/bench_inference.py [--search beam|greedy] [--rounds 8] [--threads 1]
 
 A JoeyNMT-sized model (recipes/multi30k_de_en/joeynmt_equiv.yaml's sizes, 5 483 / 3 963 pieces) with
 random weights decodes 64 sentences of 8-19 pieces to the length cap (EOS forbidden), so every
@@ -14,21 +14,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import nmt.attention  # noqa: E402
-from nmt.config import DecodeConfig, ModelConfig  # noqa: E402
-from nmt.decoder import DecoderState, StepOutput  # noqa: E402
-from nmt.inference import InferenceModel, PreparedSource, frozen_linear  # noqa: E402
-from nmt.model import Seq2Seq  # noqa: E402
-from nmt.search import beam_search, greedy_search  # noqa: E402
+from common import clock
+from nmt.config import DecodeConfig, ModelConfig
+from nmt.decoder import DecoderState, StepOutput
+from nmt.inference import InferenceModel, PreparedSource, frozen_linear
+from nmt.model import Seq2Seq
+from nmt.search import beam_search, greedy_search
 
 
 class NoPadding(InferenceModel):
@@ -77,10 +72,6 @@ class NoContextWeights(InferenceModel):
         return StepOutput(self.out(o)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)
 
 
-def tanh_scores(v, q, k):
-    return torch.tanh(q + k) @ v
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--search", choices=("beam", "greedy"), default="beam")
@@ -88,7 +79,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    clock = time.process_time if args.threads == 1 else time.perf_counter
     torch.manual_seed(0)
     cfg = ModelConfig(embed_size=256, hidden_size=256, decoder_hidden_size=512, attention_size=512)
     model = Seq2Seq(cfg, 5483, 3963).eval()
@@ -98,16 +88,12 @@ def main() -> None:
     src[torch.arange(src.size(1))[None] >= lengths[:, None]] = 0
     opts = DecodeConfig(beam_size=5, max_len_a=1.0, max_len_b=5, min_len=1000)
     search = beam_search if args.search == "beam" else greedy_search
-    fast_scores = nmt.attention.v_tanh
-    variants = {"Seq2Seq itself": (model, fast_scores), "InferenceModel": (InferenceModel(model), fast_scores),
-                "without padded_output": (NoPadding(model), fast_scores),
-                "without embedding_table": (NoTable(model), fast_scores),
-                "without context_weights": (NoContextWeights(model), fast_scores),
-                "attention scored with tanh": (InferenceModel(model), tanh_scores)}
+    variants = {"Seq2Seq itself": model, "InferenceModel": InferenceModel(model),
+                "without padded_output": NoPadding(model), "without embedding_table": NoTable(model),
+                "without context_weights": NoContextWeights(model)}
     seconds = {name: [] for name in variants}
     for _ in range(args.rounds):
-        for name, (m, scores) in variants.items():
-            nmt.attention.v_tanh = scores
+        for name, m in variants.items():
             start = clock()
             search(m, src, lengths, opts)
             seconds[name].append(clock() - start)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A recipe's three cells trained side by side on one GPU, sized for a short lease:
-#   scripts/gpu_cells.sh RECIPE_DIR OUT_DIR [TRAIN_SECONDS] [--set K=V ...]
+#   scripts/bench/gpu_cells.sh RECIPE_DIR OUT_DIR [TRAIN_SECONDS] [--set K=V ...]
 # rnn, lstm and gru train in three processes at once: one lease, one script (on an H200 the three
 # together ran about as fast as one alone: docs/benchmarks.md, "GPU"). Each trains
 # RECIPE_DIR/full.yaml plus the --set overrides; at TRAIN_SECONDS (default 330) SIGTERM stops a run
@@ -9,8 +9,8 @@
 # OUT_DIR receives the report, the plot and runs.tgz (each run's logs, metrics and results).
 # The data root is $NMT_DATA_ROOT (default ../shared/data).
 set -uo pipefail
-recipe_dir=${1:?usage: scripts/gpu_cells.sh RECIPE_DIR OUT_DIR [TRAIN_SECONDS] [--set K=V ...]}
-out=${2:?usage: scripts/gpu_cells.sh RECIPE_DIR OUT_DIR [TRAIN_SECONDS] [--set K=V ...]}
+recipe_dir=${1:?usage: scripts/bench/gpu_cells.sh RECIPE_DIR OUT_DIR [TRAIN_SECONDS] [--set K=V ...]}
+out=${2:?usage: scripts/bench/gpu_cells.sh RECIPE_DIR OUT_DIR [TRAIN_SECONDS] [--set K=V ...]}
 seconds=${3:-330}
 shift $(($# < 3 ? $# : 3))
 py=${PYTHON:-python3}

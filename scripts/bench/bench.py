@@ -1,49 +1,45 @@
 #!/usr/bin/env python
 """Speed and memory of training and decoding for a config, against the bare recurrent layers' floor.
 
-    scripts/bench.py RECIPE.yaml [more.yaml] [--set k=v] [--steps 100] [--checkpoint RUN_DIR]
-                     [--decode-file FILE] [--json OUT.json]
+    scripts/bench/bench.py RECIPE.yaml [more.yaml] [--set k=v] [--steps 100] [--checkpoint RUN_DIR]
+                           [--tokenizer RUN_DIR] [--decode-file FILE] [--json OUT.json]
 
 1. training: target and source+target tokens/s over --steps updates after --warmup, peak memory;
 2. decoding (with --checkpoint): sentences/s and output tokens/s, greedy and beam 5;
-3. the floor: the same batches through bare nn.GRU/nn.LSTM/nn.RNN encoder and decoder layers plus
-   the output projection and loss, forward and backward, so every figure reads as a ratio to what
-   the hardware needs anyway. Ours and the floor take turns batch by batch, so that the ratio does
-   not depend on when the machine ran fast.
+3. the floor (unless --no-floor): the same batches through bare nn.GRU/nn.LSTM/nn.RNN encoder and
+   decoder layers plus the output projection and loss, forward and backward, so every figure reads as
+   a ratio to what the hardware needs anyway. Ours and the floor take turns batch by batch, so that
+   the ratio does not depend on when the machine ran fast.
+The batches are training's own: the tokenizer and tokenised split from the data cache (`nmt.prepare`),
+prepared now if missing, or with --tokenizer a run's tokenizer.
 With --threads 1 every time is the process's CPU time, which other processes on a shared machine
 disturb far less than the wall clock; with more threads, the wall clock.
-$NMT_BENCH_CODE names another checkout whose `nmt` package is measured instead of this one's
-(scripts/bench_ab.py: the same instrument on the code before and after a change).
+It measures the `nmt` that Python imports: the installed one, or another checkout's with
+`PYTHONPATH=OTHER_CHECKOUT` (bench_ab.py: the same instrument on the code before and after a change).
 Speed targets live here, never in the tests. Prints one table; --json writes the figures.
-scripts/compare.py runs the same measurements beside JoeyNMT 2.3.0 and OpenNMT-py 3.5.1 and prints all with ratios.
+compare.py runs the same measurements beside JoeyNMT 2.3.0 and OpenNMT-py 3.5.1 and prints all with ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, os.environ.get("NMT_BENCH_CODE") or str(REPO))
-
-from nmt import data  # noqa: E402
-from nmt.config import Config, load_config  # noqa: E402
-from nmt.encode import tokenize  # noqa: E402
-from nmt.errors import NmtError  # noqa: E402
-from nmt.model import Seq2Seq, count_parameters  # noqa: E402
-from nmt.optim import build_optimizer  # noqa: E402
-from nmt.readers import Pairs  # noqa: E402
-from nmt.tokenizer import PAD, Tokenizer  # noqa: E402
+from common import clock, nmt_code
+from nmt import data
+from nmt.config import Config, load_config
+from nmt.errors import NmtError
+from nmt.model import Seq2Seq, count_parameters
+from nmt.optim import build_optimizer
+from nmt.prepare import Prepared, prepare
+from nmt.readers import read_lines
+from nmt.tokenizer import PAD, Tokenizer
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -52,12 +48,10 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def training_batches(cfg: Config, tokenizer: Tokenizer, count: int) -> list[data.Batch]:
-    """The first `count` batches of the first epoch, exactly as training would see them."""
-    split = data.load_split(cfg.data, cfg.data.train)
-    ds = tokenize(Pairs(list(split["src"]), list(split["tgt"])), tokenizer)
-    rows, _ = data.filter_pairs(ds, cfg.data.max_len, cfg.data.max_ratio)
-    loader, _ = data.make_loader(ds, cfg.train.max_tokens, cfg.train.seed, shuffle=True, rows=rows)
+def training_batches(cfg: Config, ready: Prepared, count: int) -> list[data.Batch]:
+    """The first `count` batches of the first epoch, exactly as training (one process) sees them."""
+    loader, _ = data.make_loader(ready.train, cfg.train.max_tokens, cfg.train.seed, shuffle=True,
+                                 rows=ready.train_rows)
     batches = []
     for batch in loader:
         batches.append(batch)
@@ -71,11 +65,6 @@ def rates(seconds: float, batches: list[data.Batch]) -> dict:
     src = sum(int(b.src_lengths.sum()) for b in batches)
     return {"seconds": round(seconds, 2), "tgt_tokens_per_s": round(tgt / seconds, 1),
             "src_tgt_tokens_per_s": round((src + tgt) / seconds, 1)}
-
-
-def clock() -> float:
-    """CPU time of this process with one thread (robust to other load), else the wall clock."""
-    return time.process_time() if torch.get_num_threads() == 1 else time.perf_counter()
 
 
 def interleaved(steps: dict, batches: list[data.Batch], device: torch.device) -> dict:
@@ -164,19 +153,19 @@ def floor_step(cfg: Config, tokenizer: Tokenizer, device: torch.device):
     return step
 
 
-def measure_training(cfg: Config, tokenizer: Tokenizer, steps: int, warmup: int, device: torch.device,
+def measure_training(cfg: Config, ready: Prepared, steps: int, warmup: int, device: torch.device,
                      with_floor: bool = False) -> dict:
-    """Training speed over `steps` batches after `warmup`, and peak memory over the warm-up (ours
-    alone: the floor's layers are built after it). With the floor, both take turns on the same
-    batches and the result holds both and their ratio."""
-    batches = training_batches(cfg, tokenizer, warmup + steps)
-    ours, parameters = training_step(cfg, tokenizer, device)
+    """{"training": speed}, from `steps` batches after `warmup`, with the peak memory over the warm-up
+    (ours alone: the floor's layers are built after it). With the floor, both take turns on the same
+    batches: then also {"floor": speed} and the training's `ratio_to_floor`."""
+    batches = training_batches(cfg, ready, warmup + steps)
+    ours, parameters = training_step(cfg, ready.tokenizer, device)
     for batch in batches[:warmup]:
         ours(batch)
     peak = round(peak_memory_mb(device))
     timers = {"training": ours}
     if with_floor:
-        timers["floor"] = floor_step(cfg, tokenizer, device)
+        timers["floor"] = floor_step(cfg, ready.tokenizer, device)
         for batch in batches[:warmup]:
             timers["floor"](batch)
     result = interleaved(timers, batches[warmup:], device)
@@ -184,8 +173,7 @@ def measure_training(cfg: Config, tokenizer: Tokenizer, steps: int, warmup: int,
     if with_floor:
         result["training"]["ratio_to_floor"] = round(
             result["floor"]["tgt_tokens_per_s"] / result["training"]["tgt_tokens_per_s"], 2)
-        return result
-    return result["training"]
+    return result
 
 
 def measure_decoding(run_dir: str, lines: list[str], device: torch.device, batch_size: int,
@@ -223,7 +211,9 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--spm", help="SentencePiece model to use (default: train one on the training split)")
+    parser.add_argument("--tokenizer", metavar="RUN_DIR",
+                        help="a run's tokenizer (default: the data cache's for this config, trained if missing)")
+    parser.add_argument("--no-floor", action="store_true", help="time our training only")
     parser.add_argument("--checkpoint", help="run directory to time decoding with")
     parser.add_argument("--decode-file", help="source file to decode (default: the recipe's first test split)")
     parser.add_argument("--ref", help="reference of --decode-file, for BLEU (default: the recipe's, with its file)")
@@ -236,17 +226,18 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg, device = load_config(args.config, args.overrides), torch.device(args.device)
-    tokenizer = load_tokenizer(cfg, args.spm)
+    if args.tokenizer:
+        Tokenizer.load(args.tokenizer)  # a folder without one fails here; `prepare` would copy one into it
+    ready = prepare(cfg, Path(args.tokenizer) if args.tokenizer else None)
     report = {"config": args.config, "overrides": args.overrides, "device": str(device),
-              "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "code": os.environ.get("NMT_BENCH_CODE") or str(REPO),
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "code": nmt_code(),
               "clock": "process CPU time" if torch.get_num_threads() == 1 else "wall"}
-    report.update(measure_training(cfg, tokenizer, args.steps, args.warmup, device, with_floor=True))
+    report.update(measure_training(cfg, ready, args.steps, args.warmup, device, with_floor=not args.no_floor))
     if args.checkpoint:
         stem = data.resolve_root(cfg.data) / cfg.data.dir / cfg.data.test[0]
         path = args.decode_file or f"{stem}.{cfg.data.src_lang}"
         ref = args.ref or (None if args.decode_file else f"{stem}.{cfg.data.tgt_lang}")
-        lines, refs = data.read_lines(Path(path)), ref and data.read_lines(Path(ref))
+        lines, refs = read_lines(Path(path)), ref and read_lines(Path(ref))
         report["decoding"] = []
         for dtype in args.decode_dtypes:
             try:
@@ -261,13 +252,13 @@ def main() -> None:
 
 def table(report: dict) -> str:
     """The figures as one Markdown table."""
-    train, floor = report["training"], report["floor"]
+    train, floor = report["training"], report.get("floor")
     rows = [("training, target tokens/s", train["tgt_tokens_per_s"]),
-            ("training, source+target tokens/s", train["src_tgt_tokens_per_s"]),
-            ("floor (bare layers), target tokens/s", floor["tgt_tokens_per_s"]),
-            ("floor / training (target <= 1.5)", train["ratio_to_floor"]),
-            ("parameters", train["parameters"]),
-            ("peak memory over the warm-up updates, MB", train["peak_memory_mb"])]
+            ("training, source+target tokens/s", train["src_tgt_tokens_per_s"])]
+    if floor:
+        rows += [("floor (bare layers), target tokens/s", floor["tgt_tokens_per_s"]),
+                 ("floor / training (target <= 1.5)", train["ratio_to_floor"])]
+    rows += [("parameters", train["parameters"]), ("peak memory over the warm-up updates, MB", train["peak_memory_mb"])]
     for dec in report.get("decoding", []):
         if "error" in dec:
             rows.append((f"{dec['dtype']} decoding", dec["error"]))
@@ -283,10 +274,6 @@ def table(report: dict) -> str:
             f"{' '.join(report['config'])} {' '.join(report['overrides'])}")
     return "\n".join([head, "", "| figure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
-
-def load_tokenizer(cfg: Config, spm_model: str | None) -> Tokenizer:
-    ds = data.load_split(cfg.data, cfg.data.train)
-    return Tokenizer.train(list(ds["src"]), list(ds["tgt"]), cfg.tokenizer, Path(tempfile.mkdtemp()), spm_model)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,16 @@
 #!/usr/bin/env python
 """nmt against its peers (JoeyNMT 2.3.0, OpenNMT-py 3.5.1) on one machine, in one run, with one SentencePiece model.
 
-    scripts/compare.py --peer joeynmt opennmt [--epochs 3] [--out runs/compare] [--json FILE]
+    scripts/bench/compare.py --peer joeynmt opennmt [--epochs 3] [--out runs/compare] [--json FILE]
 
 Trains ours once with recipes/multi30k_de_en/joeynmt_equiv.yaml, then each peer named, decodes
 test_2016_flickr greedy and with beam 5 with each, and prints one table: a column per toolkit and
 the ratio of ours to each peer. Every toolkit gets the same updates: JoeyNMT the same epochs (its
 2 000-token batches make about as many updates per epoch as ours), OpenNMT-py `train_steps` equal
 to the updates our run made, with its token batch size set so that an epoch takes as many updates as
-ours (scripts/peer_batches.py). BLEU is computed here, the same way for all: sacreBLEU on each one's
+ours (peer_batches.py). BLEU is computed here, the same way for all: sacreBLEU on each one's
 detokenized output against the raw reference. Peers are installed by ../shared/peers/joeynmt/setup.sh
-and scripts/peers/opennmt/setup.sh. --train-lines/--test-lines make a small smoke run.
+and peers/opennmt/setup.sh (beside this file). --train-lines/--test-lines make a small smoke run.
 """
 
 from __future__ import annotations
@@ -25,17 +25,19 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
-from peer_batches import PeerRows, onmt_batch_tokens, table  # noqa: E402 (scripts/)
+from common import MULTI30K, REPO
+from nmt.readers import read_lines
+from peer_batches import PeerRows, onmt_batch_tokens
 
-DATA = REPO.parent / "shared" / "data" / "multi30k"
 RECIPE = REPO / "recipes" / "multi30k_de_en" / "joeynmt_equiv.yaml"
 JOEYNMT = REPO.parent / "shared" / "peers" / "joeynmt"
-OPENNMT = REPO / "scripts" / "peers" / "opennmt"
+OPENNMT = Path(__file__).resolve().parent / "peers" / "opennmt"
 PEERS = {"joeynmt": "JoeyNMT 2.3.0", "opennmt": "OpenNMT-py 3.5.1"}
 SPLITS = ("train", "val", "test_2016_flickr")
+LABELS = {"updates": "updates", "parameters": "parameters", "tgt_tokens_per_s": "training, target tokens/s",
+          "train_wall_s": "training wall time, s (whole command)", "train_peak_gib": "peak training RSS, GiB",
+          "greedy_sent_s": "greedy decoding, sentences/s", "beam5_sent_s": "beam 5 decoding, sentences/s",
+          "bleu_greedy": "test BLEU, greedy", "bleu_beam5": "test BLEU, beam 5"}
 
 PROBE = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
          "code = subprocess.call(sys.argv[2:], stdout=open(sys.argv[1], 'w'), stderr=subprocess.STDOUT); "
@@ -68,19 +70,18 @@ def timed_once(name: str, out: Path, cmd: list[str], env: dict) -> dict:
 def corpus(out: Path, train_lines: int, test_lines: int) -> Path:
     """The corpus folder all toolkits read: Multi30k, or the first lines of each split (a smoke run)."""
     if not (train_lines or test_lines):
-        return DATA
+        return MULTI30K
     folder = out / "data"
     folder.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         keep = train_lines if split == "train" else test_lines
         for lang in ("de", "en"):
-            lines = (DATA / f"{split}.{lang}").read_text(encoding="utf-8").splitlines(keepends=True)
+            lines = (MULTI30K / f"{split}.{lang}").read_text(encoding="utf-8").splitlines(keepends=True)
             (folder / f"{split}.{lang}").write_text("".join(lines[:keep] if keep else lines), encoding="utf-8")
     return folder
 
 
 def bleu(hyp_file: Path, data: Path) -> float:
-    from nmt.data import read_lines
     from nmt.evaluate import score
 
     return score(read_lines(hyp_file), read_lines(data / "test_2016_flickr.en"))["bleu"]
@@ -91,8 +92,7 @@ def ours(out: Path, data: Path, epochs: int, threads: int, repeats: int) -> dict
 
     from bench import measure_decoding, measure_training
     from nmt.config import load_config
-    from nmt.data import read_lines
-    from nmt.tokenizer import Tokenizer
+    from nmt.prepare import prepare
     from nmt.translate import Translator
 
     run_dir = out / "nmt"
@@ -101,9 +101,10 @@ def ours(out: Path, data: Path, epochs: int, threads: int, repeats: int) -> dict
     train = timed_once("nmt", out, [exe, str(RECIPE), "--run-dir", str(run_dir),
                                     *(x for o in overrides for x in ("--set", o))], dict(os.environ))
     steps = max(json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines())
-    cfg, tokenizer = load_config(RECIPE, overrides), Tokenizer.load(run_dir)
+    cfg = load_config(RECIPE, overrides)
     torch.set_num_threads(threads)
-    speed = measure_training(cfg, tokenizer, steps=100, warmup=10, device=torch.device("cpu"))
+    ready = prepare(cfg, run_dir)
+    speed = measure_training(cfg, ready, steps=100, warmup=10, device=torch.device("cpu"))["training"]
     src = read_lines(data / "test_2016_flickr.de")
     decoding = measure_decoding(str(run_dir), src, torch.device("cpu"), 64, repeats)
     translator = Translator.load(run_dir, device="cpu")
@@ -166,22 +167,42 @@ def train_figures(train: dict) -> dict:
 
 
 def ours_batches(out: Path, data: Path) -> PeerRows:
-    """Our run's tokenized training pairs, in the terms scripts/peer_batches.py counts batches in."""
+    """Our run's tokenized training pairs (its data as training read them), in the terms
+    peer_batches.py counts batches in."""
     import numpy as np
 
     from nmt.config import load_config
-    from nmt.data import filter_pairs, lengths, read_lines, token_batches
-    from nmt.encode import tokenize
-    from nmt.readers import Pairs
-    from nmt.tokenizer import Tokenizer
+    from nmt.data import lengths, token_batches
+    from nmt.prepare import prepare
 
     cfg = load_config(RECIPE, [f"data.dir={data}"])
-    src, tgt = read_lines(data / "train.de"), read_lines(data / "train.en")
-    ds = tokenize(Pairs(src, tgt), Tokenizer.load(out / "nmt"))
-    src_lens, tgt_lens = lengths(ds)
-    rows, _ = filter_pairs(ds, cfg.data.max_len, cfg.data.max_ratio)
+    ready = prepare(cfg, out / "nmt")
+    src_lens, tgt_lens = lengths(ready.train)
+    rows = ready.train_rows
     ours = len(token_batches(src_lens[rows], tgt_lens[rows], cfg.train.max_tokens, cfg.train.seed, 0))
-    return PeerRows(src_lens=np.asarray(src_lens) - 1, tgt_lens=np.asarray(tgt_lens), sources=src, batches=ours)
+    return PeerRows(src_lens=np.asarray(src_lens) - 1, tgt_lens=np.asarray(tgt_lens),
+                    sources=read_lines(data / "train.de"), batches=ours)
+
+
+def table(results: dict, names: dict) -> str:
+    """Markdown: a row per figure, a column per toolkit (ours first), then ours against each peer:
+    a ratio, or for BLEU the difference in points."""
+    peers = [p for p in results if p != "nmt"]
+    head = ["figure", *(names[t] for t in results), *(f"nmt / {names[p].split()[0]}" for p in peers)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, label in LABELS.items():
+        ours = results["nmt"][key]
+        cells = [label, *(str(results[t].get(key, "")) for t in results)]
+        for p in peers:
+            theirs = results[p].get(key)
+            if not theirs:
+                cells.append("")
+            elif key.startswith("bleu"):
+                cells.append(f"{ours - theirs:+.2f}")
+            else:
+                cells.append(f"{ours / theirs:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def check_installed(peers: list[str]) -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Start-up time and memory of `nmt-train` on large corpora: prepare once, memory flat, DDP prepares once.
 
-    scripts/bench_data.py --work DIR [--sizes 100000,4060000] [--runs first,second,resume,ddp] [--json OUT.json]
+    scripts/bench/bench_data.py --work DIR [--sizes 100000,4060000] [--runs first,second,resume,ddp] [--json OUT.json]
 
 Builds the corpora itself in DIR from ../shared/data/multi30k: its 29 000 training pairs repeated
 (4 060 000 = 140 copies) or cut (100 000), as plain text files. For each size, with a fresh data
@@ -33,18 +33,16 @@ from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
+from common import MULTI30K, REPO
+
 BIN = Path(sys.executable).parent
 
 
-MULTI30K = REPO.parent / "shared" / "data" / "multi30k"  # --data-root changes it
-
-
-def build_corpus(work: Path, pairs: int) -> str:
+def build_corpus(work: Path, pairs: int, multi30k: Path) -> str:
     """`work/m30k-N.de` and `.en`: Multi30k's training files repeated (or cut) to `pairs` lines."""
     paths = {lang: work / f"m30k-{pairs}.{lang}" for lang in ("de", "en")}
     for lang, path in paths.items():
-        lines = (MULTI30K / f"train.{lang}").read_bytes().splitlines(keepends=True)
+        lines = (multi30k / f"train.{lang}").read_bytes().splitlines(keepends=True)
         if path.exists() and path.stat().st_size == sum(len(lines[i % len(lines)]) for i in range(pairs)):
             continue
         with open(path.with_suffix(".tmp"), "wb") as out:
@@ -103,15 +101,15 @@ def run(cmd: list[str], run_dir: Path, env: dict, first_step: int, name: str) ->
             "log": [line for line in text.splitlines() if " nmt." in line]}
 
 
-def bench_size(work: Path, pairs: int, which: list[str], overrides: list[str]) -> dict:
-    train = build_corpus(work, pairs)
+def bench_size(work: Path, pairs: int, which: list[str], overrides: list[str], multi30k: Path) -> dict:
+    train = build_corpus(work, pairs, multi30k)
     cache = work / f"cache-{pairs}"
     shutil.rmtree(cache, ignore_errors=True)
     runs = work / f"runs-{pairs}"
     shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir()
     env = {**os.environ, "NMT_CACHE_DIR": str(cache), "PYTHONWARNINGS": "ignore"}
-    args = [str(REPO / "recipes/multi30k_de_en/quick.yaml"), "--data-root", str(MULTI30K.parent),
+    args = [str(REPO / "recipes/multi30k_de_en/quick.yaml"), "--data-root", str(multi30k.parent),
             "--set", f"data.train={train}", "--set", "train.max_steps=5", "--set", "train.log_every=1",
             "--set", "data.test=[]", *(x for o in overrides for x in ("--set", o))]
     out = {"pairs": pairs, "text_mb": round(sum(Path(p).stat().st_size for p in train.split("|")) / 1e6)}
@@ -158,11 +156,10 @@ def main() -> None:
                         help="more overrides for every run, e.g. --set data.valid_limit=100 (shorter validation)")
     parser.add_argument("--json", help="also write the figures (and the runs' log lines) as JSON")
     args = parser.parse_args()
-    global MULTI30K
-    MULTI30K = Path(args.data_root) / "multi30k" if args.data_root else MULTI30K
+    multi30k = Path(args.data_root) / "multi30k" if args.data_root else MULTI30K
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    results = [bench_size(work, int(n), args.runs.split(","), args.overrides) for n in args.sizes.split(",")]
+    results = [bench_size(work, int(n), args.runs.split(","), args.overrides, multi30k) for n in args.sizes.split(",")]
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

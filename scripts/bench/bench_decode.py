@@ -29,13 +29,10 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 from nmt.evaluate import score  # noqa: E402
 from nmt.translate import Translator, autocast  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data" / "multi30k"
+from common import MULTI30K as DATA
 
 
 def record_shapes(translator: Translator, lines: list[str], beam: int, batch: int) -> list[tuple[int, int, int]]:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Test BLEU and decoding speed of last checkpoints, checkpoint averages and an ensemble of runs.
 
-    scripts/bench_average.py RUN [RUN ...] [--last 2 3 4] [--beam-size 5] [--split test] [--limit N]
-                             [--work DIR] [--only-ensemble | --no-ensemble] [--json OUT.json]
+    scripts/bench/bench_average.py RUN [RUN ...] [--last 2 3 4] [--beam-size 5] [--split test] [--limit N]
+                                   [--work DIR] [--only-ensemble | --no-ensemble] [--json OUT.json]
 
 For each run: its last checkpoint, its best (when another), and the average of its N newest step checkpoints for
 each N of --last (written under --work with nmt.average). Then the ensemble of the runs' last
@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from nmt import data  # noqa: E402
-from nmt.average import run_checkpoints, write_average  # noqa: E402
-from nmt.checkpoint import resolve  # noqa: E402
-from nmt.evaluate import resolve_splits, score  # noqa: E402
-from nmt.translate import Translator  # noqa: E402
+from nmt import data
+from nmt.average import run_checkpoints, write_average
+from nmt.checkpoint import resolve
+from nmt.evaluate import resolve_splits, score
+from nmt.translate import Translator
 
 
 def measure(name: str, paths: list, split: str, beam: int, limit: int = 0) -> dict:

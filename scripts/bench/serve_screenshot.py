@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A screenshot of nmt-serve's page after translating a sentence: the README's picture.
 
-    scripts/serve_screenshot.py RUN_DIR [--out docs/serve-page.png] [--text "Ein Hund läuft über eine Wiese."]
+    scripts/bench/serve_screenshot.py RUN_DIR [--out docs/serve-page.png] [--text "Ein Hund läuft über eine Wiese."]
 
 Serves RUN_DIR on a free port of 127.0.0.1, opens the page in Debian's headless chromium through
 chromium-driver (apt-get install chromium chromium-driver; nothing is downloaded), types --text,
@@ -17,10 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-from bench_serve import start_server  # noqa: E402
+from common import REPO, start_server
 
 
 def main() -> None:

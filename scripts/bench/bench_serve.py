@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Throughput and latency of `nmt-serve` under concurrent clients, with request batching on and off.
 
-    scripts/bench_serve.py RUN_DIR [--source ../shared/data/multi30k/test_2016_flickr.de]
-                           [--clients 1,8,32] [--requests 320] [--max-seconds 60] [--batch-wait-ms 5] [--json OUT]
+    scripts/bench/bench_serve.py RUN_DIR [--source ../shared/data/multi30k/test_2016_flickr.de]
+                                 [--clients 1,8,32] [--requests 320] [--max-seconds 60] [--batch-wait-ms 5] [--json OUT]
 
 For each mode (batching on, then off) one `nmt-serve RUN_DIR` runs on a free port of 127.0.0.1; for
 each client count, that many threads each hold one keep-alive connection and send their share of
@@ -19,41 +19,12 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(run_dir: str, flags: list[str], log: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    exe = Path(sys.executable).with_name("nmt-serve")
-    with open(log, "wb") as out:
-        process = subprocess.Popen([str(exe), run_dir, "--port", str(port), *flags], stdout=out, stderr=out)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"nmt-serve exited: {log.read_text()[-2000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return process, port
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    sys.exit("nmt-serve did not start in 120 s")
+from common import MULTI30K, start_server
 
 
 def run_clients(port: int, sentences: list[str], clients: int, per_client: int, max_seconds: float) -> dict:
@@ -125,7 +96,7 @@ def bench_mode(args, sentences: list[str], batching: bool) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="run or checkpoint directory to serve")
-    parser.add_argument("--source", default=str(REPO.parent / "shared/data/multi30k/test_2016_flickr.de"),
+    parser.add_argument("--source", default=str(MULTI30K / "test_2016_flickr.de"),
                         help="one sentence per line; each request sends one")
     parser.add_argument("--clients", default="1,8,32", help="comma-separated concurrent client counts")
     parser.add_argument("--requests", type=int, default=320, help="requests per client count, shared by the clients")

@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 venv=${ONMT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/nmt-peers/opennmt-3.5.1}
-data=${DATA:-$(cd "$here/../../../../shared/data/multi30k" && pwd)}
+data=${DATA:-$(cd "$here/../../../../../shared/data/multi30k" && pwd)}
 usage="usage: run.sh train OUT SPM_MODEL STEPS [BATCH_TOKENS] | run.sh test OUT [BEAM]"
 [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
 [ -x "$venv/bin/onmt_train" ] || { echo "no OpenNMT-py in $venv: run $here/setup.sh first" >&2; exit 2; }

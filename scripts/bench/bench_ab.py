@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""scripts/bench.py on two checkouts' code in turns, for a before/after comparison on one machine.
+"""bench.py on two checkouts' code in turns, for a before/after comparison on one machine.
 
-    scripts/bench_ab.py --base ../base-checkout [--rounds 3] [--out DIR] -- RECIPE.yaml [bench.py arguments]
+    scripts/bench/bench_ab.py --base ../base-checkout [--rounds 3] [--out DIR] -- RECIPE.yaml [bench.py arguments]
 
-Runs this checkout's `scripts/bench.py ARGS` on BASE's `nmt` package ($NMT_BENCH_CODE) and on this
-checkout's alternately, `--rounds` times each (base first), each run in a fresh process, and prints
-the median of every figure with the ratio new / base. One instrument measures both; alternating
-spreads the drift of a shared machine over both sides (and `--threads 1` measures CPU time).
+Runs this checkout's `scripts/bench/bench.py ARGS` on BASE's `nmt` package (PYTHONPATH=BASE) and
+on this checkout's (PYTHONPATH=this checkout) alternately, `--rounds` times each (base first), each
+run in a fresh process, and prints the median of every figure with the ratio new / base. One
+instrument measures both; alternating spreads the drift of a shared machine over both sides (and
+`--threads 1` measures CPU time).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO
+
+BENCH = Path(__file__).with_name("bench.py")
 FIGURES = [("training", "tgt_tokens_per_s", "training, target tokens/s"),
            ("training", "ratio_to_floor", "floor / training"),
            ("training", "peak_memory_mb", "peak training memory, MB"),
@@ -37,7 +40,7 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="the other checkout (e.g. a git worktree of the old commit)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side")
     parser.add_argument("--out", default="runs/bench_ab", help="folder for each run's JSON")
-    parser.add_argument("bench_args", nargs="+", help="arguments of scripts/bench.py (after --)")
+    parser.add_argument("bench_args", nargs="+", help="arguments of bench.py (after --)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -45,10 +48,13 @@ def main() -> None:
     for round_ in range(args.rounds):
         for side, root in (("base", Path(args.base).resolve()), ("new", REPO)):
             path = out / f"{side}-{round_}.json"
-            subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), *args.bench_args,
-                            "--json", str(path.resolve())], check=True, cwd=REPO, stdout=subprocess.DEVNULL,
-                           env={**os.environ, "NMT_BENCH_CODE": str(root)})
-            reports[side].append(json.loads(path.read_text()))
+            pythonpath = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+            subprocess.run([sys.executable, str(BENCH), *args.bench_args, "--json", str(path.resolve())], check=True,
+                           cwd=REPO, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": pythonpath})
+            report = json.loads(path.read_text())
+            if report["code"] != str(root):  # bench.py reports whose `nmt` it imported
+                sys.exit(f"bench.py measured the nmt of {report['code']}, not of {root}")
+            reports[side].append(report)
             print(f"round {round_ + 1} {side}: " + ", ".join(
                 f"{label} {figure(reports[side][-1], s, k)}" for s, k, label in FIGURES
                 if figure(reports[side][-1], s, k) is not None), flush=True)
