@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from common import clock, nmt_code
 from nmt import data
+from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
 from nmt.config import Config, load_config
 from nmt.errors import NmtError
 from nmt.model import Seq2Seq, count_parameters
@@ -83,7 +84,7 @@ def interleaved(steps: dict, batches: list[data.Batch], device: torch.device) ->
 
 
 def autocast_dtype(cfg: Config) -> torch.dtype | None:
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.mixed_precision)
+    return AUTOCAST_DTYPES[cfg.train.mixed_precision]
 
 
 def autocast(cfg: Config, device: torch.device):
@@ -96,6 +97,7 @@ def training_step(cfg: Config, tokenizer: Tokenizer, device: torch.device):
     """Our training update (forward, loss, backward, clipping, Adam) as a function of a batch."""
     torch.manual_seed(cfg.train.seed)
     model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size).to(device).train()
+    set_precision_policy(model, device.type, autocast_dtype(cfg))  # as training does
     optimizer = build_optimizer(cfg.train, model.parameters())
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(cfg) == torch.float16)
 
