@@ -33,11 +33,11 @@ import torch.nn.functional as F
 
 from common import clock, nmt_code
 from nmt import data
-from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
 from nmt.config import Config, load_config
 from nmt.errors import NmtError
 from nmt.model import Seq2Seq, count_parameters
 from nmt.optim import build_optimizer
+from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
 from nmt.prepare import Prepared, prepare
 from nmt.readers import read_lines
 from nmt.tokenizer import PAD, Tokenizer
