@@ -113,12 +113,12 @@ def _cached_tokenizer(entry: Path) -> Tokenizer | None:
         return None
 
 
-def _tokenizer(work: _Work, train_key: str, run_dir: Path | None, resume: bool) -> Tokenizer:
-    """The run's own tokenizer on --resume, else the cached one for this data and these settings, else
-    one trained now on a sample; a new run's directory gets a copy (checkpoints carry it). Only
-    --resume reads a run directory's tokenizer: a new run's is the one its config asks for."""
-    if resume:
-        return Tokenizer.load(run_dir)
+def _tokenizer(work: _Work, train_key: str, resumed_dir: Path | None) -> Tokenizer:
+    """The resumed run's own tokenizer, else the cached one for this data and these settings, else one
+    trained now on a sample. Only --resume reads a run directory's tokenizer: a new run's is the one
+    its config asks for, whatever a killed run left there."""
+    if resumed_dir:
+        return Tokenizer.load(resumed_dir)
     cfg = work.cfg
     entry = work.root / "tokenizers" / cache.content_hash(
         {"version": VERSION, "data": train_key, "tokenizer": asdict(cfg.tokenizer)})
@@ -136,9 +136,6 @@ def _tokenizer(work: _Work, train_key: str, run_dir: Path | None, resume: bool) 
         cache.publish(folder, entry, sample_pairs=len(sample.src), seconds=round(time.perf_counter() - start, 1))
         log.info("tokenizer sampled and trained in %.1f s (%s)", time.perf_counter() - start, entry.name)
         tokenizer = Tokenizer.load(entry)
-    if run_dir and work.may_build:  # the main process; the others use the same files from the cache
-        tokenizer.copy_to(run_dir)
-        tokenizer = Tokenizer.load(run_dir)
     return tokenizer
 
 
@@ -194,8 +191,13 @@ def prepare(cfg: Config, run_dir: Path | None = None, may_build: bool = True, re
     train_key, valid_key = work.source_key(d.train, d.train_limit), work.source_key(d.valid, d.valid_limit)
     work.digests.save()
     with work.builds:
-        tokenizer = _tokenizer(work, train_key, run_dir, resume)
+        tokenizer = _tokenizer(work, train_key, run_dir if resume else None)
         train = _split(work, "train", d.train, d.train_limit, train_key, tokenizer, keep_text=False)
         valid = _split(work, "valid", d.valid, d.valid_limit, valid_key, tokenizer, keep_text=True)
     rows, counts = data.filter_pairs(train, d.max_len, d.max_ratio)
+    if run_dir and not resume and may_build and len(rows):  # the main process; the others map the cache's
+        # A copy for the run (its checkpoints carry it), once its data is ready: a run that fails on its
+        # data (no pair left included) leaves its directory as it was, for the corrected command.
+        tokenizer.copy_to(run_dir)
+        tokenizer = Tokenizer.load(run_dir)
     return Prepared(tokenizer, train, rows, counts, valid, train_key)
