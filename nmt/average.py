@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from nmt.checkpoint import load_checkpoint, resolve, write_files
+from nmt.checkpoint import load_checkpoint, read_config, resolve, write_files
 from nmt.errors import NmtError
 
 # Model settings that shape training only: checkpoints that differ in them compute the same function.
@@ -27,12 +27,19 @@ TRAINING_ONLY = {"dropout", "init", "init_range"}
 
 
 def run_checkpoints(run_dir: str | Path, last: int) -> list[Path]:
-    """The `last` newest step checkpoints of a run, oldest first."""
+    """The `last` newest step checkpoints of a run, oldest first. At most train.keep_last: a run
+    keeps that many of its newest saves, and older ones only as its 'best', not its newest."""
     steps = sorted(p for p in (Path(run_dir) / "checkpoints").glob("step-*") if (p / "model.safetensors").exists())
     if not steps:
         raise NmtError(f"{run_dir}: no step checkpoints in {Path(run_dir) / 'checkpoints'}")
     if last > len(steps):
         raise NmtError(f"{run_dir}: {last} checkpoints asked for, {len(steps)} kept (see train.keep_last)")
+    keep_last = read_config(steps[-1]).train.keep_last
+    if last > keep_last:
+        older = ", ".join(p.name for p in steps[:-keep_last])
+        raise NmtError(f"{run_dir}: {last} checkpoints asked for, but the run keeps only its {keep_last} newest "
+                       f"(train.keep_last); older ones left ({older}) are kept as its best, not among its "
+                       "newest: name the checkpoints to average instead")
     return steps[-last:]
 
 

@@ -10,12 +10,15 @@
     RUN_DIR/best, RUN_DIR/last   symlinks to step directories, replaced atomically
 
 A checkpoint directory is first written as a hidden temporary and then renamed, so a kill
-during a save leaves the previous checkpoints and links intact.
+during a save leaves the previous checkpoints and links intact. A resumed run that reaches a step
+already saved writes its own directory in that one's place; a resumed run first removes what killed
+saves left (`clean_interrupted_saves`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -30,9 +33,13 @@ from nmt.errors import NmtError
 from nmt.model import Seq2Seq
 from nmt.tokenizer import Tokenizer
 
+log = logging.getLogger(__name__)
+
 # 1: the decoder's recurrent weights in an nn.RNN container, output rows padded to 8s;
 # 2: the first layer's input matrix [W C] in one tensor; 3: W and C apart (checkpoint.upgrade reads all)
 FORMAT_VERSION = 3
+# Hidden names beside the step directories: one being written, and one being replaced.
+TEMPORARY, ASIDE = ".tmp-", ".old-"
 
 
 def save_checkpoint(run_dir: Path, model, cfg: Config, tokenizer: Tokenizer, meta: dict,
@@ -41,12 +48,11 @@ def save_checkpoint(run_dir: Path, model, cfg: Config, tokenizer: Tokenizer, met
     ckpt_root = run_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step-{meta['step']:08d}"
-    if not final.exists():
-        tmp = ckpt_root / f".tmp-{final.name}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        write_files(tmp, model, cfg, tokenizer, meta, trainer_state)
-        os.replace(tmp, final)
+    tmp = ckpt_root / f"{TEMPORARY}{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    write_files(tmp, model, cfg, tokenizer, meta, trainer_state)
+    _publish(tmp, final)
     for name in links:
         link_tmp = run_dir / f".{name}.tmp"
         link_tmp.unlink(missing_ok=True)
@@ -54,6 +60,41 @@ def save_checkpoint(run_dir: Path, model, cfg: Config, tokenizer: Tokenizer, met
         os.replace(link_tmp, run_dir / name)
     _prune(run_dir, keep_last)
     return final
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename the finished `tmp` to `final`. A step directory already there (left by the run that this
+    resumed one continues, past the checkpoint it resumed from) holds other weights: it is moved
+    aside first and removed last, so that a kill at any moment leaves `final` or its aside copy,
+    which `clean_interrupted_saves` puts back."""
+    aside = final.with_name(f"{ASIDE}{final.name}-{os.getpid()}")
+    if final.exists():
+        os.replace(final, aside)
+    os.replace(tmp, final)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def clean_interrupted_saves(run_dir: Path) -> None:
+    """Undo what saves killed midway left in RUN_DIR: a step directory moved aside goes back if its
+    replacement never arrived (else it goes), unfinished temporaries go. Only for a run directory
+    that no process is writing (the start of a resumed run)."""
+    root, found = run_dir / "checkpoints", 0
+    for aside in sorted(root.glob(f"{ASIDE}step-*")):
+        final = root / aside.name.removeprefix(ASIDE).rsplit("-", 1)[0]
+        if final.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(aside, final)
+        found += 1
+    for leftover in [*root.glob(f"{TEMPORARY}step-*"), *(run_dir / f".{n}.tmp" for n in ("last", "best"))]:
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+            found += 1
+        elif os.path.lexists(leftover):
+            leftover.unlink()
+            found += 1
+    if found:
+        log.info("%s: cleaned up after %d checkpoint save(s) killed midway", run_dir, found)
 
 
 def write_files(directory: Path, model, cfg: Config, tokenizer: Tokenizer, meta: dict,

@@ -22,6 +22,7 @@ def average_main(argv=None) -> int:
                         help="new checkpoint directory (must not exist or be empty; written beside and renamed)")
     args = parser.parse_args(argv)
     from nmt.average import run_checkpoints, write_average
+    from nmt.checkpoint import read_meta
 
     if args.last is not None:
         if args.last < 1:
@@ -32,7 +33,8 @@ def average_main(argv=None) -> int:
     else:
         paths = args.paths
     out = write_average(paths, args.output)
-    print(f"averaged {len(paths)} checkpoints into {out}: {', '.join(str(p) for p in paths)}")
+    steps = ", ".join(str(step) for step in read_meta(out)["averaged_steps"])
+    print(f"averaged {len(paths)} checkpoints (steps {steps}) into {out}: {', '.join(str(p) for p in paths)}")
     return 0
 
 

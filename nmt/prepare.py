@@ -30,7 +30,7 @@ from nmt.config import Config, TokenizerConfig
 from nmt.encode import write_tokenized
 from nmt.errors import NmtError
 from nmt.readers import Pairs
-from nmt.tokenizer import JOINT_FILE, SRC_FILE, Tokenizer
+from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger("nmt.prepare")
 
@@ -44,6 +44,7 @@ class Prepared(NamedTuple):
     train_rows: np.ndarray  # the training pairs the filters keep
     counts: dict  # kept, and dropped by reason
     valid: object  # datasets.Dataset: src, tgt, src_ids, tgt_ids
+    train_key: str  # the training data's cache key (file contents, format, languages, train_limit)
 
 
 def sample_pairs(blocks, cfg: TokenizerConfig) -> Pairs:
@@ -112,11 +113,12 @@ def _cached_tokenizer(entry: Path) -> Tokenizer | None:
         return None
 
 
-def _tokenizer(work: _Work, train_key: str, run_dir: Path | None) -> Tokenizer:
-    """The run's own tokenizer (--resume), else the cached one for this data and these settings, else
-    one trained now on a sample; a run directory gets a copy (checkpoints carry it)."""
-    if run_dir and ((run_dir / JOINT_FILE).exists() or (run_dir / SRC_FILE).exists()):
-        return Tokenizer.load(run_dir)
+def _tokenizer(work: _Work, train_key: str, resumed_dir: Path | None) -> Tokenizer:
+    """The resumed run's own tokenizer, else the cached one for this data and these settings, else one
+    trained now on a sample. Only --resume reads a run directory's tokenizer: a new run's is the one
+    its config asks for, whatever a killed run left there."""
+    if resumed_dir:
+        return Tokenizer.load(resumed_dir)
     cfg = work.cfg
     entry = work.root / "tokenizers" / cache.content_hash(
         {"version": VERSION, "data": train_key, "tokenizer": asdict(cfg.tokenizer)})
@@ -134,9 +136,6 @@ def _tokenizer(work: _Work, train_key: str, run_dir: Path | None) -> Tokenizer:
         cache.publish(folder, entry, sample_pairs=len(sample.src), seconds=round(time.perf_counter() - start, 1))
         log.info("tokenizer sampled and trained in %.1f s (%s)", time.perf_counter() - start, entry.name)
         tokenizer = Tokenizer.load(entry)
-    if run_dir:
-        tokenizer.copy_to(run_dir)
-        tokenizer = Tokenizer.load(run_dir)
     return tokenizer
 
 
@@ -178,10 +177,10 @@ def _split(work: _Work, name: str, spec: str, limit: int, key: str, tokenizer: T
     return _load_split(entry)
 
 
-def prepare(cfg: Config, run_dir: Path | None = None, may_build: bool = True) -> Prepared:
+def prepare(cfg: Config, run_dir: Path | None = None, may_build: bool = True, resume: bool = False) -> Prepared:
     """The tokenizer and tokenised splits, from the cache or prepared into it now.
 
-    `run_dir`: a run's directory, whose tokenizer (on --resume) is used, or which gets a copy of the
+    `run_dir`: a run's directory, whose tokenizer is used with `resume`, or which gets a copy of the
     cached one. `may_build=False` (the other processes of a distributed run, after the main one has
     prepared) fails with a clear message instead of preparing again.
     """
@@ -192,8 +191,13 @@ def prepare(cfg: Config, run_dir: Path | None = None, may_build: bool = True) ->
     train_key, valid_key = work.source_key(d.train, d.train_limit), work.source_key(d.valid, d.valid_limit)
     work.digests.save()
     with work.builds:
-        tokenizer = _tokenizer(work, train_key, run_dir)
+        tokenizer = _tokenizer(work, train_key, run_dir if resume else None)
         train = _split(work, "train", d.train, d.train_limit, train_key, tokenizer, keep_text=False)
         valid = _split(work, "valid", d.valid, d.valid_limit, valid_key, tokenizer, keep_text=True)
     rows, counts = data.filter_pairs(train, d.max_len, d.max_ratio)
-    return Prepared(tokenizer, train, rows, counts, valid)
+    if run_dir and not resume and may_build and len(rows):  # the main process; the others map the cache's
+        # A copy for the run (its checkpoints carry it), once its data is ready: a run that fails on its
+        # data (no pair left included) leaves its directory as it was, for the corrected command.
+        tokenizer.copy_to(run_dir)
+        tokenizer = Tokenizer.load(run_dir)
+    return Prepared(tokenizer, train, rows, counts, valid, train_key)

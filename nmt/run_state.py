@@ -5,10 +5,8 @@ checkpoints for --resume, the metrics log and stop signals. `train.py` holds the
 from __future__ import annotations
 
 import json
-import os
 import logging
 import random
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     tokenizer: Tokenizer
     metrics: "MetricsLog"
+    data_key: str = ""  # the prepared training split's cache key, saved for --resume to compare
 
 
 @dataclass
@@ -65,31 +64,6 @@ def observe_validation(progress: Progress, bleu: float, tc, schedule, scheduled:
     return improved
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """Fail before any work if the run directory is unusable or would be overwritten."""
-    if (run_dir / "checkpoints").exists() and not resume:
-        raise NmtError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
-    if resume and not (run_dir / "last").exists():
-        raise NmtError(f"{run_dir}: nothing to resume (no 'last' checkpoint)")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"x" * 1024)
-        probe.unlink()
-    except OSError as err:
-        raise NmtError(f"{run_dir}: not writable ({err.strerror})") from None
-
-
-def check_free_space(run_dir: Path, parameters: int, keep_last: int) -> None:
-    """Refuse to start when the disk cannot hold the checkpoints the run will keep."""
-    # Each checkpoint: fp32 weights plus Adam's two moments; keep_last of them, best, and one being written.
-    need = parameters * 4 * 3 * (keep_last + 2)
-    free = shutil.disk_usage(run_dir).free
-    if free < need:
-        raise NmtError(f"{run_dir}: {free / 2**20:.0f} MiB free, but its checkpoints need about "
-                       f"{need / 2**20:.0f} MiB (see train.keep_last)")
-
-
 def save(run: Run, progress: Progress, metrics: dict, best: bool) -> None:
     """Checkpoint on the main process: weights for translation, trainer state for --resume."""
     acc = run.accelerator
@@ -100,7 +74,7 @@ def save(run: Run, progress: Progress, metrics: dict, best: bool) -> None:
                    "progress": vars(progress).copy(), "rng": rng_states}
         if acc.scaler is not None:
             trainer["scaler"] = acc.scaler.state_dict()
-        meta = {"step": progress.step, "epoch": progress.epoch, **metrics,
+        meta = {"step": progress.step, "epoch": progress.epoch, **metrics, "train_data": run.data_key,
                 "src_vocab_size": run.tokenizer.src_vocab_size, "tgt_vocab_size": run.tokenizer.tgt_vocab_size}
         links = ("last", "best") if best else ("last",)
         checkpoint.save_checkpoint(run.run_dir, acc.unwrap_model(run.model), run.cfg, run.tokenizer, meta,
@@ -144,21 +118,6 @@ def set_rng_state(saved: dict, rank: int, processes: int) -> None:
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
-
-
-# What the restored optimizer, scheduler and resume position hold: a resumed run cannot change them.
-RESUME_FIXED = ("optimizer", "lr", "weight_decay", "schedule", "warmup_steps", "plateau_factor",
-                "plateau_patience", "seed", "max_tokens", "accumulate")
-
-
-def check_resume_config(run_dir: Path, cfg: Config) -> None:
-    """Refuse, naming the key, a --set that a resumed run would silently ignore or misapply."""
-    saved = checkpoint.read_config(run_dir / "last")
-    for key in RESUME_FIXED:
-        before, now = getattr(saved.train, key), getattr(cfg.train, key)
-        if before != now:
-            raise NmtError(f"train.{key}: the run was started with {before!r} and cannot change to {now!r} "
-                           "on --resume (the optimizer, schedule and batch order are restored); start a new run")
 
 
 class MetricsLog:

@@ -30,8 +30,8 @@ from nmt.model import Seq2Seq, count_parameters
 from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
 from nmt.optim import build_optimizer, build_scheduler
 from nmt.prepare import Prepared, prepare
-from nmt.run_state import (MetricsLog, Progress, Run, StopSignal, Window, check_free_space, check_resume_config,
-                           check_run_dir, observe_validation, restore, save)
+from nmt.run_checks import check_free_space, check_resume, check_resume_data, check_run_dir
+from nmt.run_state import MetricsLog, Progress, Run, StopSignal, Window, observe_validation, restore, save
 from nmt.tokenizer import PAD, Tokenizer
 from nmt.translate import decode_ids
 from nmt.update import micro_batch_tokens, token_loss_sum, update, update_groups
@@ -40,11 +40,13 @@ log = logging.getLogger("nmt.train")
 MIN_LOSS_SCALE = 2.0 ** -14  # fp16: a loss scale below this means non-finite losses, not overflows
 
 
-def load_data(cfg: Config, run_dir: Path, accelerator: Accelerator) -> Prepared:
+def load_data(cfg: Config, run_dir: Path, accelerator: Accelerator, resume: bool) -> Prepared:
     """The tokenizer and tokenised splits: prepared once into the data cache by the main process
     (if not there yet) while the others wait, then memory-mapped by every process."""
     with accelerator.main_process_first():
-        ready = prepare(cfg, run_dir, may_build=accelerator.is_main_process)
+        ready = prepare(cfg, run_dir, may_build=accelerator.is_main_process, resume=resume)
+    if resume:
+        check_resume_data(run_dir, ready.train_key)
     if accelerator.num_processes > 1:
         log.info("data prepared once, by the main process; all %d processes map the same cache files",
                  accelerator.num_processes)
@@ -84,8 +86,6 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     """Train a model as `cfg` says, in `run_dir`; returns the final validation and test scores."""
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume)
-    if resume:
-        check_resume_config(run_dir, cfg)
     # Accumulation is nmt.update's (no_sync over an update's micro-batches), not Accelerate's
     # gradient_accumulation_steps: the loss is normalised by the tokens of the whole update.
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision,
@@ -94,6 +94,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     if cfg.train.mixed_precision == "fp16" and accelerator.scaler is None:
         raise NmtError(f"train.mixed_precision: fp16 needs a GPU ({accelerator.device} has no fp16 autocast "
                        "with a gradient scaler in Accelerate); use bf16 or no")
+    if resume:
+        check_resume(run_dir, cfg, accelerator)
     share = micro_batch_tokens(cfg.train, accelerator.num_processes)
     if not accelerator.is_main_process:
         logging.getLogger("nmt").setLevel(logging.WARNING)  # one copy of the log, from rank 0
@@ -102,15 +104,17 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
              cfg.train.accumulate, share)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    set_seed(cfg.train.seed)
+    ready = load_data(cfg, run_dir, accelerator, resume)  # on --resume, refuses other training data first
     if accelerator.is_main_process:
         save_config(cfg, run_dir / "config.yaml")
         if cfg.train.tensorboard:
             accelerator.init_trackers("tensorboard")
-    ready = load_data(cfg, run_dir, accelerator)
     tokenizer, valid_ds = ready.tokenizer, ready.valid
+    set_seed(cfg.train.seed)  # the same initial weights in every process
     model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
     set_precision_policy(model, accelerator.device.type, AUTOCAST_DTYPES[cfg.train.mixed_precision])
+    # Dropout: a stream per process (seed + rank), or equal-shaped batches draw equal masks on all ranks.
+    set_seed(cfg.train.seed, device_specific=True)
     log.info("model: %s cell, %d parameters", cfg.model.cell, count_parameters(model))
     check_free_space(run_dir, count_parameters(model), cfg.train.keep_last)
     optimizer = build_optimizer(cfg.train, model.parameters())
@@ -118,7 +122,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     loader, sampler = data.make_loader(ready.train, share, cfg.train.seed, shuffle=True, rows=ready.train_rows)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     run = Run(cfg, run_dir, accelerator, model, optimizer, scheduler, tokenizer,
-              MetricsLog(accelerator, run_dir / "metrics.jsonl"))
+              MetricsLog(accelerator, run_dir / "metrics.jsonl"), ready.train_key)
     progress = restore(run) if resume else Progress()
     stop = StopSignal()
     try:

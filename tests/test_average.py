@@ -78,3 +78,23 @@ def test_settings_of_training_only_do_not_block_averaging(reverse_run, tmp_path)
     averaged, _, _, _ = load_checkpoint(tmp_path / "avg")
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(averaged.state_dict()[name], tensor)
+
+
+def test_last_n_never_reaches_past_keep_last_to_an_old_best(reverse_run, tmp_path):
+    """keep_last 2 keeps steps 3 and 4 and, as best, step 1: the 3 newest are not steps 1, 3, 4."""
+    root, _, _ = reverse_run
+    model, tokenizer, cfg, _ = load_checkpoint(run_checkpoints(root / "run", 1)[0])
+    values = to_dict(cfg)
+    values["train"]["keep_last"] = 2
+    run = tmp_path / "run"
+    for step in (1, 2, 3, 4):
+        save_checkpoint(run, model, from_dict(values), tokenizer, {"step": step}, None,
+                        ("last", "best") if step == 1 else ("last",), 2)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000001", "step-00000003",
+                                                                        "step-00000004"]
+    with pytest.raises(NmtError, match=r"3 checkpoints asked for, but the run keeps only its 2 newest "
+                                       r"\(train.keep_last\); older ones left \(step-00000001\)"):
+        run_checkpoints(run, 3)
+    out = run_cli("nmt-average", str(run), "--last", "2", "-o", str(tmp_path / "avg"))
+    assert out.returncode == 0, out.stderr
+    assert f"averaged 2 checkpoints (steps 3, 4) into {tmp_path / 'avg'}" in out.stdout

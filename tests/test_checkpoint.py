@@ -58,6 +58,40 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint(run_copy, tmp_path,
     assert model is not None
 
 
+def test_a_save_at_an_existing_step_writes_its_own_directory(run_copy, tmp_path):
+    """A resumed run reaching a step-N that the run it continues left behind (killed after the
+    rename, before the links) saves its own weights there, not links to the old ones."""
+    tok = Tokenizer.load(run_copy)
+    run_dir = tmp_path / "fresh"
+    tiny_save(run_dir, 1, tok)
+    old = tiny_save(run_dir, 2, tok, links=())  # written, never linked
+    before = (old / "model.safetensors").read_bytes()
+    torch.manual_seed(1)  # other initial weights: the resumed run's own
+    tiny_save(run_dir, 2, tok, links=("last", "best"))
+    for name in ("last", "best"):
+        assert os.readlink(run_dir / name).endswith("step-00000002")
+        assert (run_dir / name / "model.safetensors").read_bytes() != before
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-00000001", "step-00000002"]
+
+
+def test_a_resumed_run_cleans_up_after_saves_killed_midway(run_copy, tmp_path):
+    tok = Tokenizer.load(run_copy)
+    run_dir = tmp_path / "fresh"
+    for step in (1, 2):
+        tiny_save(run_dir, step, tok)
+    root = run_dir / "checkpoints"
+    (root / ".tmp-step-00000003-4242").mkdir()  # killed while writing step 3
+    (root / ".tmp-step-00000003-4242" / "model.safetensors").write_bytes(b"half")
+    # Killed while replacing step 2 (the one 'last' names): moved aside, its replacement not yet in place.
+    os.replace(root / "step-00000002", root / ".old-step-00000002-4242")
+    shutil.copytree(root / "step-00000001", root / ".old-step-00000001-4343")  # killed after the replacement
+    (run_dir / ".last.tmp").symlink_to("checkpoints/step-00000001")
+    checkpoint.clean_interrupted_saves(run_dir)
+    assert sorted(os.listdir(root)) == ["step-00000001", "step-00000002"]
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "last"]
+    assert checkpoint.read_meta((run_dir / "last").resolve())["step"] == 2
+
+
 class Exploit:
     def __reduce__(self):
         return (os.system, ("touch /tmp/nmt-pwned",))

@@ -221,3 +221,35 @@ def test_a_killed_preparation_leaves_nothing_a_later_run_uses(tmp_path):
     assert second.returncode == 0 and "tokenised" not in second.stderr, second.stderr[-3000:]
     weights = [load_file(tmp_path / run / "last" / "model.safetensors") for run in ("first", "second")]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_only_resume_takes_the_run_directorys_tokenizer(tmp_path):
+    """A run killed before its first checkpoint leaves its tokenizer; a new run with other tokenizer
+    settings must not take it, a resumed one must."""
+    reverse_corpus(tmp_path, n_train=300)
+    separate = from_dict({"data": vars(config(tmp_path, src_lang="src", tgt_lang="tgt", valid="val").data),
+                          "tokenizer": {"vocab_size": 60, "joint": False}})
+    joint = config(tmp_path, src_lang="src", tgt_lang="tgt", valid="val")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    left = prepare(separate, run_dir).tokenizer  # the killed run's copy
+    resumed = prepare(joint, run_dir, resume=True).tokenizer
+    assert resumed.files.keys() == left.files.keys() and "spm.src.model" in resumed.files
+    expected = {name: path.read_bytes() for name, path in prepare(joint).tokenizer.files.items()}
+    fresh = prepare(joint, run_dir).tokenizer
+    assert {name: path.read_bytes() for name, path in fresh.files.items()} == expected
+
+
+def test_a_new_run_refuses_a_run_directory_with_leftovers(tmp_path):
+    recipe = reverse_recipe(tmp_path, 100, {"max_steps": 1, "eval_every": 1, "max_tokens": 300, "patience": 0})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "spm.model").write_bytes(b"the tokenizer of a run killed before its first checkpoint")
+    (run_dir / "notes.txt").write_text("the user's own\n")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    result = run_cli("nmt-train", str(recipe), "--run-dir", str(run_dir), *TINY)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {run_dir} holds files of a run that saved no checkpoint to --resume from (spm.model); "
+        "remove them or choose another --run-dir"]
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before  # nothing written, nothing lost

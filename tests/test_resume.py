@@ -1,6 +1,8 @@
 """Interrupted training resumes to exactly the weights of an uninterrupted run (CPU, fixed seed)."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,8 +27,8 @@ def setup(tmp_path_factory):
     return root, recipe, args, load_file(root / "full" / "last" / "model.safetensors")
 
 
-def assert_same_weights(run_dir, expected):
-    got = load_file(run_dir / "last" / "model.safetensors")
+def assert_same_weights(run_dir, expected, checkpoint="last"):
+    got = load_file(run_dir / checkpoint / "model.safetensors")
     assert got.keys() == expected.keys()
     for name in expected:
         assert (got[name] == expected[name]).all(), name
@@ -45,16 +47,28 @@ def wait_for_checkpoint(run_dir, proc, timeout=120):
         time.sleep(0.05)
 
 
+def full_run_step(root, step):
+    return load_file(root / "full" / "checkpoints" / f"step-{step:08d}" / "model.safetensors")
+
+
 def test_stopping_at_a_step_limit_then_resuming(setup):
+    """Resumed with its data moved (same contents), past a step-20 and a save of step 30 that a killed
+    run left behind: the resumed run writes its own step 20 and ends with the uninterrupted weights."""
     root, recipe, args, expected = setup
     run_dir = root / "limit"
     first = run_cli("nmt-train", str(recipe), "--run-dir", str(run_dir), *args, "--set", "train.max_steps=17")
     assert first.returncode == 0, first.stderr[-2000:]
+    saved = run_dir / "checkpoints"
+    shutil.copytree(saved / "step-00000017", saved / "step-00000020")  # renamed, never linked: other weights
+    (saved / ".tmp-step-00000030-1").mkdir()  # a save killed midway
+    moved = shutil.copytree(root / "data", root / "moved-data")
     second = run_cli("nmt-train", str(recipe), "--run-dir", str(run_dir), "--resume",
-                     "--set", f"train.max_steps={STEPS}")
+                     "--set", f"train.max_steps={STEPS}", "--set", f"data.dir={moved}")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resumed from step-00000017" in second.stderr
     assert_same_weights(run_dir, expected)
+    assert_same_weights(run_dir, full_run_step(root, 20), "checkpoints/step-00000020")
+    assert not list(saved.glob(".*"))
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.7])
@@ -72,18 +86,52 @@ def test_kill_9_then_resume(setup, delay):
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(setup):
-    root, recipe, args, expected = setup
+    """A run far longer than the test is always stopped by the signal, after its first checkpoint;
+    resumed to the full run's next checkpoint, it has that checkpoint's weights."""
+    root, recipe, args, _ = setup
     run_dir = root / "term"
-    proc = start(recipe, run_dir, args)
+    proc = start(recipe, run_dir, [*args, "--set", "train.max_steps=100000"])
     wait_for_checkpoint(run_dir, proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr[-2000:]
-    if "stopped by SIGTERM" in stderr:  # else it had already finished
-        assert "--resume" in stderr
-        resumed = run_cli("nmt-train", str(recipe), "--run-dir", str(run_dir), "--resume")
-        assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert_same_weights(run_dir, expected)
+    stopped = json.loads((run_dir / "last" / "meta.json").read_text())["step"]
+    assert f"stopped by SIGTERM at step {stopped}; checkpoint saved" in stderr and "--resume" in stderr
+    target = (stopped // 10 + 1) * 10  # eval_every 10: the full run's next checkpoint
+    assert target <= STEPS, f"the signal took {stopped - 10} updates to stop the run"
+    resumed = run_cli("nmt-train", str(recipe), "--run-dir", str(run_dir), "--resume",
+                      "--set", f"train.max_steps={target}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from step-{stopped:08d}" in resumed.stderr
+    assert_same_weights(run_dir, full_run_step(root, target))
+
+
+@pytest.mark.parametrize("key, value", [("data.max_len", 50), ("data.max_ratio", 2.0), ("data.train_limit", 100),
+                                        ("data.train", "val"), ("data.src_lang", "tgt"), ("tokenizer.vocab_size", 50)])
+def test_resume_refuses_what_would_change_the_epochs_batches(setup, key, value):
+    from nmt.config import load_saved_config
+    from nmt.errors import NmtError
+    from nmt.run_checks import check_resume_config
+
+    root, *_ = setup
+    changed = load_saved_config(root / "full" / "config.yaml", [f"{key}={value}"])
+    with pytest.raises(NmtError, match=rf"^{key}: the run was started with \S+ and cannot change to {value!r} "
+                                       r"on --resume \(.*\); start a new run$"):
+        check_resume_config(root / "full", changed)
+
+
+def test_resume_refuses_changed_training_files(setup, tmp_path):
+    root, recipe, _, _ = setup
+    run_dir = root / "full"
+    saved = (run_dir / "config.yaml").read_text()
+    edited = shutil.copytree(root / "data", tmp_path / "data")
+    (edited / "train.tgt").write_text((edited / "train.tgt").read_text().replace("v1", "v2", 1))
+    result = run_cli("nmt-train", str(recipe), "--run-dir", str(run_dir), "--resume", "--set", f"data.dir={edited}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: data.train: the training files changed since the run started, so the epoch's batches would "
+        "change under the position saved in it; restore them or start a new run")
+    assert (run_dir / "config.yaml").read_text() == saved  # nothing rewritten
 
 
 def test_resume_refuses_a_changed_optimizer_setting(setup):
