@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -37,6 +38,8 @@ def train_one(recipe_dir: Path, cell: str, scale: str, run_dir: Path, data_root:
     configs = [str(recipe_dir / "full.yaml")] + ([str(recipe_dir / "cpu.yaml")] if scale == "cpu" else [])
     configs += ["--set", f"model.cell={cell}"] + [x for o in overrides for x in ("--set", o)]
     resume = (run_dir / "last").exists()
+    if not resume and run_dir.exists():  # killed before its first checkpoint: nothing to resume, start again
+        shutil.rmtree(run_dir)
     cmd = [str(Path(sys.executable).with_name("nmt-train")), *configs, "--run-dir", str(run_dir)]
     cmd += ["--resume"] if resume else []
     cmd += ["--data-root", data_root] if data_root else []
