@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import socket
 from pathlib import Path
@@ -15,13 +17,16 @@ from nmt.errors import NmtError
 
 log = logging.getLogger("nmt.serve")
 
+# After --drain-timeout the handlers answer 503; this much more lets those answers be written.
+DRAIN_MARGIN_S = 2.0
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nmt-serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Serve a trained model over HTTP: POST /translate (JSON), GET /health, GET /info, "
-                    "the OpenAPI docs at /docs, and at / a web page that translates and draws the attention. "
-                    "SIGTERM or Ctrl-C answers the requests in flight, then stops.")
+        description="Serve a trained model over HTTP: POST /translate (JSON), GET /health, /ready, /info, "
+                    "/metrics (Prometheus), /openapi.json, and at / a web page that translates and draws the "
+                    "attention. SIGTERM or Ctrl-C answers the requests in flight (for --drain-timeout), then stops.")
     parser.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
                         help="run directory (its best checkpoint) or checkpoint directory; several make an "
                              "ensemble (the mean of their log-probabilities; they must share the tokenizer)")
@@ -80,8 +85,22 @@ def model_info(translator, paths: list[str], cfg: ServeConfig) -> dict:
             "vocabulary": {"source": tokenizer.src_vocab_size, "target": tokenizer.tgt_vocab_size},
             "decode": dataclasses.asdict(mcfg.decode), "device": str(translator.device), "dtype": translator.dtype,
             "limits": {"max_sentences": cfg.max_sentences, "max_chars": cfg.max_chars,
-                       "max_beam_size": cfg.max_beam_size},
+                       "max_beam_size": cfg.max_beam_size, "max_length_penalty": cfg.max_length_penalty,
+                       "max_hypotheses": cfg.max_hypotheses, "max_attention": cfg.max_attention,
+                       "max_queue": cfg.max_queue, "timeout": cfg.timeout},
             "batching": {"enabled": cfg.batching, "wait_ms": cfg.batch_wait_ms, "sentences": cfg.batch_sentences}}
+
+
+def _draining_server(uvicorn):
+    class DrainingServer(uvicorn.Server):
+        """uvicorn's server, telling the batcher when shutdown begins so that it can bound the drain."""
+
+        def handle_exit(self, sig, frame) -> None:
+            if not self.should_exit and self.started:
+                # A signal handler runs between two bytecodes of the loop's thread: schedule, don't act.
+                asyncio.get_running_loop().call_soon_threadsafe(self.batcher.drain, self.drain_s)
+            super().handle_exit(sig, frame)
+    return DrainingServer
 
 
 @user_errors
@@ -92,9 +111,11 @@ def serve_main(argv=None) -> int:
         import uvicorn
 
         from nmt.serve.app import create_app
+        from nmt.serve.guard import load_api_key
     except ImportError as err:
         raise NmtError(f"nmt-serve needs the serve extra: pip install 'nmt[serve]' ({err})") from None
     _quiet_libraries()
+    api_key = load_api_key(cfg.api_key_file)
     from nmt.translate import Translator
 
     sock = _listen(cfg.host, cfg.port)  # before loading: a busy port fails fast; early clients wait in the backlog
@@ -103,14 +124,23 @@ def serve_main(argv=None) -> int:
     info = model_info(translator, args.run_dir, cfg)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    log.info("serving %s (%s→%s, %d parameters) at http://%s:%d/ (API docs at /docs)", " + ".join(args.run_dir),
-             info["source_language"], info["target_language"], info["parameters"], shown, port)
-    server = uvicorn.Server(uvicorn.Config(create_app(translator, cfg, info), access_log=cfg.access_log,
-                                           log_level="info", timeout_graceful_shutdown=None))
+    log.info("serving %s (%s→%s, %d parameters) at http://%s:%d/%s", " + ".join(args.run_dir),
+             info["source_language"], info["target_language"], info["parameters"], shown, port,
+             " (API docs at /docs)" if cfg.docs else "")
+    app = create_app(translator, cfg, info, api_key)
+    server = _draining_server(uvicorn)(uvicorn.Config(
+        app, access_log=cfg.access_log, log_level="info", limit_concurrency=cfg.limit_concurrency or None,
+        timeout_keep_alive=cfg.keep_alive_s, timeout_graceful_shutdown=cfg.drain_timeout + DRAIN_MARGIN_S))
+    server.batcher, server.drain_s = app.state.batcher, cfg.drain_timeout
     # uvicorn handles SIGTERM itself (in-flight requests are answered), then raises it again once stopped;
     # this handler makes that a clean exit 0, as nmt-train's after SIGTERM.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     server.run(sockets=[sock])
     if not server.started:
         raise NmtError("the server did not start (see the log above)")
+    if app.state.batcher.abandoned:
+        # The worker thread still decodes a batch no one waits for; interpreter exit would join it.
+        log.warning("exiting with a decoding batch abandoned after --drain-timeout %g s", cfg.drain_timeout)
+        logging.shutdown()
+        os._exit(0)
     return 0
