@@ -76,7 +76,12 @@ class Batcher:
         self.stats = Stats()
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="nmt-batcher")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="nmt-batcher")
+
+    def drain_soon(self, seconds: float) -> None:
+        """`drain` from any thread, or from a signal handler (which must not touch the loop's state)."""
+        self._loop.call_soon_threadsafe(self.drain, seconds)
 
     def drain(self, seconds: float) -> None:
         """Shutdown began: refuse new requests (ShuttingDown); those still unanswered after `seconds` get

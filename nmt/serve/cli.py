@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import logging
 import os
@@ -16,9 +15,6 @@ from nmt.config import ServeConfig
 from nmt.errors import NmtError
 
 log = logging.getLogger("nmt.serve")
-
-# After --drain-timeout the handlers answer 503; this much more lets those answers be written.
-DRAIN_MARGIN_S = 2.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,27 +87,14 @@ def model_info(translator, paths: list[str], cfg: ServeConfig) -> dict:
             "batching": {"enabled": cfg.batching, "wait_ms": cfg.batch_wait_ms, "sentences": cfg.batch_sentences}}
 
 
-def _draining_server(uvicorn):
-    class DrainingServer(uvicorn.Server):
-        """uvicorn's server, telling the batcher when shutdown begins so that it can bound the drain."""
-
-        def handle_exit(self, sig, frame) -> None:
-            if not self.should_exit and self.started:
-                # A signal handler runs between two bytecodes of the loop's thread: schedule, don't act.
-                asyncio.get_running_loop().call_soon_threadsafe(self.batcher.drain, self.drain_s)
-            super().handle_exit(sig, frame)
-    return DrainingServer
-
-
 @user_errors
 def serve_main(argv=None) -> int:
     args = _parser().parse_intermixed_args(argv)  # RUN_DIRs may come after options
     cfg = _settings(args)
     try:
-        import uvicorn
-
         from nmt.serve.app import create_app
         from nmt.serve.guard import load_api_key
+        from nmt.serve.server import server_for
     except ImportError as err:
         raise NmtError(f"nmt-serve needs the serve extra: pip install 'nmt[serve]' ({err})") from None
     _quiet_libraries()
@@ -128,10 +111,8 @@ def serve_main(argv=None) -> int:
              info["source_language"], info["target_language"], info["parameters"], shown, port,
              " (API docs at /docs)" if cfg.docs else "")
     app = create_app(translator, cfg, info, api_key)
-    server = _draining_server(uvicorn)(uvicorn.Config(
-        app, access_log=cfg.access_log, log_level="info", limit_concurrency=cfg.limit_concurrency or None,
-        timeout_keep_alive=cfg.keep_alive_s, timeout_graceful_shutdown=cfg.drain_timeout + DRAIN_MARGIN_S))
-    server.batcher, server.drain_s = app.state.batcher, cfg.drain_timeout
+    server = server_for(app, access_log=cfg.access_log, limit_concurrency=cfg.limit_concurrency,
+                        keep_alive_s=cfg.keep_alive_s, drain_s=cfg.drain_timeout)
     # uvicorn handles SIGTERM itself (in-flight requests are answered), then raises it again once stopped;
     # this handler makes that a clean exit 0, as nmt-train's after SIGTERM.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)

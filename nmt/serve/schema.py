@@ -122,6 +122,8 @@ def parse_request(body: bytes, limits: ServeConfig, default_beam: int) -> tuple[
         raise RequestError(400, f"malformed JSON: {reason}") from None
     if not isinstance(data, dict):
         raise RequestError(400, f"expected a JSON object such as {{\"text\": \"...\"}}, got {_describe(data)}")
+    if _unencodable(list(data)):
+        raise RequestError(400, "a setting's name is not valid Unicode (a lone surrogate)")
     try:
         request = TranslateRequest.model_validate(data)
     except ValidationError as err:
