@@ -157,7 +157,7 @@ def test_health_answers_during_a_long_batch_and_sigterm_answers_in_flight_reques
     lines = (reverse_run[1] / "train.src").read_text().splitlines()[:1500] * 2
     result = {}
     with serving(reverse_run[0] / "run", tmp_path / "serve.log", "--max-sentences", "5000",
-                 "--max-chars", "200000") as server:
+                 "--max-chars", "200000", "--max-hypotheses", "5000", "--timeout", "0") as server:
         body = {"text": lines, "beam_size": 8}
         thread = threading.Thread(target=lambda: result.update(answer=call(server.url + "/translate", body, 120)))
         thread.start()
