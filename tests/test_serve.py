@@ -27,7 +27,8 @@ def test_translations_keep_order_and_equal_translator(reverse_run, served, trans
         status, answer = call(served.url + "/translate", {"text": lines, **({"beam_size": beam} if beam else {})})
         assert status == 200
         assert [t["text"] for t in answer["translations"]] == translator.translate(lines, beam_size=beam)
-    assert answer["translations"][7] == {"text": "", "score": 0.0, "finished": True, "tokens": [], "source_tokens": []}
+    assert answer["translations"][7] == {"text": "", "score": 0.0, "finished": True, "tokens": [], "source_tokens": [],
+                                         "truncated": False}
     status, answer = call(served.url + "/translate", {"text": lines[0]})  # a string: a list of one
     assert status == 200 and [t["text"] for t in answer["translations"]] == translator.translate(lines[:1])
     status, answer = call(served.url + "/translate", {"text": ""})
@@ -46,7 +47,10 @@ def test_nbest_and_attention_equal_nmt_translate_json(reverse_run, served):
     for line, got, want in zip(lines, answer["translations"], expected):
         pieces = got["source_tokens"]
         assert pieces[-1] == "</s>" and "".join(pieces[:-1]).replace("▁", " ").strip() == line
-        assert {k: v for k, v in got.items() if k not in ("nbest", "source_tokens")} == got["nbest"][0]
+        # The best hypothesis's weights are sent once, in nbest[0].
+        assert "attention" not in got and got["truncated"] is False
+        assert {k: v for k, v in got.items() if k not in ("nbest", "source_tokens", "truncated")} == {
+            k: v for k, v in got["nbest"][0].items() if k != "attention"}
         assert [h["text"] for h in got["nbest"]] == [h["text"] for h in want]
         assert [h["tokens"] for h in got["nbest"]] == [h["tokens"] for h in want]
         np.testing.assert_allclose([h["score"] for h in got["nbest"]], [h["score"] for h in want], atol=2e-4)
@@ -108,10 +112,12 @@ def test_health_info_and_openapi(served, translator):
     assert (info["source_language"], info["target_language"]) == ("src", "tgt")
     assert info["parameters"] == sum(p.numel() for p in translator.model.parameters())
     assert info["decode"]["beam_size"] == translator.cfg.decode.beam_size == 1
-    assert info["limits"] == {"max_sentences": 100, "max_chars": 20000, "max_beam_size": 16}
+    assert info["limits"] == {"max_sentences": 100, "max_chars": 20000, "max_beam_size": 16,
+                              "max_length_penalty": 5.0, "max_hypotheses": 400, "max_attention": 250000,
+                              "max_queue": 1000, "timeout": 60.0}
     status, schema = call(served.url + "/openapi.json")
     post = schema["paths"]["/translate"]["post"]
-    assert {"200", "400", "413"} <= set(post["responses"])
+    assert {"200", "400", "413", "503", "504"} <= set(post["responses"])
     assert set(post["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {
         "text", "beam_size", "nbest", "length_penalty", "attention"}
 
@@ -151,7 +157,7 @@ def test_health_answers_during_a_long_batch_and_sigterm_answers_in_flight_reques
     lines = (reverse_run[1] / "train.src").read_text().splitlines()[:1500] * 2
     result = {}
     with serving(reverse_run[0] / "run", tmp_path / "serve.log", "--max-sentences", "5000",
-                 "--max-chars", "200000") as server:
+                 "--max-chars", "200000", "--max-hypotheses", "5000", "--timeout", "0") as server:
         body = {"text": lines, "beam_size": 8}
         thread = threading.Thread(target=lambda: result.update(answer=call(server.url + "/translate", body, 120)))
         thread.start()

@@ -3,8 +3,10 @@ it translates a typed sentence and draws the attention as a table of target rows
 
 import shutil
 
+import numpy as np
 import pytest
 
+from conftest import call
 from nmt import Translator
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -56,3 +58,27 @@ def test_page_translates_and_draws_the_attention(reverse_run, served, browser, t
     assert browser.find_element(By.ID, "error").text == ""
     assert browser.get_screenshot_as_file(str(tmp_path / "page.png"))
     assert (tmp_path / "page.png").stat().st_size > 1000
+
+
+def test_a_non_square_heatmap_holds_the_apis_weights_and_html_stays_text(served, browser):
+    """Target rows x source columns, each cell the API's weight: a transposed table cannot pass, as
+    the sentence's attention is not square. The HTML characters typed in come back as text."""
+    sentence = "w3 w10 w11 w9 <b>&</b>"
+    status, answer = call(served.url + "/translate", {"text": sentence, "attention": True})
+    (expected,) = answer["translations"]
+    weights = np.array(expected["attention"])
+    assert status == 200 and weights.shape[0] != weights.shape[1], weights.shape
+    browser.get(served.url + "/")
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda d: "src → tgt" in d.find_element(By.ID, "model").text)
+    browser.find_element(By.ID, "source").send_keys(sentence)
+    browser.find_element(By.ID, "translate").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#heatmap tbody tr"))
+    table = browser.find_element(By.ID, "heatmap")
+    heads = [th.get_attribute("textContent") for th in table.find_elements(By.CSS_SELECTOR, "thead th")]
+    assert heads[1:] == expected["source_tokens"]
+    cells = [[float(td.get_attribute("data-weight")) for td in row.find_elements(By.TAG_NAME, "td")]
+             for row in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    np.testing.assert_allclose(np.array(cells), weights, atol=1e-6)
+    assert browser.find_elements(By.CSS_SELECTOR, "#output b, #heatmap b") == []  # nothing typed became markup
+    assert browser.find_element(By.ID, "error").text == ""

@@ -1,21 +1,39 @@
-"""The HTTP routes: / (the page), POST /translate, GET /health, GET /info; OpenAPI at /docs and /openapi.json."""
+"""The HTTP routes: / (the page), POST /translate, GET /health, /ready, /info, /metrics and /openapi.json
+(/docs and /redoc with --docs: they load Swagger UI and ReDoc from a CDN)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
+import logging
+import time
+import uuid
 from importlib import resources
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from nmt import __version__
 from nmt.config import ServeConfig
-from nmt.serve.batcher import Batcher, ShuttingDown
-from nmt.serve.schema import RequestError, TranslateRequest, TranslateResponse, parse_request, translate_records
+from nmt.serve.answer import check_budget, encode, translate_records
+from nmt.serve.batcher import Batcher, QueueFull, ShuttingDown
+from nmt.serve.guard import Guard
+from nmt.serve.metrics import CONTENT_TYPE, CountResponses, Metrics
+from nmt.serve.schema import RequestError, TranslateRequest, TranslateResponse, parse_request
+
+log = logging.getLogger("nmt.serve")
 
 ERROR = {"content": {"application/json": {"example": {"detail": "beam_size: at most 16 on this server, got 50"}}}}
+# A full queue drains within about a second at the throughput of a small CPU model; clients retry then.
+RETRY_AFTER_S = 1
+# nginx's "client closed request": never sent (no one listens), but counted in /metrics.
+CLIENT_GONE = 499
+
+
+class ClientGone(Exception):
+    """The client closed its connection before its answer was ready."""
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -32,14 +50,90 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(translator, cfg: ServeConfig, info: dict) -> FastAPI:
+async def _disconnected(receive) -> None:
+    # Once the body is read, the next ASGI message is http.disconnect: it comes when the client hangs up.
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(work, receive):
+    """`work`'s result, or ClientGone (and `work` cancelled) as soon as the client hangs up."""
+    task, watch = asyncio.ensure_future(work), asyncio.ensure_future(_disconnected(receive))
+    try:
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # this handler itself was cancelled (the drain's bound passed)
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    raise ClientGone()
+
+
+def _one_line(status: int, detail: str | None = None, headers: dict | None = None):
+    """An exception handler answering {"detail": `detail`, else the exception's message}."""
+    async def handle(request: Request, err: Exception) -> JSONResponse:
+        text = detail or getattr(err, "message", None) or str(err)
+        return JSONResponse({"detail": text}, status_code=getattr(err, "status", status), headers=headers)
+    return handle
+
+
+def _refusals(app: FastAPI, metrics: Metrics) -> None:
+    """Every error is one JSON line: {"detail": ...}, and for a 500 the id of its logged traceback."""
+    app.add_exception_handler(RequestError, _one_line(400))
+    app.add_exception_handler(ShuttingDown, _one_line(503))
+    app.add_exception_handler(QueueFull, _one_line(503, headers={"Retry-After": str(RETRY_AFTER_S)}))
+    app.add_exception_handler(TimeoutError, _one_line(504, "the request was not answered within this "
+                                                          "server's --timeout"))
+    app.add_exception_handler(ClientGone, _one_line(CLIENT_GONE, "client closed the request"))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, err: Exception) -> JSONResponse:
+        request_id = uuid.uuid4().hex[:16]
+        log.error("request %s (%s %s) failed: %r", request_id, request.method, request.url.path, err, exc_info=err)
+        metrics.requests.labels(metrics.route(request.url.path), "500").inc()
+        return JSONResponse({"detail": "internal error", "request_id": request_id}, status_code=500)
+
+
+def _status_routes(app: FastAPI, batcher: Batcher, metrics: Metrics, cfg: ServeConfig, info: dict) -> None:
+    @app.get("/health", summary="Liveness (503 once the decoding worker has stopped) and batching counters")
+    async def health() -> JSONResponse:
+        alive = batcher.alive or batcher.closing
+        body = {"status": "ok" if alive else "worker stopped", **dataclasses.asdict(batcher.stats)}
+        return JSONResponse(body, status_code=200 if alive else 503)
+
+    @app.get("/ready", summary="Readiness: model loaded, worker running, queue below --max-queue, not shutting down")
+    async def ready() -> JSONResponse:
+        if batcher.closing:
+            return JSONResponse({"detail": "the server is shutting down"}, status_code=503)
+        if not batcher.alive:
+            return JSONResponse({"detail": "the decoding worker has stopped"}, status_code=503)
+        if batcher.queued_sentences >= cfg.max_queue:
+            return JSONResponse({"detail": f"the queue is full ({batcher.queued_sentences} sentences)"},
+                                status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+        return JSONResponse({"status": "ready", "queued_sentences": batcher.queued_sentences})
+
+    @app.get("/metrics", summary="Prometheus metrics (text format)")
+    async def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    @app.get("/info", summary="The model, its languages, parameters, decode defaults and this server's limits")
+    async def model_info() -> dict:
+        return info
+
+
+def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = None) -> FastAPI:
     """The application for one loaded `Translator`; `info` is what GET /info reports about the model."""
     decode = functools.partial(translate_records, translator, cfg.batch_sentences)
-    batcher = Batcher(decode, cfg.batch_wait_ms / 1000, cfg.batch_sentences, cfg.batching)
+    metrics = Metrics(queue_depth=lambda: batcher.queued_sentences)
+    batcher = Batcher(decode, cfg.batch_wait_ms / 1000, cfg.batch_sentences, cfg.batching, cfg.max_queue, metrics)
     # JSON may spell a character as \\uXXXX (6 bytes); the rest is room for keys and settings.
     max_bytes = 6 * cfg.max_chars + 65536
     page = resources.files("nmt.serve").joinpath("page.html").read_text(encoding="utf-8")
     default_beam = translator.cfg.decode.beam_size
+    timeout = cfg.timeout or None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -48,38 +142,40 @@ def create_app(translator, cfg: ServeConfig, info: dict) -> FastAPI:
         await batcher.close()  # after the server has answered every request in flight
 
     app = FastAPI(title="nmt-serve", version=__version__, lifespan=lifespan,
+                  docs_url="/docs" if cfg.docs else None, redoc_url="/redoc" if cfg.docs else None,
                   description="Translate with a trained nmt model. Concurrent requests share decoding batches.")
-
-    @app.exception_handler(RequestError)
-    async def refused(request: Request, err: RequestError) -> JSONResponse:
-        return JSONResponse({"detail": err.message}, status_code=err.status)
-
-    @app.exception_handler(ShuttingDown)
-    async def shutting_down(request: Request, err: ShuttingDown) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=503)
+    _refusals(app, metrics)
+    _status_routes(app, batcher, metrics, cfg, info)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    @app.get("/health", summary="Liveness and batching counters")
-    async def health() -> dict:
-        return {"status": "ok", **dataclasses.asdict(batcher.stats)}
-
-    @app.get("/info", summary="The model, its languages, parameters, decode defaults and this server's limits")
-    async def model_info() -> dict:
-        return info
-
     @app.post("/translate", summary="Translate one sentence or a list of sentences", response_model=TranslateResponse,
-              responses={400: {"description": "malformed JSON, a wrong type or an unknown setting", **ERROR},
-                         413: {"description": "more sentences or characters than this server takes", **ERROR}},
+              responses={400: {"description": "malformed JSON, a wrong type, a value out of range or an unknown "
+                                               "setting", **ERROR},
+                         413: {"description": "more sentences, characters, hypotheses or attention weights than "
+                                              "this server sends", **ERROR},
+                         503: {"description": "the queue is full (Retry-After) or the server is shutting down",
+                               **ERROR},
+                         504: {"description": "not answered within the server's --timeout", **ERROR}},
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": TranslateRequest.model_json_schema()}}}})
-    async def translate(request: Request) -> JSONResponse:
+    async def translate(request: Request) -> Response:
         # The body is parsed here rather than by FastAPI so that every refusal is a one-line 400 or 413,
         # and `curl -d` works without a Content-Type header.
+        arrived = time.perf_counter()
         lines, settings = parse_request(await read_body(request, max_bytes), cfg, default_beam)
-        return JSONResponse({"translations": await batcher.translate(lines, settings)})
+        loop = asyncio.get_running_loop()
+        # Tokenising 100 long sentences and encoding a large answer take milliseconds: not on the event loop.
+        await loop.run_in_executor(None, check_budget, translator, lines, settings, cfg.max_attention)
+        records = await unless_disconnected(batcher.translate(lines, settings, timeout), request.receive)
+        body = await loop.run_in_executor(None, encode, {"translations": records})
+        metrics.request_seconds.observe(time.perf_counter() - arrived)
+        return Response(body, media_type="application/json")
 
-    app.state.batcher = batcher
+    app.state.batcher, app.state.metrics = batcher, metrics
+    app.add_middleware(CountResponses, metrics=metrics)
+    app.add_middleware(Guard, bound_host=cfg.host, allow_hosts=cfg.allow_host, allow_origins=cfg.allow_origin,
+                       api_key=api_key)
     return app

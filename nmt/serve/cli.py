@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import signal
 import socket
 from pathlib import Path
@@ -19,9 +20,9 @@ log = logging.getLogger("nmt.serve")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nmt-serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Serve a trained model over HTTP: POST /translate (JSON), GET /health, GET /info, "
-                    "the OpenAPI docs at /docs, and at / a web page that translates and draws the attention. "
-                    "SIGTERM or Ctrl-C answers the requests in flight, then stops.")
+        description="Serve a trained model over HTTP: POST /translate (JSON), GET /health, /ready, /info, "
+                    "/metrics (Prometheus), /openapi.json, and at / a web page that translates and draws the "
+                    "attention. SIGTERM or Ctrl-C answers the requests in flight (for --drain-timeout), then stops.")
     parser.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
                         help="run directory (its best checkpoint) or checkpoint directory; several make an "
                              "ensemble (the mean of their log-probabilities; they must share the tokenizer)")
@@ -80,7 +81,9 @@ def model_info(translator, paths: list[str], cfg: ServeConfig) -> dict:
             "vocabulary": {"source": tokenizer.src_vocab_size, "target": tokenizer.tgt_vocab_size},
             "decode": dataclasses.asdict(mcfg.decode), "device": str(translator.device), "dtype": translator.dtype,
             "limits": {"max_sentences": cfg.max_sentences, "max_chars": cfg.max_chars,
-                       "max_beam_size": cfg.max_beam_size},
+                       "max_beam_size": cfg.max_beam_size, "max_length_penalty": cfg.max_length_penalty,
+                       "max_hypotheses": cfg.max_hypotheses, "max_attention": cfg.max_attention,
+                       "max_queue": cfg.max_queue, "timeout": cfg.timeout},
             "batching": {"enabled": cfg.batching, "wait_ms": cfg.batch_wait_ms, "sentences": cfg.batch_sentences}}
 
 
@@ -89,12 +92,13 @@ def serve_main(argv=None) -> int:
     args = _parser().parse_intermixed_args(argv)  # RUN_DIRs may come after options
     cfg = _settings(args)
     try:
-        import uvicorn
-
         from nmt.serve.app import create_app
+        from nmt.serve.guard import load_api_key
+        from nmt.serve.server import server_for
     except ImportError as err:
         raise NmtError(f"nmt-serve needs the serve extra: pip install 'nmt[serve]' ({err})") from None
     _quiet_libraries()
+    api_key = load_api_key(cfg.api_key_file)
     from nmt.translate import Translator
 
     sock = _listen(cfg.host, cfg.port)  # before loading: a busy port fails fast; early clients wait in the backlog
@@ -103,14 +107,21 @@ def serve_main(argv=None) -> int:
     info = model_info(translator, args.run_dir, cfg)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    log.info("serving %s (%s→%s, %d parameters) at http://%s:%d/ (API docs at /docs)", " + ".join(args.run_dir),
-             info["source_language"], info["target_language"], info["parameters"], shown, port)
-    server = uvicorn.Server(uvicorn.Config(create_app(translator, cfg, info), access_log=cfg.access_log,
-                                           log_level="info", timeout_graceful_shutdown=None))
+    log.info("serving %s (%s→%s, %d parameters) at http://%s:%d/%s", " + ".join(args.run_dir),
+             info["source_language"], info["target_language"], info["parameters"], shown, port,
+             " (API docs at /docs)" if cfg.docs else "")
+    app = create_app(translator, cfg, info, api_key)
+    server = server_for(app, access_log=cfg.access_log, limit_concurrency=cfg.limit_concurrency,
+                        keep_alive_s=cfg.keep_alive_s, drain_s=cfg.drain_timeout)
     # uvicorn handles SIGTERM itself (in-flight requests are answered), then raises it again once stopped;
     # this handler makes that a clean exit 0, as nmt-train's after SIGTERM.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     server.run(sockets=[sock])
     if not server.started:
         raise NmtError("the server did not start (see the log above)")
+    if app.state.batcher.abandoned:
+        # The worker thread still decodes a batch no one waits for; interpreter exit would join it.
+        log.warning("exiting with a decoding batch abandoned after --drain-timeout %g s", cfg.drain_timeout)
+        logging.shutdown()
+        os._exit(0)
     return 0

@@ -1,9 +1,10 @@
-"""The /translate request and answer: validation with one-line messages, and hypotheses as JSON records."""
+"""The /translate request and answer: their schema, and validation with one-line messages."""
 
 from __future__ import annotations
 
 import difflib
 import json
+import math
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,7 +36,10 @@ class Hypothesis(BaseModel):
 
 class Translation(Hypothesis):
     source_tokens: list[str] = Field(description="source pieces the model read, </s> included (columns of attention)")
-    nbest: list[Hypothesis] | None = Field(None, description="with nbest > 1: every hypothesis, best first")
+    truncated: bool = Field(description="the input had more pieces than the model's decode.max_input_len; "
+                                        "its end was not read")
+    nbest: list[Hypothesis] | None = Field(None, description="with nbest > 1: every hypothesis, best first "
+                                           "(the attention then only here, not repeated at the top)")
 
 
 class TranslateResponse(BaseModel):
@@ -62,6 +66,8 @@ class Settings:
 
 def _describe(value) -> str:
     text = json.dumps(value, ensure_ascii=False)
+    if _unencodable([text]):  # a lone surrogate in a key or value: the message must still encode as UTF-8
+        text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -85,20 +91,46 @@ def validation_message(err: ValidationError) -> str:
     return f"{name}: {message}, got {_describe(first['input'])}"
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 reads as inf
+        raise ValueError(f"{text} is out of range for a number")
+    return value
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
+def _unencodable(lines: list[str]) -> str | None:
+    """A one-line complaint about the first line that is not valid Unicode (a lone surrogate such as "\\ud800")."""
+    for i, line in enumerate(lines):
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError as err:
+            where = f"text[{i}]" if len(lines) > 1 else "text"
+            return f"{where}: not valid Unicode (a lone surrogate at character {err.start})"
+    return None
+
+
 def parse_request(body: bytes, limits: ServeConfig, default_beam: int) -> tuple[list[str], Settings]:
     """The sentences and decode settings of a /translate body, or RequestError."""
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
     except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
         reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
         raise RequestError(400, f"malformed JSON: {reason}") from None
     if not isinstance(data, dict):
         raise RequestError(400, f"expected a JSON object such as {{\"text\": \"...\"}}, got {_describe(data)}")
+    if _unencodable(list(data)):
+        raise RequestError(400, "a setting's name is not valid Unicode (a lone surrogate)")
     try:
         request = TranslateRequest.model_validate(data)
     except ValidationError as err:
         raise RequestError(400, validation_message(err)) from None
     lines = [request.text] if isinstance(request.text, str) else request.text
+    if (problem := _unencodable(lines)) is not None:
+        raise RequestError(400, problem)
     if len(lines) > limits.max_sentences:
         raise RequestError(413, f"{len(lines)} sentences; this server takes at most {limits.max_sentences} per request")
     chars = sum(len(line) for line in lines)
@@ -110,28 +142,10 @@ def parse_request(body: bytes, limits: ServeConfig, default_beam: int) -> tuple[
         raise RequestError(400, f"{name}: at most {limits.max_beam_size} on this server, got {beam}")
     if request.nbest > beam:
         raise RequestError(400, f"nbest: {request.nbest} needs beam_size of at least {request.nbest}, got {beam}")
+    if request.length_penalty is not None and request.length_penalty > limits.max_length_penalty:
+        raise RequestError(400, f"length_penalty: at most {limits.max_length_penalty} on this server, "
+                                f"got {_describe(request.length_penalty)}")
+    if len(lines) * request.nbest > limits.max_hypotheses:
+        raise RequestError(413, f"{len(lines)} sentences x nbest {request.nbest} = {len(lines) * request.nbest} "
+                                f"hypotheses; this server answers at most {limits.max_hypotheses} per request")
     return lines, Settings(beam, request.nbest, request.length_penalty, request.attention)
-
-
-def translate_records(translator, batch_size: int, lines: list[str], settings: Settings) -> list[dict]:
-    """One `Translation` record per line (plain dicts: the answer is built off the event loop)."""
-    found = translator.translate_hyps(lines, nbest=settings.nbest, return_attention=settings.attention,
-                                      beam_size=settings.beam_size, length_penalty=settings.length_penalty,
-                                      batch_size=batch_size)
-    texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))
-    records = []
-    for line, hyps in zip(lines, found):
-        source = translator.source_pieces(line)
-        items = []
-        for hyp in hyps:
-            item = {"text": next(texts), "score": round(hyp.score, 4), "finished": hyp.finished,
-                    "tokens": translator.tokenizer.tgt_pieces(hyp.tokens)}
-            if settings.attention:
-                # Columns past the source are its batch's padding: the answer must not depend on the batch.
-                item["attention"] = [] if hyp.attention is None else hyp.attention[:, :len(source)].tolist()
-            items.append(item)
-        record = {**items[0], "source_tokens": source}
-        if settings.nbest > 1:
-            record["nbest"] = items
-        records.append(record)
-    return records

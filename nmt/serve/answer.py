@@ -1,0 +1,78 @@
+"""What an answer costs and how it is built: the attention budget checked before decoding, the
+`Translation` records (built on the decoding worker) and their JSON (encoded off the event loop)."""
+
+from __future__ import annotations
+
+import json
+
+from nmt.serve.schema import RequestError, Settings
+
+# Why a budget: one legal request (100 sentences, nbest 16, attention) once made an answer of 123 MB.
+
+
+def source_pieces(translator, lines: list[str]) -> list[tuple[list[str], bool]]:
+    """Per line, the pieces the model reads (as `Translator.source_pieces`) and whether its end was cut.
+
+    One batched tokenizer call: one call per line cost a quarter of a millisecond each, more than
+    decoding a short sentence in a batch."""
+    limit = translator.cfg.decode.max_input_len
+    tokenizer = translator.tokenizer
+    found = []
+    for line, ids in zip(lines, tokenizer.src.encode(lines)):
+        pieces = tokenizer.src.pieces(ids) + ["</s>"] if line.strip() else []
+        cut = len(pieces) > limit
+        found.append((pieces[:limit - 1] + ["</s>"] if cut else pieces, cut))
+    return found
+
+
+def attention_size(translator, lines: list[str], settings: Settings) -> int:
+    """An upper bound on the attention weights of an answer: per hypothesis, rows (the output length
+    cap, EOS included) x columns (source pieces the model reads)."""
+    if not settings.attention:
+        return 0
+    opts = translator.cfg.decode
+    total = 0
+    for pieces, _ in source_pieces(translator, lines):
+        columns = len(pieces)
+        if columns:
+            total += settings.nbest * (int(columns * opts.max_len_a) + opts.max_len_b) * columns
+    return total
+
+
+def check_budget(translator, lines: list[str], settings: Settings, max_attention: int) -> None:
+    """RequestError 413 when the answer's attention could exceed `max_attention` weights."""
+    size = attention_size(translator, lines, settings)
+    if size > max_attention:
+        raise RequestError(413, f"attention of up to {size} weights (sentences x nbest x output cap x source "
+                                f"pieces); this server sends at most {max_attention} per request")
+
+
+def _hypothesis(translator, hyp, text: str, columns: int, attention: bool) -> dict:
+    item = {"text": text, "score": round(hyp.score, 4), "finished": hyp.finished,
+            "tokens": translator.tokenizer.tgt_pieces(hyp.tokens)}
+    if attention:
+        # Columns past the source are its batch's padding: the answer must not depend on the batch.
+        item["attention"] = [] if hyp.attention is None else hyp.attention[:, :columns].tolist()
+    return item
+
+
+def translate_records(translator, batch_size: int, lines: list[str], settings: Settings) -> list[dict]:
+    """One `Translation` record per line (plain dicts: the answer is built off the event loop)."""
+    found = translator.translate_hyps(lines, nbest=settings.nbest, return_attention=settings.attention,
+                                      beam_size=settings.beam_size, length_penalty=settings.length_penalty,
+                                      batch_size=batch_size)
+    texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))
+    records = []
+    for (source, truncated), hyps in zip(source_pieces(translator, lines), found):
+        items = [_hypothesis(translator, hyp, next(texts), len(source), settings.attention) for hyp in hyps]
+        if settings.nbest > 1:  # the best one's weights are in nbest[0]; never sent twice
+            top = {k: v for k, v in items[0].items() if k != "attention"}
+            records.append({**top, "source_tokens": source, "truncated": truncated, "nbest": items})
+        else:
+            records.append({**items[0], "source_tokens": source, "truncated": truncated})
+    return records
+
+
+def encode(answer: dict) -> bytes:
+    """The answer as one line of UTF-8 JSON; `allow_nan=False`: a non-finite score is a bug, not an answer."""
+    return json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
