@@ -2,7 +2,7 @@
 """Throughput and latency of `nmt-serve` under concurrent clients, with request batching on and off.
 
     scripts/bench/bench_serve.py RUN_DIR [--source ../shared/data/multi30k/test_2016_flickr.de]
-                                 [--clients 1,8,32] [--requests 320] [--max-seconds 60] [--batch-wait-ms 5] [--json OUT]
+                                 [--clients 1,8,32] [--requests 320] [--max-seconds 60] [--batch-wait-ms MS] [--json OUT]
 
 For each mode (batching on, then off) one `nmt-serve RUN_DIR` runs on a free port of 127.0.0.1; for
 each client count, that many threads each hold one keep-alive connection and send their share of
@@ -72,7 +72,8 @@ def health(port: int) -> dict:
 
 
 def bench_mode(args, sentences: list[str], batching: bool) -> list[dict]:
-    flags = ["--batch-wait-ms", str(args.batch_wait_ms)] + ([] if batching else ["--no-batching"])
+    wait = [] if args.batch_wait_ms is None else ["--batch-wait-ms", str(args.batch_wait_ms)]
+    flags = wait + ([] if batching else ["--no-batching"])
     process, port = start_server(args.run_dir, flags, Path(f"/tmp/bench_serve_{os.getpid()}.log"))
     try:
         run_clients(port, sentences, 4, 5, 30)  # warm-up: first calls allocate and tune
@@ -101,7 +102,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32", help="comma-separated concurrent client counts")
     parser.add_argument("--requests", type=int, default=320, help="requests per client count, shared by the clients")
     parser.add_argument("--max-seconds", type=float, default=60, help="stop sending new requests after this")
-    parser.add_argument("--batch-wait-ms", type=float, default=5, help="nmt-serve --batch-wait-ms when batching")
+    parser.add_argument("--batch-wait-ms", type=float, help="nmt-serve --batch-wait-ms (default: the server's)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
