@@ -24,8 +24,7 @@ log = logging.getLogger("nmt.translate")
 
 
 def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torch.device,
-               nbest: int = 1, return_attention: bool = False,
-               generator: torch.Generator | None = None) -> list[list[Hypothesis]]:
+               nbest: int = 1, return_attention: bool = False) -> list[list[Hypothesis]]:
     """N-best lists (or `nbest` samples with opts.sampling) for tokenised sources, decoded in
     batches of similar length, in input order."""
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
@@ -35,7 +34,7 @@ def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torc
         src = pad([src_ids[i] for i in chunk]).to(device)
         lengths = torch.tensor([len(src_ids[i]) for i in chunk], device=device)
         if opts.sampling:
-            found = sample(model, src, lengths, opts, nbest, generator, return_attention)
+            found = sample(model, src, lengths, opts, nbest, return_attention)
         elif opts.beam_size == 1 and nbest == 1:
             found = [[h] for h in greedy_search(model, src, lengths, opts, return_attention)]
         else:
@@ -128,17 +127,15 @@ class Translator:
         return pieces if len(pieces) <= limit else pieces[:limit - 1] + ["</s>"]
 
     def translate_hyps(self, lines: list[str], nbest: int = 1, return_attention: bool = False,
-                       first_line: int = 1, generator: torch.Generator | None = None,
-                       **overrides) -> list[list[Hypothesis]]:
+                       first_line: int = 1, **overrides) -> list[list[Hypothesis]]:
         """N-best hypotheses (or samples) per line; an empty line gets one empty hypothesis without
-        decoding. Sampling draws from `generator`, by default a new one seeded with decode.seed."""
+        decoding. A line's samples depend on decode.seed and the line, not on the others
+        (nmt/search/sampling.py)."""
         opts = self.options(**overrides)
-        if opts.sampling and generator is None:
-            generator = torch.Generator(self.device).manual_seed(opts.seed)
         todo = [i for i, line in enumerate(lines) if line.strip()]
         ids = self.encode([lines[i] for i in todo], [first_line + i for i in todo])
         with torch.inference_mode(), autocast(self.device, self.dtype):
-            found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention, generator)
+            found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention)
         results = [[Hypothesis([], 0.0, True, None)] for _ in lines]
         for i, hyps in zip(todo, found):
             results[i] = hyps
