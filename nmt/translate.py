@@ -19,6 +19,7 @@ from nmt.inference import InferenceModel
 from nmt.score import PairScore, score_ids
 from nmt.search import Hypothesis, beam_search, greedy_search, sample
 from nmt.tokenizer import EOS
+from nmt.typed_yaml import build
 
 log = logging.getLogger("nmt.translate")
 
@@ -102,8 +103,11 @@ class Translator:
         return cls(models if len(models) > 1 else models[0], tokenizer, cfg, device, dtype)
 
     def options(self, **overrides) -> DecodeConfig:
-        """The checkpoint's decode settings with `overrides` (None values ignored)."""
-        return dataclasses.replace(self.cfg.decode, **{k: v for k, v in overrides.items() if v is not None})
+        """The checkpoint's decode settings with `overrides` (None values ignored), checked by the
+        config's own rules (nmt/typed_yaml.py): an unknown key or a value out of range is an
+        NmtError naming the key."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return build(DecodeConfig, {**dataclasses.asdict(self.cfg.decode), **given}, "")
 
     def encode(self, lines: list[str], line_numbers: list[int]) -> list[list[int]]:
         """Source ids; lines over decode.max_input_len pieces are truncated with a warning."""
