@@ -2,7 +2,9 @@
 
 `select_candidates` is the pure selection step; `beam_search` is the bookkeeping around it:
 EOS candidates are set aside as finished hypotheses, finished sentences leave the active batch,
-and the decoder state follows the surviving beams through `state.select`.
+and the decoder state follows the surviving beams through `state.select`. A sentence's search
+ends when no hypothesis still going can end better than its n-th best ended one (`_done`: a true
+bound, so the 1-best is the same whatever `nbest`), or at its length cap.
 """
 
 from __future__ import annotations
@@ -59,6 +61,19 @@ def _done(nth_best, cand_scores, cand_tokens, penalty_at_cap) -> torch.Tensor:
     return nth_best >= going / penalty_at_cap
 
 
+def _ending(scores, tokens, last_chance):
+    """Of the K best candidates (scores, tokens (b, K)), those that end a hypothesis: EOS among them
+    (fairseq's rule). Returns the (b, K) mask and their scores (-inf elsewhere).
+
+    Non-finite logits (fp16 overflow, NaN) can leave a sentence at its cap with nothing ended
+    (`last_chance` (b,): at the cap, nothing ended before): its best hypothesis then ends there
+    anyway, scored -inf, so that every sentence has one."""
+    finite = torch.isfinite(scores)
+    ended = (tokens == EOS) & finite  # (b, K)
+    ended[:, 0] |= last_chance & ~ended.any(1)
+    return ended, scores.masked_fill(~(ended & finite), float("-inf"))
+
+
 def _carry_on(scores, tokens, beams, K: int):
     """Of the 2K candidates, the K best that do not end in EOS (B, K) each."""
     rank = torch.arange(tokens.size(1), device=tokens.device)
@@ -105,13 +120,7 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
         if return_attention:
             attn_now = out.attention.unsqueeze(1)
             attn_history = attn_now if attn_history is None else torch.cat([attn_history, attn_now], 1)
-        # EOS among the K best candidates ends a hypothesis (fairseq's rule).
-        finite = torch.isfinite(cand_scores[:, :K])
-        ended = (cand_tokens[:, :K] == EOS) & finite  # (b, K)
-        # Non-finite logits (fp16 overflow, NaN) can leave a sentence at its cap with nothing ended:
-        # its best hypothesis then ends there anyway, scored -inf, so that every sentence has one.
-        ended[:, 0] |= last & (n_finished[sentence] + ended.sum(1) == 0)
-        ended_raw = cand_scores[:, :K].masked_fill(~(ended & finite), float("-inf"))  # (b, K) unnormalised
+        ended, ended_raw = _ending(cand_scores[:, :K], cand_tokens[:, :K], last & (n_finished[sentence] == 0))
         n_finished.index_add_(0, sentence, ended.sum(1))
         ended_scores = ended_raw / length_penalty(t + 1, opts.length_penalty)
         top_finished[sentence] = torch.cat([top_finished[sentence], ended_scores], 1).topk(top_finished.size(1), 1).values
