@@ -162,13 +162,9 @@ def translate_main(argv=None) -> int:
             raise NmtError(f"--{flag.replace('_', '-')}: must be at least 1, got {value}")
     _check_decoding_flags(args)
     _quiet_libraries()
-    import torch
-
     from nmt.translate import Translator
 
     translator = Translator.load(args.model, device=args.device, dtype=args.dtype)
-    sampling = translator.options(sampling=args.sampling or None, seed=args.seed)
-    generator = torch.Generator(translator.device).manual_seed(sampling.seed) if sampling.sampling else None
     plots = Path(args.plot_attention) if args.plot_attention else None
     if plots:
         plots.mkdir(parents=True, exist_ok=True)
@@ -178,7 +174,7 @@ def translate_main(argv=None) -> int:
             found = translator.translate_hyps(lines, nbest=args.nbest, first_line=first,
                                               return_attention=bool(plots or args.attention), beam_size=beam,
                                               length_penalty=args.length_penalty, batch_size=args.batch_size,
-                                              generator=generator, sampling=args.sampling or None,
+                                              seed=args.seed, sampling=args.sampling or None,
                                               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
             # One batched detokenization per chunk: a call per line costs more than the decoding.
             texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))

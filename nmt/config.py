@@ -124,7 +124,8 @@ class DecodeConfig:
     sampling: bool = option(False, "draw each token at random instead of searching (beam_size is ignored)")
     temperature: float = option(1.0, "sampling: divide the log-probabilities by this (<1 sharper, >1 flatter)", min=1e-6)
     top_k: int = option(0, "sampling: draw among the k most probable tokens only (0 = all)", min=0)
-    top_p: float = option(1.0, "sampling: draw among the most probable tokens whose mass reaches p (1 = all)", min=1e-6)
+    top_p: float = option(1.0, "sampling: draw among the most probable tokens whose mass reaches p (1 = all)",
+                          min=1e-6, max=1.0)
     seed: int = option(1, "sampling: random seed (the same seed and input give the same output)")
 
 

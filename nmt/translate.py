@@ -19,13 +19,13 @@ from nmt.inference import InferenceModel
 from nmt.score import PairScore, score_ids
 from nmt.search import Hypothesis, beam_search, greedy_search, sample
 from nmt.tokenizer import EOS
+from nmt.typed_yaml import build
 
 log = logging.getLogger("nmt.translate")
 
 
 def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torch.device,
-               nbest: int = 1, return_attention: bool = False,
-               generator: torch.Generator | None = None) -> list[list[Hypothesis]]:
+               nbest: int = 1, return_attention: bool = False) -> list[list[Hypothesis]]:
     """N-best lists (or `nbest` samples with opts.sampling) for tokenised sources, decoded in
     batches of similar length, in input order."""
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
@@ -35,7 +35,7 @@ def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torc
         src = pad([src_ids[i] for i in chunk]).to(device)
         lengths = torch.tensor([len(src_ids[i]) for i in chunk], device=device)
         if opts.sampling:
-            found = sample(model, src, lengths, opts, nbest, generator, return_attention)
+            found = sample(model, src, lengths, opts, nbest, return_attention)
         elif opts.beam_size == 1 and nbest == 1:
             found = [[h] for h in greedy_search(model, src, lengths, opts, return_attention)]
         else:
@@ -105,8 +105,11 @@ class Translator:
         return cls(models if len(models) > 1 else models[0], tokenizer, cfg, device, dtype)
 
     def options(self, **overrides) -> DecodeConfig:
-        """The checkpoint's decode settings with `overrides` (None values ignored)."""
-        return dataclasses.replace(self.cfg.decode, **{k: v for k, v in overrides.items() if v is not None})
+        """The checkpoint's decode settings with `overrides` (None values ignored), checked by the
+        config's own rules (nmt/typed_yaml.py): an unknown key or a value out of range is an
+        NmtError naming the key."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return build(DecodeConfig, {**dataclasses.asdict(self.cfg.decode), **given}, "")
 
     def encode(self, lines: list[str], line_numbers: list[int]) -> list[list[int]]:
         """Source ids; lines over decode.max_input_len pieces are truncated with a warning."""
@@ -130,17 +133,15 @@ class Translator:
         return pieces if len(pieces) <= limit else pieces[:limit - 1] + ["</s>"]
 
     def translate_hyps(self, lines: list[str], nbest: int = 1, return_attention: bool = False,
-                       first_line: int = 1, generator: torch.Generator | None = None,
-                       **overrides) -> list[list[Hypothesis]]:
+                       first_line: int = 1, **overrides) -> list[list[Hypothesis]]:
         """N-best hypotheses (or samples) per line; an empty line gets one empty hypothesis without
-        decoding. Sampling draws from `generator`, by default a new one seeded with decode.seed."""
+        decoding. A line's samples depend on decode.seed and the line, not on the others
+        (nmt/search/sampling.py)."""
         opts = self.options(**overrides)
-        if opts.sampling and generator is None:
-            generator = torch.Generator(self.device).manual_seed(opts.seed)
         todo = [i for i, line in enumerate(lines) if line.strip()]
         ids = self.encode([lines[i] for i in todo], [first_line + i for i in todo])
         with torch.inference_mode(), autocast(self.device, self.dtype):
-            found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention, generator)
+            found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention)
         results = [[Hypothesis([], 0.0, True, None)] for _ in lines]
         for i, hyps in zip(todo, found):
             results[i] = hyps

@@ -1,7 +1,7 @@
 """Strict loading of typed dataclass trees from YAML, for nmt/config.py.
 
 A tree is built only from keys its dataclasses declare, each value checked against the field's
-annotation and its `option` metadata (choices, minimum); every error names the key's full path.
+annotation and its `option` metadata (choices, minimum, maximum); every error names the key's full path.
 YAML is read with 1.2's booleans; `a.b=c` overrides are read as YAML too.
 """
 
@@ -35,9 +35,9 @@ def read_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-def option(default, help: str, choices: tuple = (), min: float | None = None):
+def option(default, help: str, choices: tuple = (), min: float | None = None, max: float | None = None):
     """A config field with its help text and the values it may take."""
-    meta = {"help": help, "choices": choices, "min": min}
+    meta = {"help": help, "choices": choices, "min": min, "max": max}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -91,6 +91,8 @@ def check_values(obj, prefix: str) -> None:
             raise NmtError(f"{prefix}{f.name}: {value!r} is not one of {', '.join(meta['choices'])}")
         if meta.get("min") is not None and value < meta["min"]:
             raise NmtError(f"{prefix}{f.name}: {value!r} is below the minimum {meta['min']}")
+        if meta.get("max") is not None and value > meta["max"]:
+            raise NmtError(f"{prefix}{f.name}: {value!r} is above the maximum {meta['max']}")
 
 
 def parse_override(text: str) -> tuple[list[str], object]:

@@ -9,6 +9,7 @@ import torch
 from conftest import run_cli
 from nmt import Translator
 from nmt.config import DecodeConfig
+from nmt.errors import NmtError
 from nmt.search import sample, truncate
 from nmt.tokenizer import BOS, EOS
 from test_search import TableModel
@@ -31,6 +32,7 @@ CASES = [  # (temperature, top_k, top_p, the tokens that must survive)
     (1.0, 3, 0.9, [A, B_, C]),  # 0.5 + 0.3 < 0.9: C stays, EOS (0.95 before it) goes
     (2.0, 0, 1.0, [EOS, A, B_, C]),
     (0.5, 3, 1.0, [A, B_, C]),
+    (1.0, 2, 0.6, [A]),  # top-k's two renormalised (0.625, 0.375): the mass before B_ reaches 0.6
 ]
 
 
@@ -49,8 +51,7 @@ def test_truncate_keeps_the_right_tokens_renormalised(temperature, top_k, top_p,
 def test_sample_frequencies_match_the_truncated_distribution(temperature, top_k, top_p, kept):
     n = 20000
     opts = DecodeConfig(min_len=0, temperature=temperature, top_k=top_k, top_p=top_p)
-    hyps = sample(TableModel(TABLE), torch.full((1, 3), 6), torch.tensor([3]), opts, n=n,
-                  generator=torch.Generator().manual_seed(0))[0]
+    hyps = sample(TableModel(TABLE), torch.full((1, 3), 6), torch.tensor([3]), opts, n=n)[0]
     first = [h.tokens[0] if h.tokens else EOS for h in hyps]
     tempered = expected(FIRST, temperature)
     want = expected({t: tempered[t] for t in kept})
@@ -88,3 +89,21 @@ def test_a_seed_gives_the_same_samples_and_nbest_draws_n(reverse_run):
     assert bad.returncode == 2 and "add --sampling" in bad.stderr and len(bad.stderr.splitlines()) == 1
     bad = run_cli("nmt-translate", str(root / "run"), "--sampling", "--top-p", "1.5", stdin="w1\n")
     assert bad.returncode == 2 and "--top-p" in bad.stderr
+
+
+def test_top_k_keeps_exactly_k_among_ties():
+    tied = torch.log(torch.tensor([[0.3, 0.3, 0.3, 0.1]]))
+    for k in (1, 2, 3):
+        kept = truncate(tied, top_k=k).exp()[0]
+        assert int((kept > 0).sum()) == k
+        assert kept.sum().item() == pytest.approx(1.0)
+
+
+def test_too_small_a_temperature_is_refused_in_one_line(reverse_run):
+    root, _, _ = reverse_run
+    translator = Translator.load(root / "run", device="cpu")
+    for value in (1e-40, 0.0, -1.0):
+        with pytest.raises(NmtError, match="^temperature: .* below the minimum"):
+            translator.translate(["w1 w2"], sampling=True, temperature=value)
+    bad = run_cli("nmt-translate", str(root / "run"), "--sampling", "--temperature", "1e-40", stdin="w1\n")
+    assert bad.returncode == 2 and "temperature" in bad.stderr and len(bad.stderr.splitlines()) == 1

@@ -10,7 +10,7 @@ from nmt.config import DecodeConfig
 from nmt.data import pad
 from nmt.decoder import DecoderState, StepOutput
 from nmt.encoder import EncoderOutput
-from nmt.search import beam_search, greedy_search, length_penalty, select_candidates
+from nmt.search import beam_search, greedy_search, length_penalty, sample, select_candidates
 from nmt.tokenizer import BOS, EOS
 
 from conftest import HostSyncs
@@ -70,6 +70,53 @@ def test_improbable_beams_that_end_early_do_not_close_the_search():
         best = beam_search(model, src, torch.tensor([3]), DecodeConfig(beam_size=2, length_penalty=alpha))[0][0]
         assert best.tokens == [A, B_, C], alpha
         assert best.score == pytest.approx(math.log(0.97 * 0.99 * 0.99) / length_penalty(4, alpha))
+
+
+def test_the_1best_does_not_depend_on_nbest():
+    """A ends at once (log 0.54 / lp(2) = -0.528); the B-chain (p = 0.4, 12 pieces) ends later but
+    better (log 0.4 / lp(12) = -0.323). Judged at its present length, the chain looks worse than A
+    until it ends: nbest 1 then stopped at A, while nbest 2, waiting for a second hypothesis, found
+    the chain. Bounded by its score over the length penalty at the cap (20), it goes on either way."""
+    X, chain = 6, list(range(7, 17))
+    table = {BOS: {A: 0.6, B_: 0.4}, A: {EOS: 0.9, X: 0.1}, X: {EOS: 1.0}}
+    for prev, tok in zip([B_] + chain, chain + [EOS]):
+        table[prev] = {tok: 1.0}
+    opts = DecodeConfig(beam_size=2, length_penalty=1.0, max_len_a=0.0, max_len_b=20)
+    for nbest in (1, 2):
+        best = decode(TableModel(table, vocab=17), opts, nbest=nbest)[0][0]
+        assert best.tokens == [B_] + chain and best.finished, nbest
+        assert best.score == pytest.approx(math.log(0.4) / length_penalty(12, 1.0))
+
+
+class BrokenModel(TableModel):
+    """From step 1 on, every logit is `value` (NaN, or inf as an fp16 overflow gives): the
+    log-probabilities are NaN, so no hypothesis ends with a finite score."""
+
+    def __init__(self, value: float):
+        super().__init__(TRAP)
+        self.value = value
+
+    def step(self, tokens, state, enc):
+        out = super().step(tokens, state, enc)
+        broken = (tokens != BOS)[:, None]  # (R, 1)
+        return StepOutput(out.logits.masked_fill(broken, self.value), state, out.attention)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sampling"])
+def test_non_finite_logits_still_end_every_sentence_with_a_hypothesis(strategy, value):
+    model, n = BrokenModel(value), 3
+    src, lengths = torch.full((n, 3), 6), torch.tensor([3, 2, 3])
+    opts = DecodeConfig(beam_size=2, max_len_a=0.0, max_len_b=5, sampling=strategy == "sampling")
+    if strategy == "greedy":
+        found = [[h] for h in greedy_search(model, src, lengths, opts)]
+    elif strategy == "beam":
+        found = beam_search(model, src, lengths, opts, nbest=2)
+    else:
+        found = sample(model, src, lengths, opts, n=2)
+    for hyps in found:
+        assert hyps and len(hyps[0].tokens) == 4 and not hyps[0].finished
+        assert hyps[0].score == float("-inf")
 
 
 def test_nbest_is_sorted_and_scores_are_exact():

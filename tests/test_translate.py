@@ -2,8 +2,11 @@
 
 import json
 
+import pytest
+
 from conftest import run_cli
 from nmt import Translator
+from nmt.errors import NmtError
 
 
 def test_output_keeps_order_with_empty_and_very_long_lines(reverse_run):
@@ -54,3 +57,19 @@ def test_python_api_and_bad_model_path(reverse_run, tmp_path):
     assert Translator.load(root / "run", device="cpu").translate(["w1 w2 w3"], beam_size=3) == ["v3 v2 v1"]
     out = run_cli("nmt-translate", str(tmp_path / "nope"), stdin="x\n")
     assert out.returncode == 2 and "no such run or checkpoint directory" in out.stderr
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"beam_size": 0}, "^beam_size: 0 is below the minimum 1$"),
+    ({"temperature": -1.0}, "^temperature: -1.0 is below the minimum"),
+    ({"top_p": 1.5}, "^top_p: 1.5 is above the maximum 1.0$"),
+    ({"beam_sise": 3}, "^beam_sise: unknown key; did you mean beam_size\\?$"),
+    ({"beam_size": "5"}, "^beam_size: expected int, got '5'$"),
+])
+def test_api_checks_decode_options_as_the_config_does(reverse_run, overrides, message):
+    root, _, _ = reverse_run
+    translator = Translator.load(root / "run", device="cpu")
+    with pytest.raises(NmtError, match=message):
+        translator.options(**overrides)
+    with pytest.raises(NmtError, match=message):
+        translator.translate(["w1 w2"], **overrides)

@@ -2,7 +2,9 @@
 
 `select_candidates` is the pure selection step; `beam_search` is the bookkeeping around it:
 EOS candidates are set aside as finished hypotheses, finished sentences leave the active batch,
-and the decoder state follows the surviving beams through `state.select`.
+and the decoder state follows the surviving beams through `state.select`. A sentence's search
+ends when no hypothesis still going can end better than its n-th best ended one (`_done`: a true
+bound, so the 1-best is the same whatever `nbest`), or at its length cap.
 """
 
 from __future__ import annotations
@@ -42,14 +44,34 @@ def select_candidates(log_probs: torch.Tensor, scores: torch.Tensor, count: int)
     return top_scores, tokens, beams
 
 
-def _done(n_finished, K: int, nth_best, cand_scores, cand_tokens, t: int, opts: DecodeConfig) -> torch.Tensor:
-    """(b,) sentences whose search is over: K hypotheses have ended (fairseq's rule) and none still
-    going looks better than the n-th best ended one, judged at its present length as Hugging Face's
-    beam search does. fairseq's count alone lets K improbable beams that end early close a sentence
-    whose best hypothesis is still going: a model sure of its output (p = 0.97) could lose it to a
-    beam at p = 0.002 over rounding differences in a fifth candidate."""
+def _done(nth_best, cand_scores, cand_tokens, penalty_at_cap) -> torch.Tensor:
+    """(b,) sentences whose search is over: no hypothesis still going can end better than the n-th
+    best ended one (`nth_best` (b,), normalised), whatever length it ends at.
+
+    A going hypothesis's score s only decreases as it grows (log-probabilities are <= 0), and the
+    length penalty only grows with the length, so s / the penalty at its length cap (`penalty_at_cap`
+    (b,)) bounds
+    every score it can end with (Hugging Face's early_stopping="never"); with alpha 0 the bound is
+    s itself. Judged at its present length instead (Hugging Face's default), a hypothesis that would
+    still win by growing is dropped, and the 1-best would depend on nbest: a smaller n-th best stops
+    sooner. A true bound stops a sentence only once its n best can no longer change, so the 1-best
+    is the same for every nbest. (fairseq's rule, stop once K hypotheses ended, is not a bound.)
+    """
     going = cand_scores.masked_fill(cand_tokens == EOS, float("-inf")).max(1).values  # (b,)
-    return (n_finished >= K) & (nth_best >= going / length_penalty(t + 1, opts.length_penalty))
+    return nth_best >= going / penalty_at_cap
+
+
+def _ending(scores, tokens, last_chance):
+    """Of the K best candidates (scores, tokens (b, K)), those that end a hypothesis: EOS among them
+    (fairseq's rule). Returns the (b, K) mask and their scores (-inf elsewhere).
+
+    Non-finite logits (fp16 overflow, NaN) can leave a sentence at its cap with nothing ended
+    (`last_chance` (b,): at the cap, nothing ended before): its best hypothesis then ends there
+    anyway, scored -inf, so that every sentence has one."""
+    finite = torch.isfinite(scores)
+    ended = (tokens == EOS) & finite  # (b, K)
+    ended[:, 0] |= last_chance & ~ended.any(1)
+    return ended, scores.masked_fill(~(ended & finite), float("-inf"))
 
 
 def _carry_on(scores, tokens, beams, K: int):
@@ -73,6 +95,7 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
     caps = max_lengths(src_lengths, opts.max_len_a, opts.max_len_b)  # (B,)
     host_caps = caps.tolist()
     first_cap = min(host_caps)
+    penalty_at_cap = length_penalty(caps, opts.length_penalty)  # (B,) the largest a hypothesis can meet
     enc = model.encode(src, src_lengths)
     # State rows are hypotheses, sentence-major: one per sentence at step 0 (its K beams would all be
     # the same), then K; enc keeps one row per sentence.
@@ -97,15 +120,14 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
         if return_attention:
             attn_now = out.attention.unsqueeze(1)
             attn_history = attn_now if attn_history is None else torch.cat([attn_history, attn_now], 1)
-        # EOS among the K best candidates ends a hypothesis (fairseq's rule).
-        ended = (cand_tokens[:, :K] == EOS) & torch.isfinite(cand_scores[:, :K])  # (b, K)
+        ended, ended_raw = _ending(cand_scores[:, :K], cand_tokens[:, :K], last & (n_finished[sentence] == 0))
         n_finished.index_add_(0, sentence, ended.sum(1))
-        ended_scores = cand_scores[:, :K].masked_fill(~ended, float("-inf")) / length_penalty(t + 1, opts.length_penalty)
+        ended_scores = ended_raw / length_penalty(t + 1, opts.length_penalty)
         top_finished[sentence] = torch.cat([top_finished[sentence], ended_scores], 1).topk(top_finished.size(1), 1).values
-        done = _done(n_finished[sentence], K, top_finished[sentence, -1], cand_scores, cand_tokens, t, opts) | last
+        done = _done(top_finished[sentence, -1], cand_scores, cand_tokens, penalty_at_cap[sentence]) | last
         any_ended, all_done, any_done = torch.stack([ended.any(), done.all(), done.any()]).tolist()
         if any_ended:
-            _set_aside(finished, ended, sentence, flat_beams[:, :K], cand_scores[:, :K], history, attn_history,
+            _set_aside(finished, ended, sentence, flat_beams[:, :K], ended_raw, history, attn_history,
                        t, host_caps, opts)
         if all_done:
             break

@@ -45,11 +45,12 @@ def log_probs(logits: torch.Tensor, t: int, opts: DecodeConfig, last: torch.Tens
     return out
 
 
-def one_path_each(model, enc, caps: torch.Tensor, opts: DecodeConfig, choose: Callable[[torch.Tensor], torch.Tensor],
-                  return_attention: bool = False) -> list[Hypothesis]:
-    """One hypothesis per row of `enc` (R rows, `caps` (R,) their length caps), each step's token
-    picked by `choose` from the (R, V) log-probabilities (greedy: the most probable; sampling: a
-    draw). A row's score is the sum of the log-probabilities of its tokens, EOS included."""
+def one_path_each(model, enc, caps: torch.Tensor, opts: DecodeConfig,
+                  choose: Callable[[torch.Tensor, int], torch.Tensor], return_attention: bool = False) -> list[Hypothesis]:
+    """One hypothesis per row of `enc` (R rows, `caps` (R,) their length caps), step t's token
+    picked by `choose(log_probs (R, V), t)` (greedy: the most probable; sampling: a draw). A row's
+    score is the sum of the log-probabilities of its tokens, EOS included; -inf where non-finite
+    logits (fp16 overflow, NaN) left none, and such a row still ends with EOS at its cap."""
     R, device = caps.size(0), caps.device
     state = model.init_state(enc)
     tokens = torch.full((R,), BOS, dtype=torch.long, device=device)
@@ -59,15 +60,19 @@ def one_path_each(model, enc, caps: torch.Tensor, opts: DecodeConfig, choose: Ca
     for t in range(last_cap):
         out = model.step(tokens, state, enc)
         # EOS forced at the cap; before the first cap no row is there: skip two passes over (R, V).
-        lp = log_probs(out.logits, t, opts, t + 1 >= caps if t + 1 >= first_cap else None)  # (R, V)
-        tokens = choose(lp)  # (R,)
-        scores += lp.gather(1, tokens[:, None]).squeeze(1) * alive
+        at_cap = t + 1 >= caps if t + 1 >= first_cap else None
+        lp = log_probs(out.logits, t, opts, at_cap)  # (R, V)
+        tokens = choose(lp, t)  # (R,)
+        if at_cap is not None:  # EOS is the only choice there, even where the row's values are NaN
+            tokens = tokens.masked_fill(at_cap, EOS)
+        scores += torch.where(alive, lp.gather(1, tokens[:, None]).squeeze(1), 0.0)  # ended rows may hold NaN
         steps.append(torch.where(alive, tokens, EOS))
         attns.append(out.attention)
         alive &= (tokens != EOS) & (t + 1 < caps)
         state = out.state
         if not alive.any():
             break
+    scores = scores.masked_fill(scores.isnan(), float("-inf"))
     return _collect(torch.stack(steps, 1), scores, caps, torch.stack(attns, 1) if return_attention else None)
 
 

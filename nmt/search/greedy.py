@@ -14,5 +14,5 @@ def greedy_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Dec
     """One hypothesis per sentence. Uses opts' length cap and min_len (beam size and length
     penalty do not apply)."""
     caps = max_lengths(src_lengths, opts.max_len_a, opts.max_len_b)  # (B,)
-    return one_path_each(model, model.encode(src, src_lengths), caps, opts, lambda lp: lp.argmax(-1),
+    return one_path_each(model, model.encode(src, src_lengths), caps, opts, lambda lp, t: lp.argmax(-1),
                          return_attention)

@@ -1,21 +1,29 @@
 """Sampling: each token drawn at random from the model's (reshaped) distribution, the batch together.
 
-At every step the log-probabilities are reshaped in this order, as in fairseq and Hugging Face:
+At every step the log-probabilities are reshaped in this order, as in Hugging Face's warpers:
 
     temperature  log p / T, renormalised (T < 1 sharpens, T > 1 flattens)
-    top-k        keep the k most probable tokens
-    top-p        keep the fewest most probable tokens whose mass reaches p (nucleus sampling):
-                 a token is kept when the mass of the tokens before it is below p, so the most
-                 probable token always stays
+    top-k        keep the k most probable tokens, exactly k (ties at the k-th value go to the lower id)
+    top-p        renormalise the kept tokens, then keep the fewest most probable of them whose mass
+                 reaches p (nucleus sampling): a token is kept when the mass of the tokens before
+                 it is below p, so the most probable token always stays
     renormalise  the kept tokens' probabilities, then draw one
 
 At the length cap only EOS may follow (nmt/search/common.py), as in greedy and beam search.
 A hypothesis's score is the sum of the model's own log-probabilities of the drawn tokens (before
 temperature and truncation), so that samples can be compared and reranked like search output.
-Draws come from a `torch.Generator`: the same seed, input and batch give the same samples.
+
+What is reproducible: sample j of a sentence depends only on decode.seed, the sentence's source
+token ids, j and the decode settings, never on its position in the input, its batch or batch-mates.
+Each sample row draws from a uniform stream of its own, seeded with a hash of (seed, source ids, j),
+one number per step (inverse-CDF sampling). So a line gives the same samples alone or in a batch,
+and identical lines give identical samples. The draw reads the model's probabilities, so it is as
+batch-invariant as the model's logits are: exactly on one machine in fp32, to rounding elsewhere.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import torch
 
@@ -31,8 +39,9 @@ def truncate(log_probs: torch.Tensor, temperature: float = 1.0, top_k: int = 0, 
         raise NmtError(f"top_p: must be in (0, 1], got {top_p}")
     out = (log_probs / temperature).log_softmax(-1)
     if 0 < top_k < out.size(-1):
-        kth = out.topk(top_k, dim=-1).values[:, -1:]  # (N, 1)
-        out = out.masked_fill(out < kth, float("-inf"))
+        # Exactly k: a threshold on the k-th value would keep every token tied with it.
+        kept = out.topk(top_k, dim=-1).indices  # (N, k)
+        out = torch.full_like(out, float("-inf")).scatter(-1, kept, out.gather(-1, kept)).log_softmax(-1)
     if top_p < 1:
         sorted_lp, order = out.sort(dim=-1, descending=True)
         before = sorted_lp.exp().cumsum(-1) - sorted_lp.exp()  # mass of the tokens ranked above
@@ -41,19 +50,44 @@ def truncate(log_probs: torch.Tensor, temperature: float = 1.0, top_k: int = 0, 
     return out.log_softmax(-1)
 
 
+def row_uniforms(seed: int, src: torch.Tensor, src_lengths: torch.Tensor, caps: torch.Tensor, n: int) -> torch.Tensor:
+    """(B*n, max cap) float64 uniforms in [0, 1): row b*n + j is sample j of sentence b, its first
+    cap numbers drawn from a generator seeded with a hash of (seed, the sentence's ids, j)."""
+    width, generator = int(caps.max()), torch.Generator()
+    rows = []
+    for ids, length, cap in zip(src.tolist(), src_lengths.tolist(), caps.tolist()):
+        for j in range(n):
+            key = hashlib.blake2b(repr((seed, ids[:length], j)).encode(), digest_size=8).digest()
+            generator.manual_seed(int.from_bytes(key, "little") >> 1)  # 63 bits: manual_seed takes an int64
+            # A stream's length is the line's own cap, never the batch's: its numbers stay the line's.
+            drawn = torch.rand(cap, generator=generator, dtype=torch.float64)
+            rows.append(torch.cat([drawn, drawn.new_zeros(width - cap)]))
+    return torch.stack(rows)
+
+
+def inverse_cdf(log_probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """log_probs (R, V), uniform (R,) in [0, 1) -> (R,) the token whose cumulative mass first
+    exceeds uniform x total mass. In float64, so that the target stays below the total and a
+    token of probability 0 is never drawn."""
+    cdf = log_probs.double().exp().cumsum(-1)  # (R, V)
+    target = uniform[:, None] * cdf[:, -1:]  # (R, 1)
+    # Non-finite rows (NaN logits) have no token to find: the clamp keeps the index in range.
+    return torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_(max=cdf.size(-1) - 1)
+
+
 @torch.inference_mode()
 def sample(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: DecodeConfig, n: int = 1,
-           generator: torch.Generator | None = None, return_attention: bool = False) -> list[list[Hypothesis]]:
+           return_attention: bool = False) -> list[list[Hypothesis]]:
     """`n` samples per sentence, each drawn independently, best score first. Uses opts' length
-    cap, min_len, temperature, top_k and top_p; the B*n samples advance together as one batch."""
+    cap, min_len, temperature, top_k, top_p and seed; the B*n samples advance together as one batch."""
     B = src.size(0)
     rows = torch.arange(B, device=src.device).repeat_interleave(n)  # (B*n,) sentence of each sample
-    caps = max_lengths(src_lengths, opts.max_len_a, opts.max_len_b)[rows]  # (B*n,)
+    sentence_caps = max_lengths(src_lengths, opts.max_len_a, opts.max_len_b)  # (B,)
+    uniforms = row_uniforms(opts.seed, src, src_lengths, sentence_caps, n).to(src.device)  # (B*n, max cap)
     enc = model.encode(src, src_lengths).select(rows)
 
-    def draw(lp: torch.Tensor) -> torch.Tensor:  # (B*n, V) -> (B*n,)
-        drawn = truncate(lp, opts.temperature, opts.top_k, opts.top_p).exp()
-        return torch.multinomial(drawn, 1, generator=generator).squeeze(1)
+    def draw(lp: torch.Tensor, t: int) -> torch.Tensor:  # (B*n, V) -> (B*n,)
+        return inverse_cdf(truncate(lp, opts.temperature, opts.top_k, opts.top_p), uniforms[:, t])
 
-    hyps = one_path_each(model, enc, caps, opts, draw, return_attention)
+    hyps = one_path_each(model, enc, sentence_caps[rows], opts, draw, return_attention)
     return [sorted(hyps[b * n:(b + 1) * n], key=lambda h: -h.score) for b in range(B)]
