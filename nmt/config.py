@@ -116,6 +116,11 @@ class TrainConfig:
 class DecodeConfig:
     beam_size: int = option(5, "beam size (1 = greedy)", min=1)
     length_penalty: float = option(1.0, "GNMT length penalty alpha (0 = none)", min=0)
+    stopping: str = option("exact", "when beam search ends a sentence: 'exact' once no hypothesis still going "
+                           "can beat the n-th best ended one at any length up to the cap; 'early' once K have "
+                           "ended and none going beats the K-th best at its present length (Hugging Face's "
+                           "default: faster, may miss a longer, better hypothesis). Neither depends on nbest",
+                           choices=("exact", "early"))
     max_len_a: float = option(1.5, "output length cap: a * source length + b", min=0)
     max_len_b: int = option(10, "output length cap: a * source length + b", min=1)
     min_len: int = option(1, "minimum output length in pieces (EOS is forbidden before it; 1: no empty output)", min=0)

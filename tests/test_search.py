@@ -72,16 +72,18 @@ def test_improbable_beams_that_end_early_do_not_close_the_search():
         assert best.score == pytest.approx(math.log(0.97 * 0.99 * 0.99) / length_penalty(4, alpha))
 
 
-def test_the_1best_does_not_depend_on_nbest():
+@pytest.mark.parametrize("stopping", ["exact", "early"])
+def test_the_1best_does_not_depend_on_nbest(stopping):
     """A ends at once (log 0.54 / lp(2) = -0.528); the B-chain (p = 0.4, 12 pieces) ends later but
-    better (log 0.4 / lp(12) = -0.323). Judged at its present length, the chain looks worse than A
-    until it ends: nbest 1 then stopped at A, while nbest 2, waiting for a second hypothesis, found
-    the chain. Bounded by its score over the length penalty at the cap (20), it goes on either way."""
+    better (log 0.4 / lp(12) = -0.323). Judged at its present length against the n-th best ended,
+    the chain looks worse than A until it ends: nbest 1 then stopped at A, while nbest 2, waiting for
+    a second hypothesis, found the chain. Bounded by its score over the length penalty at the cap
+    (20, 'exact'), or judged against the K-th best ended ('early'), it goes on either way."""
     X, chain = 6, list(range(7, 17))
     table = {BOS: {A: 0.6, B_: 0.4}, A: {EOS: 0.9, X: 0.1}, X: {EOS: 1.0}}
     for prev, tok in zip([B_] + chain, chain + [EOS]):
         table[prev] = {tok: 1.0}
-    opts = DecodeConfig(beam_size=2, length_penalty=1.0, max_len_a=0.0, max_len_b=20)
+    opts = DecodeConfig(beam_size=2, length_penalty=1.0, max_len_a=0.0, max_len_b=20, stopping=stopping)
     for nbest in (1, 2):
         best = decode(TableModel(table, vocab=17), opts, nbest=nbest)[0][0]
         assert best.tokens == [B_] + chain and best.finished, nbest

@@ -3,8 +3,9 @@
 `select_candidates` is the pure selection step; `beam_search` is the bookkeeping around it:
 EOS candidates are set aside as finished hypotheses, finished sentences leave the active batch,
 and the decoder state follows the surviving beams through `state.select`. A sentence's search
-ends when no hypothesis still going can end better than its n-th best ended one (`_done`: a true
-bound, so the 1-best is the same whatever `nbest`), or at its length cap.
+ends at its length cap or when `_done` says so: by default once no hypothesis still going can end
+better than its n-th best ended one (a true bound); with `stopping: early`, by Hugging Face's
+faster rule. Under either, the 1-best is the same whatever `nbest`.
 """
 
 from __future__ import annotations
@@ -44,21 +45,22 @@ def select_candidates(log_probs: torch.Tensor, scores: torch.Tensor, count: int)
     return top_scores, tokens, beams
 
 
-def _done(nth_best, cand_scores, cand_tokens, penalty_at_cap) -> torch.Tensor:
-    """(b,) sentences whose search is over: no hypothesis still going can end better than the n-th
-    best ended one (`nth_best` (b,), normalised), whatever length it ends at.
+def _done(worst_kept, cand_scores, cand_tokens, penalty) -> torch.Tensor:
+    """(b,) sentences whose search is over: no hypothesis still going beats `worst_kept` (b,), the
+    worst of the ended hypotheses the rule keeps, once its score is divided by `penalty` (b,).
 
-    A going hypothesis's score s only decreases as it grows (log-probabilities are <= 0), and the
-    length penalty only grows with the length, so s / the penalty at its length cap (`penalty_at_cap`
-    (b,)) bounds
-    every score it can end with (Hugging Face's early_stopping="never"); with alpha 0 the bound is
-    s itself. Judged at its present length instead (Hugging Face's default), a hypothesis that would
-    still win by growing is dropped, and the 1-best would depend on nbest: a smaller n-th best stops
-    sooner. A true bound stops a sentence only once its n best can no longer change, so the 1-best
-    is the same for every nbest. (fairseq's rule, stop once K hypotheses ended, is not a bound.)
+    'exact' keeps the n best ended and divides by the length penalty at the cap: a going
+    hypothesis's score s only decreases as it grows (log-probabilities are <= 0) and the penalty only
+    grows with the length, so s / the penalty at its cap bounds every score it can end with (Hugging
+    Face's early_stopping="never"; with alpha 0 the bound is s itself). The search stops only once
+    its n best can no longer change, so the 1-best is the same for every nbest.
+    'early' keeps the K best ended (-inf until K have ended) and divides by the penalty at the
+    present length (Hugging Face's default): not a bound, but a rule of K alone, so the 1-best does
+    not depend on nbest either. Judged against the n-th best at the present length, as this search
+    once did, it would: a smaller n-th best stops sooner.
     """
     going = cand_scores.masked_fill(cand_tokens == EOS, float("-inf")).max(1).values  # (b,)
-    return nth_best >= going / penalty_at_cap
+    return worst_kept >= going / penalty
 
 
 def _ending(scores, tokens, last_chance):
@@ -107,7 +109,9 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
     sentence = torch.arange(B, device=device)  # original index of each active sentence
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     n_finished = torch.zeros(B, dtype=torch.long, device=device)
-    top_finished = torch.full((B, min(nbest, K)), float("-inf"), device=device)  # best normalised finished scores
+    exact = opts.stopping == "exact"
+    # The best normalised scores of ended hypotheses, as many as the stopping rule compares with (_done).
+    top_finished = torch.full((B, min(nbest, K) if exact else K), float("-inf"), device=device)
     for t in range(max(host_caps)):
         out = model.step(tokens, state, enc)
         last = t + 1 >= caps[sentence]  # (b,) at the cap: only EOS may follow
@@ -124,7 +128,8 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
         n_finished.index_add_(0, sentence, ended.sum(1))
         ended_scores = ended_raw / length_penalty(t + 1, opts.length_penalty)
         top_finished[sentence] = torch.cat([top_finished[sentence], ended_scores], 1).topk(top_finished.size(1), 1).values
-        done = _done(top_finished[sentence, -1], cand_scores, cand_tokens, penalty_at_cap[sentence]) | last
+        penalty = penalty_at_cap[sentence] if exact else length_penalty(t + 1, opts.length_penalty)
+        done = _done(top_finished[sentence, -1], cand_scores, cand_tokens, penalty) | last
         any_ended, all_done, any_done = torch.stack([ended.any(), done.all(), done.any()]).tolist()
         if any_ended:
             _set_aside(finished, ended, sentence, flat_beams[:, :K], ended_raw, history, attn_history,
