@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import logging
@@ -11,7 +12,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from nmt.cli_flags import add_config_flags, config_from_flags
 from nmt.cli_io import open_input, open_output, read_chunks
+from nmt.config import DecodeConfig
 from nmt.errors import NmtError
 
 
@@ -134,18 +137,8 @@ def translate_main(argv=None) -> int:
                         "several: decode with their ensemble (mean of their log-probabilities per step)")
     parser.add_argument("-i", "--input", help="input file, one sentence per line (default: stdin)")
     parser.add_argument("-o", "--output", help="output file (default: stdout)")
-    parser.add_argument("--beam-size", type=int, help="beam size, 1 = greedy (default: the checkpoint's)")
-    parser.add_argument("--length-penalty", type=float, help="GNMT length penalty alpha (0 = none)")
-    parser.add_argument("--batch-size", type=int, help="sentences per batch (default: the checkpoint's)")
     parser.add_argument("--nbest", type=int, default=1, help="output N hypotheses (or N samples with --sampling) "
                         "per line (TSV: index, score, text)")
-    parser.add_argument("--sampling", action="store_true", help="draw each token at random instead of searching")
-    parser.add_argument("--temperature", type=float, help="sampling: divide log-probabilities by T (default 1)")
-    parser.add_argument("--top-k", type=int, help="sampling: only the K most probable tokens (default 0 = all)")
-    parser.add_argument("--top-p", type=float, help="sampling: only the most probable tokens whose mass reaches P "
-                        "(nucleus; default 1 = all)")
-    parser.add_argument("--seed", type=int, help="sampling: random seed; the same seed gives the same output "
-                        "(default: the checkpoint's decode.seed)")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="plain text or JSON lines")
     parser.add_argument("--attention", action="store_true", help="include attention weights in JSON output")
     parser.add_argument("--plot-attention", metavar="DIR", help="write one attention heatmap PNG per line")
@@ -155,11 +148,12 @@ def translate_main(argv=None) -> int:
     parser.add_argument("--bad-bytes", choices=("error", "replace"), default="error",
                         help="on invalid UTF-8 input: stop with the line number, or replace and warn")
     parser.add_argument("--chunk-size", type=int, default=2000, help="lines read and translated at a time")
+    add_config_flags(parser, DecodeConfig, with_defaults=False, title="decoding (absent: the checkpoint's decode settings)")
     args = parser.parse_args(argv)
-    for flag in ("nbest", "chunk_size", "beam_size", "batch_size"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise NmtError(f"--{flag.replace('_', '-')}: must be at least 1, got {value}")
+    for flag in ("nbest", "chunk_size"):
+        if getattr(args, flag) < 1:
+            raise NmtError(f"--{flag.replace('_', '-')}: must be at least 1, got {getattr(args, flag)}")
+    config_from_flags(args, DecodeConfig)  # refuse a bad value before loading the model
     _check_decoding_flags(args)
     _quiet_libraries()
     from nmt.translate import Translator
@@ -168,14 +162,12 @@ def translate_main(argv=None) -> int:
     plots = Path(args.plot_attention) if args.plot_attention else None
     if plots:
         plots.mkdir(parents=True, exist_ok=True)
-    beam = args.beam_size or max(args.nbest, translator.cfg.decode.beam_size)
+    decoding = {f.name: getattr(args, f.name) for f in dataclasses.fields(DecodeConfig)}
+    decoding["beam_size"] = args.beam_size or max(args.nbest, translator.cfg.decode.beam_size)
     with open_input(args.input) as stream, open_output(args.output) as out:
         for first, lines in read_chunks(stream, args.input or "stdin", args.bad_bytes, args.chunk_size):
             found = translator.translate_hyps(lines, nbest=args.nbest, first_line=first,
-                                              return_attention=bool(plots or args.attention), beam_size=beam,
-                                              length_penalty=args.length_penalty, batch_size=args.batch_size,
-                                              seed=args.seed, sampling=args.sampling or None,
-                                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+                                              return_attention=bool(plots or args.attention), **decoding)
             # One batched detokenization per chunk: a call per line costs more than the decoding.
             texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))
             for offset, (line, hyps) in enumerate(zip(lines, found)):
@@ -190,12 +182,6 @@ def _check_decoding_flags(args) -> None:
     for flag in ("temperature", "top_k", "top_p"):
         if getattr(args, flag) is not None and not args.sampling:
             raise NmtError(f"--{flag.replace('_', '-')} applies to sampling; add --sampling")
-    if args.temperature is not None and args.temperature <= 0:
-        raise NmtError(f"--temperature: must be above 0, got {args.temperature}")
-    if args.top_k is not None and args.top_k < 0:
-        raise NmtError(f"--top-k: must be 0 (all) or more, got {args.top_k}")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise NmtError(f"--top-p: must be in (0, 1], got {args.top_p}")
     if not args.sampling and args.beam_size is not None and args.nbest > args.beam_size:
         raise NmtError(f"--nbest {args.nbest} needs --beam-size of at least {args.nbest}")
 

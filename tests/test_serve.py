@@ -189,7 +189,7 @@ def test_command_line_errors_are_one_line_and_exit_2(reverse_run):
     out = run_cli("nmt-serve", run, str(reverse_run[0] / "no-such-run"))
     assert out.returncode == 2 and "no-such-run" in out.stderr and "Traceback" not in out.stderr
     out = run_cli("nmt-serve", run, "--batch-sentences", "0")
-    assert out.returncode == 2 and out.stderr.strip() == "error: --batch-sentences: must be at least 1, got 0"
+    assert out.returncode == 2 and out.stderr.strip() == "error: --batch-sentences: 0 is below the minimum 1"
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 
 from nmt.cli import _quiet_libraries, user_errors
+from nmt.cli_flags import add_config_flags, config_from_flags
 from nmt.config import ServeConfig
 from nmt.errors import NmtError
 
@@ -26,26 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
                         help="run directory (its best checkpoint) or checkpoint directory; several make an "
                              "ensemble (the mean of their log-probabilities; they must share the tokenizer)")
-    for f in dataclasses.fields(ServeConfig):
-        flag, text = "--" + f.name.replace("_", "-"), f.metadata["help"]
-        if f.type == "bool" and f.default:
-            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
-                                help=f"turn off: {text}")
-        elif f.type == "bool":
-            parser.add_argument(flag, action="store_true", help=text)
-        else:
-            kind = {"int": int, "float": float, "str": str}[f.type]
-            parser.add_argument(flag, type=kind, default=f.default, choices=f.metadata["choices"] or None, help=text)
+    add_config_flags(parser, ServeConfig, with_defaults=True, title="serving")
     return parser
-
-
-def _settings(args: argparse.Namespace) -> ServeConfig:
-    cfg = ServeConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServeConfig)})
-    for f in dataclasses.fields(cfg):
-        low = f.metadata["min"]
-        if low is not None and getattr(cfg, f.name) < low:
-            raise NmtError(f"--{f.name.replace('_', '-')}: must be at least {low}, got {getattr(cfg, f.name)}")
-    return cfg
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -90,7 +73,7 @@ def model_info(translator, paths: list[str], cfg: ServeConfig) -> dict:
 @user_errors
 def serve_main(argv=None) -> int:
     args = _parser().parse_intermixed_args(argv)  # RUN_DIRs may come after options
-    cfg = _settings(args)
+    cfg = config_from_flags(args, ServeConfig)
     try:
         from nmt.serve.app import create_app
         from nmt.serve.guard import load_api_key

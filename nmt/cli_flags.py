@@ -1,0 +1,47 @@
+"""Command-line flags generated from a config dataclass, checked by the config's own rules.
+
+`nmt-serve` takes every field of ServeConfig as a flag with its default; `nmt-translate` takes every
+field of DecodeConfig with no default of its own (absent: the checkpoint's value). Either way the
+values go through `typed_yaml.build`, the check a recipe and `Translator.options` go through, and
+an error names the flag the user typed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from nmt.errors import NmtError
+from nmt.typed_yaml import build
+
+KINDS = {"int": int, "float": float, "str": str}
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls, with_defaults: bool, title: str) -> None:
+    """One flag per field of `cls`, with its help and choices, under `title`. `with_defaults`: absent
+    flags take the field's default; otherwise they stay None (the caller's base values apply)."""
+    group = parser.add_argument_group(title)
+    for f in dataclasses.fields(cls):
+        text, default = f.metadata["help"], f.default if with_defaults else None
+        if f.type == "bool" and f.default and with_defaults:
+            group.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                               help=f"turn off: {text}")
+        elif f.type == "bool":
+            group.add_argument(flag_name(f.name), action="store_const", const=True, default=default, help=text)
+        else:
+            group.add_argument(flag_name(f.name), type=KINDS[f.type], default=default,
+                               choices=f.metadata["choices"] or None, help=text)
+
+
+def config_from_flags(args: argparse.Namespace, cls, base: dict | None = None):
+    """A checked `cls` from the flags given in `args` over `base` (a dict of its fields)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
+    try:
+        return build(cls, {**(base or {}), **given}, "")
+    except NmtError as err:
+        key, _, rest = str(err).partition(":")
+        raise NmtError(f"{flag_name(key)}:{rest}" if key in given else str(err)) from None
