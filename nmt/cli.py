@@ -106,12 +106,10 @@ def prepare_main(argv=None) -> int:
 def _format(translator, index: int, line: str, hyps: list, texts: list[str], args) -> str:
     """The output line(s) for one input line (its hypotheses and their detokenized texts)."""
     if args.format == "json":
-        width = len(translator.source_pieces(line)) if args.attention else 0  # not the batch's padded width
-        items = [{"text": t, "score": round(h.score, 4), "finished": h.finished,
-                  "tokens": translator.tokenizer.tgt_pieces(h.tokens),
-                  **({"attention": h.attention[:, :width].tolist()}
-                     if args.attention and h.attention is not None else {})}
-                 for t, h in zip(texts, hyps)]
+        from nmt.translate import hypothesis_record
+
+        columns = len(translator.source_pieces(line)) if args.attention else None
+        items = [hypothesis_record(translator.tokenizer, h, t, columns) for t, h in zip(texts, hyps)]
         record = {"line": index, **items[0]} if args.nbest == 1 else {"line": index, "nbest": items}
         return json.dumps(record, ensure_ascii=False) + "\n"
     if args.nbest > 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -63,6 +64,18 @@ def autocast(device: torch.device, dtype: str):
         log.warning("bf16 on a CPU without bf16 matrix instructions (avx512_bf16, amx_bf16): every product "
                     "takes a slow path, about 4x slower than fp32 here; --dtype int8 is the fast one")
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[dtype])
+
+
+def hypothesis_record(tokenizer, hyp: Hypothesis, text: str, columns: int | None = None) -> dict:
+    """A hypothesis as JSON fields, the same in nmt-translate's JSON lines and nmt-serve's answers:
+    text, score (null where not finite: strict JSON has no -Infinity), finished, target pieces and,
+    with `columns` (the source pieces the model read), its attention rows cut to them: columns
+    past them are the batch's padding, and a record must not depend on the batch."""
+    record = {"text": text, "score": round(hyp.score, 4) if math.isfinite(hyp.score) else None,
+              "finished": hyp.finished, "tokens": tokenizer.tgt_pieces(hyp.tokens)}
+    if columns is not None:
+        record["attention"] = [] if hyp.attention is None else hyp.attention[:, :columns].tolist()
+    return record
 
 
 class Translator:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from nmt.serve.schema import RequestError, Settings
+from nmt.translate import hypothesis_record
 
 # Why a budget: one legal request (100 sentences, nbest 16, attention) once made an answer of 123 MB.
 
@@ -47,15 +48,6 @@ def check_budget(translator, lines: list[str], settings: Settings, max_attention
                                 f"pieces); this server sends at most {max_attention} per request")
 
 
-def _hypothesis(translator, hyp, text: str, columns: int, attention: bool) -> dict:
-    item = {"text": text, "score": round(hyp.score, 4), "finished": hyp.finished,
-            "tokens": translator.tokenizer.tgt_pieces(hyp.tokens)}
-    if attention:
-        # Columns past the source are its batch's padding: the answer must not depend on the batch.
-        item["attention"] = [] if hyp.attention is None else hyp.attention[:, :columns].tolist()
-    return item
-
-
 def translate_records(translator, batch_size: int, lines: list[str], settings: Settings) -> list[dict]:
     """One `Translation` record per line (plain dicts: the answer is built off the event loop)."""
     found = translator.translate_hyps(lines, nbest=settings.nbest, return_attention=settings.attention,
@@ -64,7 +56,8 @@ def translate_records(translator, batch_size: int, lines: list[str], settings: S
     texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))
     records = []
     for (source, truncated), hyps in zip(source_pieces(translator, lines), found):
-        items = [_hypothesis(translator, hyp, next(texts), len(source), settings.attention) for hyp in hyps]
+        columns = len(source) if settings.attention else None
+        items = [hypothesis_record(translator.tokenizer, hyp, next(texts), columns) for hyp in hyps]
         if settings.nbest > 1:  # the best one's weights are in nbest[0]; never sent twice
             top = {k: v for k, v in items[0].items() if k != "attention"}
             records.append({**top, "source_tokens": source, "truncated": truncated, "nbest": items})

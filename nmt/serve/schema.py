@@ -26,7 +26,8 @@ class TranslateRequest(BaseModel):
 
 class Hypothesis(BaseModel):
     text: str = Field(description="detokenized translation")
-    score: float = Field(description="sum of token log-probabilities (beam: divided by the length penalty)")
+    score: float | None = Field(description="sum of token log-probabilities (beam: divided by the length "
+                                "penalty); null where not finite (the model gave no finite probability)")
     finished: bool = Field(description="ended with </s> (false: stopped at the length cap)")
     tokens: list[str] = Field(description="target pieces, </s> excluded")
     attention: list[list[float]] | None = Field(
