@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from nmt.checkpoint import load_checkpoint, read_config, resolve, write_files
+from nmt.checkpoint import check_same_tensors, load_checkpoint, read_config, resolve, write_files
 from nmt.errors import NmtError
 
 # Model settings that shape training only: checkpoints that differ in them compute the same function.
@@ -46,16 +46,10 @@ def run_checkpoints(run_dir: str | Path, last: int) -> list[Path]:
 def _check_same_model(first, other, first_path: Path, path: Path) -> None:
     """Refuse `other` (model, tokenizer, cfg) unless it is the same model as `first`, naming what differs."""
     (model0, tok0, cfg0), (model, tok, cfg) = first, other
-    ref, state = model0.state_dict(), model.state_dict()
-    for name, tensor in ref.items():
-        if name not in state:
-            raise NmtError(f"{path}: no tensor {name} ({first_path} has it); cannot average different architectures")
-        if state[name].shape != tensor.shape:
-            raise NmtError(f"{path}: {name} has shape {tuple(state[name].shape)}, {first_path}'s has "
-                           f"{tuple(tensor.shape)}; cannot average different architectures")
-    extra = sorted(set(state) - set(ref))
-    if extra:
-        raise NmtError(f"{path}: tensor {extra[0]} is not in {first_path}; cannot average different architectures")
+    try:
+        check_same_tensors(model.state_dict(), model0.state_dict(), path, f"{first_path} has")
+    except NmtError as err:
+        raise NmtError(f"{err}; cannot average different architectures") from None
     for field in dataclasses.fields(cfg0.model):  # e.g. tie_embeddings: the same tensors, another model
         a, b = getattr(cfg0.model, field.name), getattr(cfg.model, field.name)
         if a != b and field.name not in TRAINING_ONLY:

@@ -161,19 +161,25 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
             state = upgrade(f.metadata() or {}, {name: f.get_tensor(name) for name in f.keys()}, expected)
     except (SafetensorError, OSError) as err:
         raise NmtError(f"{path}: not a readable safetensors file ({err})") from None
+    check_same_tensors(state, expected, path, "the model expects")
+    model.load_state_dict(state, strict=False)
+
+
+def check_same_tensors(state: dict, expected: dict, path: Path, whose: str) -> None:
+    """Refuse `state` (the tensors of `path`) unless it holds `expected`'s names and shapes, naming the
+    first that differs (`whose` says what `expected` is: "the model expects", "run/best has").
+    A tensor may be missing where it is tied to one present (safetensors keeps one name per storage)."""
     for name, tensor in expected.items():
         if name not in state:
-            # save_model stores one name per shared tensor; its twins are filled by tying.
             if any(tensor.data_ptr() == t.data_ptr() for n, t in expected.items() if n in state):
                 continue
-            raise NmtError(f"{path}: no tensor {name}; the checkpoint is of another architecture")
+            raise NmtError(f"{path}: no tensor {name} ({whose} it); the checkpoint is of another architecture")
         if tuple(state[name].shape) != tuple(tensor.shape):
-            raise NmtError(f"{path}: {name} has shape {tuple(state[name].shape)}, the model expects "
+            raise NmtError(f"{path}: {name} has shape {tuple(state[name].shape)}, {whose} "
                            f"{tuple(tensor.shape)} (another architecture or vocabulary)")
     extra = set(state) - set(expected)
     if extra:
         raise NmtError(f"{path}: unexpected tensor {sorted(extra)[0]}; the checkpoint is of another architecture")
-    model.load_state_dict(state, strict=False)
 
 
 _OLD_RNN = re.compile(r"decoder\.rnn\.(weight|bias)_(ih|hh)_l(\d+)$")
