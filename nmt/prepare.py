@@ -9,7 +9,7 @@ Every later run, `--resume`, and the runs that share data and tokenizer settings
 GRU runs of a recipe) map the same files. Nothing holds a corpus in memory: SentencePiece
 trains on a sample of `tokenizer.max_sentences` lines drawn while the files stream past, and
 `data.num_proc` processes tokenise block by block (`encode.py`). Filter settings are applied when a
-split is loaded (`data.filter_pairs`), so changing them needs no new entry.
+split is loaded (`batching.filter_pairs`), so changing them needs no new entry.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from nmt import cache, data
+from nmt import batching, cache, data
 from nmt.config import Config, TokenizerConfig
 from nmt.encode import write_tokenized
 from nmt.errors import NmtError
@@ -194,7 +194,7 @@ def prepare(cfg: Config, run_dir: Path | None = None, may_build: bool = True, re
         tokenizer = _tokenizer(work, train_key, run_dir if resume else None)
         train = _split(work, "train", d.train, d.train_limit, train_key, tokenizer, keep_text=False)
         valid = _split(work, "valid", d.valid, d.valid_limit, valid_key, tokenizer, keep_text=True)
-    rows, counts = data.filter_pairs(train, d.max_len, d.max_ratio)
+    rows, counts = batching.filter_pairs(train, d.max_len, d.max_ratio)
     if run_dir and not resume and may_build and len(rows):  # the main process; the others map the cache's
         # A copy for the run (its checkpoints carry it), once its data is ready: a run that fails on its
         # data (no pair left included) leaves its directory as it was, for the corrected command.

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from nmt.data import Batch, collate
+from nmt.batching import Batch, collate
 from nmt.tokenizer import PAD
 
 

@@ -140,7 +140,7 @@ class Tokenizer:
         return [ids + [EOS] for ids in self.src.encode(lines)]
 
     def encode_tgt(self, lines: list[str]) -> list[list[int]]:
-        """Target pieces without BOS/EOS; `data.collate` adds them for decoder input and output."""
+        """Target pieces without BOS/EOS; `batching.collate` adds them for decoder input and output."""
         return self.tgt.encode(lines)
 
     def src_pieces(self, line: str) -> list[str]:

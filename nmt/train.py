@@ -22,7 +22,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
-from nmt import data
+from nmt import batching
 from nmt.config import Config, save_config
 from nmt.errors import NmtError
 from nmt.evaluate import evaluate_checkpoint, score
@@ -64,10 +64,10 @@ def validate(model, valid_ds, tokenizer: Tokenizer, cfg: Config, accelerator: Ac
     total, tokens = torch.zeros(2, device=accelerator.device).unbind(0)
     with accelerator.split_between_processes(list(range(len(valid_ds)))) as mine:
         share = valid_ds.select(mine)
-        loader, _ = data.make_loader(share, max_tokens, 0, shuffle=False)
+        loader, _ = batching.make_loader(share, max_tokens, 0, shuffle=False)
         with accelerator.autocast():
             for batch in loader:
-                batch = data.Batch(*(t.to(accelerator.device) for t in batch))
+                batch = batching.Batch(*(t.to(accelerator.device) for t in batch))
                 logits = model(batch.src, batch.src_lengths, batch.tgt_in)
                 total = total + token_loss_sum(logits, batch.tgt_out, 0.0)
                 tokens = tokens + (batch.tgt_out != PAD).sum()
@@ -119,7 +119,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     check_free_space(run_dir, count_parameters(model), cfg.train.keep_last)
     optimizer = build_optimizer(cfg.train, model.parameters())
     scheduler = build_scheduler(cfg.train, optimizer)  # stepped by us: one step per update
-    loader, sampler = data.make_loader(ready.train, share, cfg.train.seed, shuffle=True, rows=ready.train_rows)
+    loader, sampler = batching.make_loader(ready.train, share, cfg.train.seed, shuffle=True, rows=ready.train_rows)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     run = Run(cfg, run_dir, accelerator, model, optimizer, scheduler, tokenizer,
               MetricsLog(accelerator, run_dir / "metrics.jsonl"), ready.train_key)
@@ -159,7 +159,7 @@ def _tear_down(accelerator: Accelerator) -> None:
     accelerator.end_training()
 
 
-def _update(run: Run, group: list[data.Batch], progress: Progress, stop: StopSignal, bad: int):
+def _update(run: Run, group: list[batching.Batch], progress: Progress, stop: StopSignal, bad: int):
     """One update with its bookkeeping; returns (outcome, consecutive skipped updates)."""
     tc = run.cfg.train
     outcome = update(run.model, run.optimizer, run.accelerator, group, tc.label_smoothing, tc.clip_norm,

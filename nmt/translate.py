@@ -12,7 +12,7 @@ import torch
 
 from nmt.checkpoint import load_checkpoint
 from nmt.config import DecodeConfig
-from nmt.data import pad
+from nmt.batching import pad
 from nmt.ensemble import Ensemble, check_vocabularies
 from nmt.errors import NmtError
 from nmt.precision import AUTOCAST_DTYPES, cpu_lacks_bf16, set_precision_policy

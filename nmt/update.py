@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 
 from nmt.config import TrainConfig
-from nmt.data import Batch
+from nmt.batching import Batch
 from nmt.errors import NmtError
 from nmt.tokenizer import PAD
 

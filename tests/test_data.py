@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import write_lines
-from nmt import data
+from nmt import batching, data
 from nmt.config import DataConfig, TokenizerConfig
 from nmt.encode import write_tokenized
 from nmt.errors import NmtError
@@ -128,7 +128,7 @@ def test_filtering_drops_and_counts_training_pairs(tmp_path):
     tgt = ["A dog.", "Empty source.", "long", "A.", ""]
     ds = tokenized(Pairs(src, tgt), tok, tmp_path)
     assert ds["src_ids"] == tok.encode_src(src) and ds["tgt_ids"] == tok.encode_tgt(tgt)
-    rows, counts = data.filter_pairs(ds, max_len=50, max_ratio=3.0)
+    rows, counts = batching.filter_pairs(ds, max_len=50, max_ratio=3.0)
     assert counts == {"kept": 1, "empty": 2, "too_long": 1, "bad_ratio": 1}
     assert ds.select(rows)["src"] == ["Ein Hund."]
 
@@ -159,7 +159,7 @@ def test_token_batches_respect_the_budget_and_are_deterministic():
     rng = np.random.default_rng(0)
     tgt = rng.integers(1, 40, size=3000)
     src = tgt + rng.integers(0, 5, size=3000)
-    batches = [b.tolist() for b in data.token_batches(src, tgt, max_tokens=500, seed=1, epoch=0)]
+    batches = [b.tolist() for b in batching.token_batches(src, tgt, max_tokens=500, seed=1, epoch=0)]
     assert sorted(i for b in batches for i in b) == list(range(3000))
     for b in batches:
         assert max(tgt[i] + 1 for i in b) * len(b) <= 500
@@ -167,9 +167,9 @@ def test_token_batches_respect_the_budget_and_are_deterministic():
     padded = sum(max(tgt[i] + 1 for i in b) * len(b) for b in batches)
     assert padded / real < 1.1  # length bucketing keeps padding low
     assert batches == greedy_batches(src, tgt, 500, seed=1, epoch=0)
-    assert batches != [b.tolist() for b in data.token_batches(src, tgt, 500, seed=1, epoch=1)]
+    assert batches != [b.tolist() for b in batching.token_batches(src, tgt, 500, seed=1, epoch=1)]
     for max_tokens in (1, 30, 41, 2000):  # a row wider than the budget, and budgets around the widths
-        assert [b.tolist() for b in data.token_batches(src, tgt, max_tokens, 3, 0)] == greedy_batches(
+        assert [b.tolist() for b in batching.token_batches(src, tgt, max_tokens, 3, 0)] == greedy_batches(
             src, tgt, max_tokens, 3, 0)
 
 
@@ -177,19 +177,19 @@ def test_the_sampler_batches_only_the_given_rows(tmp_path):
     tok = Tokenizer.train(SRC, TGT, TokenizerConfig(vocab_size=60), tmp_path)
     ds = tokenized(Pairs(SRC, TGT), tok, tmp_path)
     rows = np.arange(0, len(SRC), 3)
-    loader, sampler = data.make_loader(ds, max_tokens=60, seed=0, shuffle=True, rows=rows)
+    loader, sampler = batching.make_loader(ds, max_tokens=60, seed=0, shuffle=True, rows=rows)
     seen = [i for b in sampler for i in b]
     assert sorted(seen) == rows.tolist()
-    src, tgt = data.lengths(ds)
+    src, tgt = batching.lengths(ds)
     assert [b.tolist() for b in sampler.batches()] == [
-        rows[b].tolist() for b in data.token_batches(src[rows], tgt[rows], 60, 0, 0)]
+        rows[b].tolist() for b in batching.token_batches(src[rows], tgt[rows], 60, 0, 0)]
     batch = next(iter(loader))
     first = sampler.batches()[0]
     assert batch.src_lengths.tolist() == src[first].tolist()
 
 
 def test_collate_builds_decoder_input_and_output():
-    batch = data.collate([{"src_ids": [5, 6, EOS], "tgt_ids": [7, 8]}, {"src_ids": [9, EOS], "tgt_ids": [4]}])
+    batch = batching.collate([{"src_ids": [5, 6, EOS], "tgt_ids": [7, 8]}, {"src_ids": [9, EOS], "tgt_ids": [4]}])
     assert batch.src.tolist() == [[5, 6, EOS], [9, EOS, PAD]]
     assert batch.src_lengths.tolist() == [3, 2]
     assert batch.tgt_in.tolist() == [[BOS, 7, 8], [BOS, 4, PAD]]

@@ -11,7 +11,7 @@ from conftest import run_cli
 from nmt import Translator
 from nmt.checkpoint import load_checkpoint, resolve
 from nmt.config import DecodeConfig
-from nmt.data import pad
+from nmt.batching import pad
 from nmt.ensemble import Ensemble
 from nmt.inference import InferenceModel
 from nmt.search import beam_search, greedy_search, log_probs

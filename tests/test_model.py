@@ -5,7 +5,7 @@ import torch
 
 from nmt.attention import BahdanauAttention
 from nmt.config import ModelConfig
-from nmt.data import pad
+from nmt.batching import pad
 from nmt.encoder import Encoder
 from nmt.inference import InferenceModel
 from nmt.model import Seq2Seq

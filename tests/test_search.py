@@ -7,7 +7,7 @@ import torch
 
 from nmt.checkpoint import load_checkpoint
 from nmt.config import DecodeConfig
-from nmt.data import pad
+from nmt.batching import pad
 from nmt.decoder import DecoderState, StepOutput
 from nmt.encoder import EncoderOutput
 from nmt.search import beam_search, greedy_search, length_penalty, sample, select_candidates

@@ -8,7 +8,7 @@ from accelerate import Accelerator
 
 from conftest import HostSyncs
 from nmt.config import Config, ModelConfig, TrainConfig
-from nmt.data import collate
+from nmt.batching import collate
 from nmt.errors import NmtError
 from nmt.model import Seq2Seq
 from nmt.optim import build_optimizer, build_scheduler

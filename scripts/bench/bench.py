@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from common import clock, nmt_code
-from nmt import data
+from nmt import batching, data
 from nmt.config import Config, load_config
 from nmt.errors import NmtError
 from nmt.model import Seq2Seq, count_parameters
@@ -49,9 +49,9 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def training_batches(cfg: Config, ready: Prepared, count: int) -> list[data.Batch]:
+def training_batches(cfg: Config, ready: Prepared, count: int) -> list[batching.Batch]:
     """The first `count` batches of the first epoch, exactly as training (one process) sees them."""
-    loader, _ = data.make_loader(ready.train, cfg.train.max_tokens, cfg.train.seed, shuffle=True,
+    loader, _ = batching.make_loader(ready.train, cfg.train.max_tokens, cfg.train.seed, shuffle=True,
                                  rows=ready.train_rows)
     batches = []
     for batch in loader:
@@ -61,14 +61,14 @@ def training_batches(cfg: Config, ready: Prepared, count: int) -> list[data.Batc
     return (batches * (count // len(batches) + 1))[:count]  # a small corpus: go round again
 
 
-def rates(seconds: float, batches: list[data.Batch]) -> dict:
+def rates(seconds: float, batches: list[batching.Batch]) -> dict:
     tgt = sum(int((b.tgt_out != PAD).sum()) for b in batches)
     src = sum(int(b.src_lengths.sum()) for b in batches)
     return {"seconds": round(seconds, 2), "tgt_tokens_per_s": round(tgt / seconds, 1),
             "src_tgt_tokens_per_s": round((src + tgt) / seconds, 1)}
 
 
-def interleaved(steps: dict, batches: list[data.Batch], device: torch.device) -> dict:
+def interleaved(steps: dict, batches: list[batching.Batch], device: torch.device) -> dict:
     """Seconds per step function over `batches`, taking turns batch by batch, so that a change in the
     machine's speed during the run (this 2-core VM drifts by up to 25%) weighs on all of them alike."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -102,7 +102,7 @@ def training_step(cfg: Config, tokenizer: Tokenizer, device: torch.device):
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(cfg) == torch.float16)
 
     def step(batch):
-        batch = data.Batch(*(t.to(device) for t in batch))
+        batch = batching.Batch(*(t.to(device) for t in batch))
         with autocast(cfg, device):
             logits = model(batch.src, batch.src_lengths, batch.tgt_in)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt_out.flatten(), ignore_index=PAD,
@@ -132,7 +132,7 @@ class Floor(torch.nn.Module):
         self.out = torch.nn.Linear(m.decoder_hidden_size, tgt_vocab)
         self.context = 2 * m.hidden_size
 
-    def forward(self, batch: data.Batch) -> torch.Tensor:
+    def forward(self, batch: batching.Batch) -> torch.Tensor:
         memory, _ = self.encoder(self.src_embed(batch.src))
         emb = self.tgt_embed(batch.tgt_in)
         context = memory.mean(1, keepdim=True).expand(-1, emb.size(1), -1)
@@ -146,7 +146,7 @@ def floor_step(cfg: Config, tokenizer: Tokenizer, device: torch.device):
     floor = Floor(cfg, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size).to(device)
 
     def step(batch):
-        batch = data.Batch(*(t.to(device) for t in batch))
+        batch = batching.Batch(*(t.to(device) for t in batch))
         with autocast(cfg, device):
             loss = floor(batch)
         loss.backward()

@@ -172,7 +172,7 @@ def ours_batches(out: Path, data: Path) -> PeerRows:
     import numpy as np
 
     from nmt.config import load_config
-    from nmt.data import lengths, token_batches
+    from nmt.batching import lengths, token_batches
     from nmt.prepare import prepare
 
     cfg = load_config(RECIPE, [f"data.dir={data}"])
