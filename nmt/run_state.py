@@ -1,14 +1,12 @@
-"""What a training run carries between updates and across a restart: progress counters,
-checkpoints for --resume, the metrics log and stop signals. `train.py` holds the loop.
+"""What a training run carries between updates and across a restart: progress counters and early
+stopping, checkpoints for --resume with every process's random state. `train.py` holds the loop;
+its log is nmt/train_log.py's, its stop signals nmt/stop_signal.py's.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from accelerate.utils import gather_object
 from nmt import checkpoint
 from nmt.config import Config
 from nmt.errors import NmtError
+from nmt.train_log import MetricsLog
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     tokenizer: Tokenizer
-    metrics: "MetricsLog"
+    metrics: MetricsLog
     data_key: str = ""  # the prepared training split's cache key, saved for --resume to compare
 
 
@@ -118,64 +117,3 @@ def set_rng_state(saved: dict, rank: int, processes: int) -> None:
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
-
-
-class MetricsLog:
-    """Appends JSON lines to RUN_DIR/metrics.jsonl (main process) and forwards to Accelerate's trackers."""
-
-    def __init__(self, accelerator: Accelerator, path: Path):
-        self.accelerator, self.path = accelerator, path
-
-    def __call__(self, step: int, **values) -> None:
-        if self.accelerator.is_main_process:
-            with self.path.open("a") as f:
-                f.write(json.dumps({"step": step, **values}) + "\n")
-        self.accelerator.log(values, step=step)
-
-
-class StopSignal:
-    """SIGINT/SIGTERM ask training to stop after the current update, with a checkpoint (pre-emption).
-
-    `received` is this process's own signal; `agreed` is set on every process at the same update, from
-    the flag that `nmt.update.update` all-reduces, and only it may end the loop (a process that left on
-    its own signal would leave the others waiting in the next all-reduce).
-    """
-
-    def __init__(self):
-        self.received, self.agreed = None, None
-        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def _handle(self, signum, frame):
-        self.received = signal.Signals(signum).name
-
-    def restore(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-class Window:
-    """Training loss and throughput since the last log line. The sums stay on the device; `flush`
-    (every train.log_every updates, on every process together) reads them once."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.sums, self.start = torch.zeros(3, dtype=torch.float64, device=device), time.perf_counter()
-
-    def add(self, loss_sum: torch.Tensor, tokens: torch.Tensor, skipped: bool) -> None:
-        """loss_sum: this process's; tokens: the update's, all processes. A skipped update's loss is NaN
-        or meaningless and counts only in the throughput."""
-        counted = torch.zeros((), dtype=torch.float64, device=self.device) if skipped else loss_sum.double()
-        self.sums += torch.stack([counted, tokens.double() * (not skipped), tokens.double()])
-
-    def flush(self, accelerator: Accelerator, progress: Progress, lr: float) -> dict:
-        sums = self.sums
-        if accelerator.num_processes > 1:  # the loss sums are per process; the token counts already global
-            sums = torch.cat([accelerator.reduce(sums[:1].clone(), reduction="sum"), sums[1:]])
-        loss, loss_tokens, all_tokens = sums.tolist()
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        values = {"epoch": progress.epoch, "train_loss": round(loss / max(1.0, loss_tokens), 4), "lr": lr,
-                  "tgt_tokens_per_s": round(all_tokens / elapsed, 1), "skipped_updates": progress.skipped}
-        if accelerator.scaler is not None:
-            values["loss_scale"] = accelerator.scaler.get_scale()
-        self.__init__(self.device)
-        return values

@@ -27,12 +27,14 @@ from nmt.config import Config, save_config
 from nmt.errors import NmtError
 from nmt.evaluate import evaluate_checkpoint, score
 from nmt.model import Seq2Seq, count_parameters
-from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
 from nmt.optim import build_optimizer, build_scheduler
+from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
 from nmt.prepare import Prepared, prepare
 from nmt.run_checks import check_free_space, check_resume, check_resume_data, check_run_dir
-from nmt.run_state import MetricsLog, Progress, Run, StopSignal, Window, observe_validation, restore, save
+from nmt.run_state import Progress, Run, observe_validation, restore, save
+from nmt.stop_signal import StopSignal
 from nmt.tokenizer import PAD, Tokenizer
+from nmt.train_log import MetricsLog, Window
 from nmt.translate import decode_ids
 from nmt.update import micro_batch_tokens, token_loss_sum, update, update_groups
 

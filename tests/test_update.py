@@ -12,7 +12,9 @@ from nmt.batching import collate
 from nmt.errors import NmtError
 from nmt.model import Seq2Seq
 from nmt.optim import build_optimizer, build_scheduler
-from nmt.run_state import Progress, Run, StopSignal, Window
+from nmt.run_state import Progress, Run
+from nmt.stop_signal import StopSignal
+from nmt.train_log import Window
 from nmt.train import _update
 from nmt.update import accumulate_gradients
 
