@@ -46,9 +46,8 @@ class Seq2Seq(nn.Module):
 def init_weights(model: nn.Module, scheme: str, scale: float) -> None:
     """Initialise every weight of `model` by `scheme` (ModelConfig.init), then the recurrence and padding.
 
-    `uniform` (every weight in ±scale, OpenNMT-py's default `param_init`) trains faster than `xavier`:
-    on the JoeyNMT-sized Multi30k recipe, one epoch gave validation perplexity 18.0 against 22.4 and
-    greedy BLEU 19.0 against 14.9 (docs/benchmarks.md, "Initialisation"). Both schemes then make the
+    `uniform` (every weight in ±scale, OpenNMT-py's default `param_init`) trains faster than `xavier`
+    (measured in docs/benchmarks.md, "Initialisation"). Both schemes then make the
     recurrent matrices orthogonal per gate, which keeps a plain tanh RNN's recurrence from exploding
     at the start, and give an LSTM's forget gate a bias of 1.
     """

@@ -1,18 +1,24 @@
 """What a training run refuses before it changes anything: a run directory it would mix with another
 run's files, a disk too small for its checkpoints, and --resume settings or data that would make
-the resumed run other than the one it continues (checked after cleaning up killed saves)."""
+the resumed run other than the one it continues (checked after cleaning up killed saves); and at
+the end of a distributed run, that its processes hold the same weights."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 from pathlib import Path
+
+from accelerate.utils import gather_object
 
 from nmt import checkpoint
 from nmt.config import Config, TokenizerConfig
 from nmt.errors import NmtError
 from nmt.tokenizer import JOINT_FILE, SRC_FILE, SRC_VOCAB, TGT_FILE, TGT_VOCAB
+
+log = logging.getLogger(__name__)
 
 # What `nmt-train` writes into a run directory. A new run finding any of them would train with or
 # beside another run's files (its tokenizer, above all), while config.yaml shows the new settings.
@@ -90,3 +96,15 @@ def check_resume_data(run_dir: Path, train_key: str) -> None:
     if saved and saved != train_key:  # none: saved before checkpoints recorded it
         raise NmtError("data.train: the training files changed since the run started, so the epoch's batches "
                        "would change under the position saved in it; restore them or start a new run")
+
+
+def check_replicas(accelerator, model, metrics, step: int) -> None:
+    """Several processes must end with the same weights (DDP keeps its replicas in step); a run whose
+    replicas drifted apart says so in its log and metrics rather than saving one of them silently."""
+    if accelerator.num_processes == 1:
+        return
+    params = accelerator.unwrap_model(model).parameters()
+    sums = gather_object([sum(p.detach().double().sum().item() for p in params)])
+    metrics(step, replicas_identical=len(set(sums)) == 1)
+    if len(set(sums)) > 1:
+        log.error("the processes ended with different weights (sums %s): the saved model is rank 0's", sums)

@@ -30,7 +30,7 @@ from nmt.model import Seq2Seq, count_parameters
 from nmt.optim import build_optimizer, build_scheduler
 from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
 from nmt.prepare import Prepared, prepare
-from nmt.run_checks import check_free_space, check_resume, check_resume_data, check_run_dir
+from nmt.run_checks import check_free_space, check_replicas, check_resume, check_resume_data, check_run_dir
 from nmt.run_state import Progress, Run, observe_validation, restore, save
 from nmt.stop_signal import StopSignal
 from nmt.tokenizer import PAD, Tokenizer
@@ -139,9 +139,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
                   f"  {launcher} {run_dir / 'config.yaml'} --run-dir {run_dir} --resume", file=sys.stderr)
         results = {"stopped": stop.agreed, "step": progress.step}
     else:
-        # One number per process: replicas that drifted apart under DDP would show different sums.
-        checksum = sum(p.detach().double().sum().item() for p in accelerator.unwrap_model(model).parameters())
-        run.metrics(progress.step, weights_checksum_per_process=gather_object([checksum]))
+        check_replicas(run.accelerator, model, run.metrics, progress.step)
         if accelerator.is_main_process:
             if cfg.data.test:
                 results["test"] = evaluate_checkpoint(run_dir, cfg.data.test, accelerator.device, hyp_dir=run_dir)
