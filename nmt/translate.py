@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from nmt.alignment import hard_alignment, pharaoh
 from nmt.checkpoint import load_checkpoint
 from nmt.config import DecodeConfig
 from nmt.batching import pad
@@ -80,15 +81,19 @@ def autocast(device: torch.device, dtype: str):
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[dtype])
 
 
-def hypothesis_record(tokenizer, hyp: Hypothesis, text: str, columns: int | None = None) -> dict:
+def hypothesis_record(tokenizer, hyp: Hypothesis, text: str, columns: int | None = None,
+                      source: list[str] | None = None) -> dict:
     """A hypothesis as JSON fields, the same in nmt-translate's JSON lines and nmt-serve's answers:
     text, score (null where not finite: strict JSON has no -Infinity), finished, target pieces and,
     with `columns` (the source pieces the model read), its attention rows cut to them: columns
-    past them are the batch's padding, and a record must not depend on the batch."""
+    past them are the batch's padding, and a record must not depend on the batch. With `source`
+    (those pieces, </s> included), its word alignment in Pharaoh format (nmt/alignment.py)."""
     record = {"text": text, "score": round(hyp.score, 4) if math.isfinite(hyp.score) else None,
               "finished": hyp.finished, "tokens": tokenizer.tgt_pieces(hyp.tokens)}
     if columns is not None:
         record["attention"] = [] if hyp.attention is None else hyp.attention[:, :columns].tolist()
+    if source is not None:
+        record["alignment"] = pharaoh(hard_alignment(hyp.attention, source, record["tokens"]))
     return record
 
 

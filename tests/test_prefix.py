@@ -113,3 +113,19 @@ def test_each_line_decodes_as_it_would_alone(translator, settings):
 def test_prefixes_must_match_the_lines(translator):
     with pytest.raises(NmtError, match="prefixes: 1 given for 2 lines"):
         translator.translate(["w1", "w2"], prefixes=["v1"])
+
+
+def test_cli_prefix_file(reverse_run, tmp_path):
+    root, _, _ = reverse_run
+    src = write_lines(tmp_path / "in.txt", LINES)
+    prefix_file = write_lines(tmp_path / "prefix.txt", PREFIXES)
+    done = run_cli("nmt-translate", str(root / "run"), "-i", str(src), "--prefix-file", str(prefix_file),
+                   "--device", "cpu", "--chunk-size", "3")  # the prefix file's chunks line up with the input's
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == Translator.load(root / "run", device="cpu").translate(LINES, prefixes=PREFIXES)
+    short = write_lines(tmp_path / "short.txt", PREFIXES[:3])
+    for flag, given in ((short, 3), (write_lines(tmp_path / "long.txt", PREFIXES + ["v1"]), 5)):
+        failed = run_cli("nmt-translate", str(root / "run"), "-i", str(src), "--prefix-file", str(flag), "--device", "cpu")
+        assert failed.returncode == 2
+        assert failed.stderr.strip() == (f"error: --prefix-file {flag}: {given} lines but the input has 4; "
+                                         "give one prefix per input line (an empty line for none)")
