@@ -70,3 +70,25 @@ def test_cli_writes_alignments_as_a_column_and_in_json(reverse_run, tmp_path):
     records = [json.loads(row) for row in js.stdout.splitlines()]
     assert records[0]["nbest"][0]["alignment"] == rows[0][1]
     assert "attention" not in records[0]["nbest"][0]  # alignments do not bring the weights along
+
+
+def test_nmt_serve_sends_alignments_without_the_weights(reverse_run, served):
+    from conftest import call
+    from nmt.serve.answer import attention_size
+    from nmt.serve.schema import Sentence, Settings
+
+    root, _, _ = reverse_run
+    cli = run_cli("nmt-translate", str(root / "run"), "--format", "json", "--alignments", "--nbest", "2",
+                  "--beam-size", "2", stdin="\n".join(LINES) + "\n")
+    assert cli.returncode == 0, cli.stderr
+    want = [json.loads(line)["nbest"] for line in cli.stdout.splitlines()]
+    status, answer = call(served.url + "/translate", {"text": LINES, "nbest": 2, "beam_size": 2, "alignments": True})
+    assert status == 200
+    for got, ref in zip(answer["translations"], want):
+        assert [h["alignment"] for h in got["nbest"]] == [h["alignment"] for h in ref]
+        assert got["alignment"] == got["nbest"][0]["alignment"]
+        assert all("attention" not in h for h in [got, *got["nbest"]])
+    # Alignments need the weights on the worker but send none: the attention budget does not count them.
+    translator = Translator.load(root / "run", device="cpu")
+    aligned = Settings(beam_size=2, nbest=2, length_penalty=None, attention=False, alignments=True)
+    assert attention_size(translator, [Sentence(line) for line in LINES], aligned) == 0

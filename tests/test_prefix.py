@@ -129,3 +129,36 @@ def test_cli_prefix_file(reverse_run, tmp_path):
         assert failed.returncode == 2
         assert failed.stderr.strip() == (f"error: --prefix-file {flag}: {given} lines but the input has 4; "
                                          "give one prefix per input line (an empty line for none)")
+
+
+PREFIX_REFUSED = [
+    ({"text": ["w1", "w2"], "prefix": ["v1"]}, "prefix: 1 given for 2 sentences; give one per sentence"),
+    ({"text": ["w1", "w2"], "prefix": "v1"}, 'prefix: expected a list of 2 strings, as text is, got "v1"'),
+    ({"text": "w1", "prefix": ["v1"]}, 'prefix: expected a string, as text is one, got ["v1"]'),
+    ({"text": ["w1"], "prefix": [3]}, "prefix[0]: expected a string, got 3"),
+]
+
+
+def test_nmt_serve_takes_a_prefix_per_sentence(served, translator):
+    pytest.importorskip("fastapi")
+    from conftest import call
+
+    status, answer = call(served.url + "/translate", {"text": LINES, "prefix": PREFIXES, "beam_size": 3})
+    assert status == 200
+    assert [t["text"] for t in answer["translations"]] == translator.translate(LINES, prefixes=PREFIXES, beam_size=3)
+    status, answer = call(served.url + "/translate", {"text": LINES[0], "prefix": "v9 v8"})
+    assert status == 200 and answer["translations"][0]["text"].startswith("v9 v8")
+    for body, message in PREFIX_REFUSED:
+        status, answer = call(served.url + "/translate", body)
+        assert (status, answer["detail"][:len(message)]) == (400, message)
+
+
+def test_the_attention_budget_counts_a_long_prefix(translator):
+    pytest.importorskip("fastapi")
+    from nmt.serve.answer import attention_size
+    from nmt.serve.schema import Sentence, Settings
+
+    settings = Settings(beam_size=1, nbest=1, length_penalty=None, attention=True, alignments=False)
+    plain = attention_size(translator, [Sentence("w1 w2")], settings)
+    long_prefix = attention_size(translator, [Sentence("w1 w2", " ".join(["v1"] * 50))], settings)
+    assert long_prefix > plain
