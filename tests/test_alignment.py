@@ -59,7 +59,8 @@ def test_reverse_copy_aligns_on_the_anti_diagonal(reverse_run):
 def test_cli_writes_alignments_as_a_column_and_in_json(reverse_run, tmp_path):
     root, _, _ = reverse_run
     src = write_lines(tmp_path / "in.txt", [*LINES[:2], ""])
-    text = run_cli("nmt-translate", str(root / "run"), "-i", str(src), "--alignments", "--beam-size", "2", "--device", "cpu")
+    text = run_cli("nmt-translate", str(root / "run"), "-i", str(src), "--alignments", "--beam-size", "2",
+                   "--device", "cpu")
     assert text.returncode == 0, text.stderr
     rows = [row.split("\t") for row in text.stdout.splitlines()]
     assert [len(row) for row in rows] == [2, 2, 2] and rows[2] == ["", ""]

@@ -125,7 +125,8 @@ def test_cli_prefix_file(reverse_run, tmp_path):
     assert done.stdout.splitlines() == Translator.load(root / "run", device="cpu").translate(LINES, prefixes=PREFIXES)
     short = write_lines(tmp_path / "short.txt", PREFIXES[:3])
     for flag, given in ((short, 3), (write_lines(tmp_path / "long.txt", PREFIXES + ["v1"]), 5)):
-        failed = run_cli("nmt-translate", str(root / "run"), "-i", str(src), "--prefix-file", str(flag), "--device", "cpu")
+        failed = run_cli("nmt-translate", str(root / "run"), "-i", str(src), "--prefix-file", str(flag),
+                         "--device", "cpu")
         assert failed.returncode == 2
         assert failed.stderr.strip() == (f"error: --prefix-file {flag}: {given} lines but the input has 4; "
                                          "give one prefix per input line (an empty line for none)")

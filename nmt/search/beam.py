@@ -124,7 +124,8 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
         per_sentence = scores.size(1)  # 1 at step 0, then K
         forced = forced_at(prefix, t)  # (B,) or None
         forced = None if forced is None else forced[sentence, None]  # (b, 1): one per sentence
-        step_scores = log_probs(out.logits.view(len(sentence), per_sentence, -1), t, opts, at_cap, forced)  # (b, 1 or K, V)
+        logits = out.logits.view(len(sentence), per_sentence, -1)
+        step_scores = log_probs(logits, t, opts, at_cap, forced)  # (b, 1 or K, V)
         cand_scores, cand_tokens, cand_beams = select_candidates(step_scores, scores, 2 * K)
         flat_beams = cand_beams + (torch.arange(len(sentence), device=device) * per_sentence)[:, None]  # (b, 2K)
         if return_attention:

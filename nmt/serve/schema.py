@@ -136,11 +136,13 @@ def _prefixes(request: TranslateRequest, count: int) -> list[str]:
     if given is None:
         return [""] * count
     if isinstance(request.text, str) != isinstance(given, str):
-        shape = "a string, as text is one" if isinstance(request.text, str) else f"a list of {count} strings, as text is"
+        one = isinstance(request.text, str)
+        shape = "a string, as text is one" if one else f"a list of {count} strings, as text is"
         raise RequestError(400, f"prefix: expected {shape}, got {_describe(given)}")
     prefixes = [given] if isinstance(given, str) else given
     if len(prefixes) != count:
-        raise RequestError(400, f"prefix: {len(prefixes)} given for {count} sentences; give one per sentence (\"\" for none)")
+        raise RequestError(400, f"prefix: {len(prefixes)} given for {count} sentences; "
+                                "give one per sentence (\"\" for none)")
     if (problem := _unencodable(prefixes, "prefix")) is not None:
         raise RequestError(400, problem)
     return prefixes
