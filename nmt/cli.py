@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -13,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from nmt.cli_flags import add_config_flags, config_from_flags
-from nmt.cli_io import open_input, open_output, read_chunks
+from nmt.cli_io import open_input, open_output, read_chunks, with_prefixes
 from nmt.config import DecodeConfig
 from nmt.errors import NmtError
 
@@ -105,13 +106,20 @@ def prepare_main(argv=None) -> int:
 
 def _format(translator, index: int, line: str, hyps: list, texts: list[str], args) -> str:
     """The output line(s) for one input line (its hypotheses and their detokenized texts)."""
+    source = translator.source_pieces(line) if args.attention or args.alignments else None
     if args.format == "json":
         from nmt.translate import hypothesis_record
 
-        columns = len(translator.source_pieces(line)) if args.attention else None
-        items = [hypothesis_record(translator.tokenizer, h, t, columns) for t, h in zip(texts, hyps)]
+        columns = len(source) if args.attention else None
+        aligned = source if args.alignments else None
+        items = [hypothesis_record(translator.tokenizer, h, t, columns, aligned) for t, h in zip(texts, hyps)]
         record = {"line": index, **items[0]} if args.nbest == 1 else {"line": index, "nbest": items}
         return json.dumps(record, ensure_ascii=False) + "\n"
+    if args.alignments:  # one more tab-separated column after the translation
+        from nmt.alignment import hard_alignment, pharaoh
+
+        texts = [f"{t}\t{pharaoh(hard_alignment(h.attention, source, translator.tokenizer.tgt_pieces(h.tokens)))}"
+                 for t, h in zip(texts, hyps)]
     if args.nbest > 1:
         return "".join(f"{index}\t{h.score:.4f}\t{t}\n" for t, h in zip(texts, hyps))
     return texts[0] + "\n"
@@ -140,6 +148,10 @@ def translate_main(argv=None) -> int:
     parser.add_argument("--format", choices=("text", "json"), default="text", help="plain text or JSON lines")
     parser.add_argument("--attention", action="store_true", help="include attention weights in JSON output")
     parser.add_argument("--plot-attention", metavar="DIR", help="write one attention heatmap PNG per line")
+    parser.add_argument("--alignments", action="store_true", help="add each translation's word alignment "
+                        "(Pharaoh 'src-tgt' pairs from the attention): a tab-separated column, or JSON's 'alignment'")
+    parser.add_argument("--prefix-file", metavar="FILE", help="target-side prefixes, one per input line (an empty "
+                        "line for none): each translation starts with its prefix, forced through the decoder")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--dtype", choices=("fp32", "int8", "bf16", "fp16"), default="fp32",
                         help="inference precision: int8 = 8-bit weights on the CPU; bf16/fp16 = autocast")
@@ -162,10 +174,12 @@ def translate_main(argv=None) -> int:
         plots.mkdir(parents=True, exist_ok=True)
     decoding = {f.name: getattr(args, f.name) for f in dataclasses.fields(DecodeConfig)}
     decoding["beam_size"] = args.beam_size or max(args.nbest, translator.cfg.decode.beam_size)
-    with open_input(args.input) as stream, open_output(args.output) as out:
-        for first, lines in read_chunks(stream, args.input or "stdin", args.bad_bytes, args.chunk_size):
-            found = translator.translate_hyps(lines, nbest=args.nbest, first_line=first,
-                                              return_attention=bool(plots or args.attention), **decoding)
+    wants_attention = bool(plots or args.attention or args.alignments)
+    with open_input(args.input) as stream, open_output(args.output) as out, \
+            (open_input(args.prefix_file) if args.prefix_file else contextlib.nullcontext()) as prefix_stream:
+        for first, lines, prefixes in _chunks(stream, prefix_stream, args):
+            found = translator.translate_hyps(lines, nbest=args.nbest, first_line=first, prefixes=prefixes,
+                                              return_attention=wants_attention, **decoding)
             # One batched detokenization per chunk: a call per line costs more than the decoding.
             texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))
             for offset, (line, hyps) in enumerate(zip(lines, found)):
@@ -174,6 +188,15 @@ def translate_main(argv=None) -> int:
                     _plot(translator, first - 1 + offset, line, hyps[0], plots)
             out.flush()
     return 0
+
+
+def _chunks(stream, prefix_stream, args):
+    """(first line number, lines, their prefixes or None) per chunk of the input."""
+    chunks = read_chunks(stream, args.input or "stdin", args.bad_bytes, args.chunk_size)
+    if prefix_stream is None:
+        return ((first, lines, None) for first, lines in chunks)
+    prefix_chunks = read_chunks(prefix_stream, args.prefix_file, args.bad_bytes, args.chunk_size)
+    return with_prefixes(chunks, prefix_chunks, f"--prefix-file {args.prefix_file}")
 
 
 def _check_decoding_flags(args) -> None:

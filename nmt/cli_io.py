@@ -33,6 +33,28 @@ def read_chunks(stream, name: str, on_bad_bytes: str, size: int):
         yield first, chunk
 
 
+def with_prefixes(chunks, prefix_chunks, name: str):
+    """Yield (first line number, lines, prefixes): the input's chunks beside a prefix file's, read
+    with the same chunk size so that they line up; NmtError naming `name` when their line counts differ.
+
+    A mismatch is found at the first chunk where the counts differ (at the latest, the end): lines
+    translated before it are already written (with -o, to PATH.partial only)."""
+    lines_seen = 0
+    for first, lines in chunks:
+        _, prefixes = next(prefix_chunks, (first, []))
+        lines_seen = first - 1 + len(lines)
+        if len(prefixes) != len(lines):
+            total_lines = lines_seen + sum(len(rest) for _, rest in chunks)
+            total_prefixes = first - 1 + len(prefixes) + sum(len(rest) for _, rest in prefix_chunks)
+            raise NmtError(f"{name}: {total_prefixes} lines but the input has {total_lines}; "
+                           "give one prefix per input line (an empty line for none)")
+        yield first, lines, prefixes
+    extra = sum(len(rest) for _, rest in prefix_chunks)
+    if extra:
+        raise NmtError(f"{name}: {lines_seen + extra} lines but the input has {lines_seen}; "
+                       "give one prefix per input line (an empty line for none)")
+
+
 def open_input(path: str | None):
     if not path:
         return contextlib.nullcontext(sys.stdin.buffer)

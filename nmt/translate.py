@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from nmt.alignment import hard_alignment, pharaoh
 from nmt.checkpoint import load_checkpoint
 from nmt.config import DecodeConfig
 from nmt.batching import pad
@@ -18,29 +19,43 @@ from nmt.errors import NmtError
 from nmt.precision import AUTOCAST_DTYPES, cpu_lacks_bf16, set_precision_policy
 from nmt.inference import InferenceModel
 from nmt.score import PairScore, score_ids
-from nmt.search import Hypothesis, beam_search, greedy_search, sample
+from nmt.search import FREE, Hypothesis, beam_search, greedy_search, sample
 from nmt.tokenizer import EOS
 from nmt.typed_yaml import build
 
 log = logging.getLogger("nmt.translate")
 
 
+def pad_prefixes(prefixes: list[list[int]], device: torch.device) -> torch.Tensor | None:
+    """Target prefixes (token ids) -> (B, P) padded with FREE, or None where no sentence has one."""
+    width = max((len(p) for p in prefixes), default=0)
+    if width == 0:
+        return None
+    out = torch.full((len(prefixes), width), FREE, dtype=torch.long)
+    for row, ids in enumerate(prefixes):
+        out[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out.to(device)
+
+
 def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torch.device,
-               nbest: int = 1, return_attention: bool = False) -> list[list[Hypothesis]]:
+               nbest: int = 1, return_attention: bool = False,
+               prefix_ids: list[list[int]] | None = None) -> list[list[Hypothesis]]:
     """N-best lists (or `nbest` samples with opts.sampling) for tokenised sources, decoded in
-    batches of similar length, in input order."""
+    batches of similar length, in input order; each continues its target prefix in `prefix_ids`
+    (token ids, [] for none) if given."""
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
     for start in range(0, len(order), opts.batch_size):
         chunk = order[start:start + opts.batch_size]
         src = pad([src_ids[i] for i in chunk]).to(device)
         lengths = torch.tensor([len(src_ids[i]) for i in chunk], device=device)
+        prefix = pad_prefixes([prefix_ids[i] for i in chunk], device) if prefix_ids else None
         if opts.sampling:
-            found = sample(model, src, lengths, opts, nbest, return_attention)
+            found = sample(model, src, lengths, opts, nbest, return_attention, prefix)
         elif opts.beam_size == 1 and nbest == 1:
-            found = [[h] for h in greedy_search(model, src, lengths, opts, return_attention)]
+            found = [[h] for h in greedy_search(model, src, lengths, opts, return_attention, prefix)]
         else:
-            found = beam_search(model, src, lengths, opts, nbest, return_attention)
+            found = beam_search(model, src, lengths, opts, nbest, return_attention, prefix)
         for i, hyps in zip(chunk, found):
             results[i] = hyps
     return results
@@ -66,15 +81,19 @@ def autocast(device: torch.device, dtype: str):
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[dtype])
 
 
-def hypothesis_record(tokenizer, hyp: Hypothesis, text: str, columns: int | None = None) -> dict:
+def hypothesis_record(tokenizer, hyp: Hypothesis, text: str, columns: int | None = None,
+                      source: list[str] | None = None) -> dict:
     """A hypothesis as JSON fields, the same in nmt-translate's JSON lines and nmt-serve's answers:
     text, score (null where not finite: strict JSON has no -Infinity), finished, target pieces and,
     with `columns` (the source pieces the model read), its attention rows cut to them: columns
-    past them are the batch's padding, and a record must not depend on the batch."""
+    past them are the batch's padding, and a record must not depend on the batch. With `source`
+    (those pieces, </s> included), its word alignment in Pharaoh format (nmt/alignment.py)."""
     record = {"text": text, "score": round(hyp.score, 4) if math.isfinite(hyp.score) else None,
               "finished": hyp.finished, "tokens": tokenizer.tgt_pieces(hyp.tokens)}
     if columns is not None:
         record["attention"] = [] if hyp.attention is None else hyp.attention[:, :columns].tolist()
+    if source is not None:
+        record["alignment"] = pharaoh(hard_alignment(hyp.attention, source, record["tokens"]))
     return record
 
 
@@ -146,23 +165,31 @@ class Translator:
         return pieces if len(pieces) <= limit else pieces[:limit - 1] + ["</s>"]
 
     def translate_hyps(self, lines: list[str], nbest: int = 1, return_attention: bool = False,
-                       first_line: int = 1, **overrides) -> list[list[Hypothesis]]:
+                       first_line: int = 1, prefixes: list[str] | None = None, **overrides) -> list[list[Hypothesis]]:
         """N-best hypotheses (or samples) per line; an empty line gets one empty hypothesis without
         decoding. A line's samples depend on decode.seed and the line, not on the others
-        (nmt/search/sampling.py)."""
+        (nmt/search/sampling.py).
+
+        `prefixes`: one target-side text per line ("" or None: none). Its pieces are forced through
+        the decoder, then the search continues: each hypothesis starts with them and its score
+        includes their log-probability (nmt/search/common.py)."""
         opts = self.options(**overrides)
+        if prefixes is not None and len(prefixes) != len(lines):
+            raise NmtError(f"prefixes: {len(prefixes)} given for {len(lines)} lines; give one per line (\"\" for none)")
         todo = [i for i, line in enumerate(lines) if line.strip()]
         ids = self.encode([lines[i] for i in todo], [first_line + i for i in todo])
+        prefix_ids = self.tokenizer.encode_tgt([prefixes[i] or "" for i in todo]) if prefixes else None
         with torch.inference_mode(), autocast(self.device, self.dtype):
-            found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention)
+            found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention, prefix_ids)
         results = [[Hypothesis([], 0.0, True, None)] for _ in lines]
         for i, hyps in zip(todo, found):
             results[i] = hyps
         return results
 
-    def translate(self, lines: list[str], **overrides) -> list[str]:
-        """Detokenized translations, one per input line, in input order."""
-        hyps = self.translate_hyps(lines, **overrides)
+    def translate(self, lines: list[str], prefixes: list[str] | None = None, **overrides) -> list[str]:
+        """Detokenized translations, one per input line, in input order (each starting with its
+        prefix in `prefixes`, if given: see translate_hyps)."""
+        hyps = self.translate_hyps(lines, prefixes=prefixes, **overrides)
         return self.tokenizer.decode([h[0].tokens for h in hyps])
 
     def score(self, src_lines: list[str], tgt_lines: list[str], batch_size: int | None = None,

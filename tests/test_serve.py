@@ -119,7 +119,7 @@ def test_health_info_and_openapi(served, translator):
     post = schema["paths"]["/translate"]["post"]
     assert {"200", "400", "413", "503", "504"} <= set(post["responses"])
     assert set(post["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {
-        "text", "beam_size", "nbest", "length_penalty", "attention"}
+        "text", "beam_size", "nbest", "length_penalty", "attention", "alignments", "prefix"}
 
 
 def test_32_clients_share_batches_and_get_their_own_answers_in_order(reverse_run, served, translator):

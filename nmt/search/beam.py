@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from nmt.config import DecodeConfig
-from nmt.search.common import Hypothesis, log_probs, max_lengths
+from nmt.search.common import Hypothesis, forced_at, log_probs, max_lengths, prefix_caps
 from nmt.tokenizer import BOS, EOS
 
 
@@ -85,16 +85,20 @@ def _carry_on(scores, tokens, beams, K: int):
 
 @torch.inference_mode()
 def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: DecodeConfig,
-                nbest: int = 1, return_attention: bool = False) -> list[list[Hypothesis]]:
-    """Up to `nbest` hypotheses per sentence, best score (length-normalised log-probability) first.
+                nbest: int = 1, return_attention: bool = False,
+                prefix: torch.Tensor | None = None) -> list[list[Hypothesis]]:
+    """Up to `nbest` hypotheses per sentence, best score (length-normalised log-probability) first,
+    each continuing the sentence's `prefix` (B, P) if given.
 
     At its length cap a hypothesis can only end (EOS is forced, as in fairseq), so every hypothesis
     is scored alike, EOS term included. The host reads the device a few times per step (which
     candidates ended and which sentences are done, then the ended rows in one copy), never once
-    per hypothesis: on a GPU each read waits for the queue.
+    per hypothesis: on a GPU each read waits for the queue. While a sentence's prefix is forced, one
+    candidate per hypothesis is finite: the sentence keeps a single live hypothesis (the others score
+    -inf and never end), as at step 0, and its beams fill once its prefix ends.
     """
     B, K, device = src.size(0), opts.beam_size, src.device
-    caps = max_lengths(src_lengths, opts.max_len_a, opts.max_len_b)  # (B,)
+    caps = prefix_caps(max_lengths(src_lengths, opts.max_len_a, opts.max_len_b), prefix)  # (B,)
     host_caps = caps.tolist()
     first_cap = min(host_caps)
     penalty_at_cap = length_penalty(caps, opts.length_penalty)  # (B,) the largest a hypothesis can meet
@@ -118,7 +122,10 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
         # Before the first cap of the batch no row can be at its cap: skip two passes over (b, K, V).
         at_cap = last[:, None] if t + 1 >= first_cap else None
         per_sentence = scores.size(1)  # 1 at step 0, then K
-        step_scores = log_probs(out.logits.view(len(sentence), per_sentence, -1), t, opts, at_cap)  # (b, 1 or K, V)
+        forced = forced_at(prefix, t)  # (B,) or None
+        forced = None if forced is None else forced[sentence, None]  # (b, 1): one per sentence
+        logits = out.logits.view(len(sentence), per_sentence, -1)
+        step_scores = log_probs(logits, t, opts, at_cap, forced)  # (b, 1 or K, V)
         cand_scores, cand_tokens, cand_beams = select_candidates(step_scores, scores, 2 * K)
         flat_beams = cand_beams + (torch.arange(len(sentence), device=device) * per_sentence)[:, None]  # (b, 2K)
         if return_attention:

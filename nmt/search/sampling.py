@@ -29,7 +29,7 @@ import torch
 
 from nmt.config import DecodeConfig
 from nmt.errors import NmtError
-from nmt.search.common import Hypothesis, max_lengths, one_path_each
+from nmt.search.common import Hypothesis, max_lengths, one_path_each, prefix_caps
 
 
 def truncate(log_probs: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -77,17 +77,19 @@ def inverse_cdf(log_probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def sample(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: DecodeConfig, n: int = 1,
-           return_attention: bool = False) -> list[list[Hypothesis]]:
-    """`n` samples per sentence, each drawn independently, best score first. Uses opts' length
-    cap, min_len, temperature, top_k, top_p and seed; the B*n samples advance together as one batch."""
+           return_attention: bool = False, prefix: torch.Tensor | None = None) -> list[list[Hypothesis]]:
+    """`n` samples per sentence, each drawn independently, best score first, each continuing the
+    sentence's `prefix` (B, P) if given. Uses opts' length cap, min_len, temperature, top_k, top_p
+    and seed; the B*n samples advance together as one batch."""
     B = src.size(0)
     rows = torch.arange(B, device=src.device).repeat_interleave(n)  # (B*n,) sentence of each sample
-    sentence_caps = max_lengths(src_lengths, opts.max_len_a, opts.max_len_b)  # (B,)
+    sentence_caps = prefix_caps(max_lengths(src_lengths, opts.max_len_a, opts.max_len_b), prefix)  # (B,)
     uniforms = row_uniforms(opts.seed, src, src_lengths, sentence_caps, n).to(src.device)  # (B*n, max cap)
     enc = model.encode(src, src_lengths).select(rows)
 
     def draw(lp: torch.Tensor, t: int) -> torch.Tensor:  # (B*n, V) -> (B*n,)
         return inverse_cdf(truncate(lp, opts.temperature, opts.top_k, opts.top_p), uniforms[:, t])
 
-    hyps = one_path_each(model, enc, sentence_caps[rows], opts, draw, return_attention)
+    hyps = one_path_each(model, enc, sentence_caps[rows], opts, draw, return_attention,
+                         None if prefix is None else prefix[rows])
     return [sorted(hyps[b * n:(b + 1) * n], key=lambda h: -h.score) for b in range(B)]

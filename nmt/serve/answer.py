@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from nmt.serve.schema import RequestError, Settings
+from nmt.serve.schema import RequestError, Sentence, Settings
 from nmt.translate import hypothesis_record
 
 # Why a budget: one legal request (100 sentences, nbest 16, attention) once made an answer of 123 MB.
@@ -26,38 +26,45 @@ def source_pieces(translator, lines: list[str]) -> list[tuple[list[str], bool]]:
     return found
 
 
-def attention_size(translator, lines: list[str], settings: Settings) -> int:
+def attention_size(translator, sentences: list[Sentence], settings: Settings) -> int:
     """An upper bound on the attention weights of an answer: per hypothesis, rows (the output length
-    cap, EOS included) x columns (source pieces the model reads)."""
+    cap, EOS included, raised to fit a prefix as the search raises it) x columns (source pieces the
+    model reads). Alignments need the weights on the worker but send none: they count nothing."""
     if not settings.attention:
         return 0
     opts = translator.cfg.decode
+    prefix_lengths = [len(ids) for ids in translator.tokenizer.encode_tgt([s.prefix for s in sentences])]
     total = 0
-    for pieces, _ in source_pieces(translator, lines):
+    for (pieces, _), prefix_length in zip(source_pieces(translator, [s.text for s in sentences]), prefix_lengths):
         columns = len(pieces)
         if columns:
-            total += settings.nbest * (int(columns * opts.max_len_a) + opts.max_len_b) * columns
+            rows = max(int(columns * opts.max_len_a) + opts.max_len_b, prefix_length + 1)
+            total += settings.nbest * rows * columns
     return total
 
 
-def check_budget(translator, lines: list[str], settings: Settings, max_attention: int) -> None:
+def check_budget(translator, sentences: list[Sentence], settings: Settings, max_attention: int) -> None:
     """RequestError 413 when the answer's attention could exceed `max_attention` weights."""
-    size = attention_size(translator, lines, settings)
+    size = attention_size(translator, sentences, settings)
     if size > max_attention:
         raise RequestError(413, f"attention of up to {size} weights (sentences x nbest x output cap x source "
                                 f"pieces); this server sends at most {max_attention} per request")
 
 
-def translate_records(translator, batch_size: int, lines: list[str], settings: Settings) -> list[dict]:
-    """One `Translation` record per line (plain dicts: the answer is built off the event loop)."""
-    found = translator.translate_hyps(lines, nbest=settings.nbest, return_attention=settings.attention,
+def translate_records(translator, batch_size: int, sentences: list[Sentence], settings: Settings) -> list[dict]:
+    """One `Translation` record per sentence (plain dicts: the answer is built off the event loop)."""
+    lines = [s.text for s in sentences]
+    prefixes = [s.prefix for s in sentences] if any(s.prefix for s in sentences) else None
+    found = translator.translate_hyps(lines, nbest=settings.nbest, prefixes=prefixes,
+                                      return_attention=settings.attention or settings.alignments,
                                       beam_size=settings.beam_size, length_penalty=settings.length_penalty,
                                       batch_size=batch_size)
     texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))
     records = []
     for (source, truncated), hyps in zip(source_pieces(translator, lines), found):
         columns = len(source) if settings.attention else None
-        items = [hypothesis_record(translator.tokenizer, hyp, next(texts), columns) for hyp in hyps]
+        aligned = source if settings.alignments else None
+        items = [hypothesis_record(translator.tokenizer, hyp, next(texts), columns, aligned) for hyp in hyps]
         if settings.nbest > 1:  # the best one's weights are in nbest[0]; never sent twice
             top = {k: v for k, v in items[0].items() if k != "attention"}
             records.append({**top, "source_tokens": source, "truncated": truncated, "nbest": items})

@@ -165,11 +165,11 @@ def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = N
         # The body is parsed here rather than by FastAPI so that every refusal is a one-line 400 or 413,
         # and `curl -d` works without a Content-Type header.
         arrived = time.perf_counter()
-        lines, settings = parse_request(await read_body(request, max_bytes), cfg, default_beam)
+        sentences, settings = parse_request(await read_body(request, max_bytes), cfg, default_beam)
         loop = asyncio.get_running_loop()
         # Tokenising 100 long sentences and encoding a large answer take milliseconds: not on the event loop.
-        await loop.run_in_executor(None, check_budget, translator, lines, settings, cfg.max_attention)
-        records = await unless_disconnected(batcher.translate(lines, settings, timeout), request.receive)
+        await loop.run_in_executor(None, check_budget, translator, sentences, settings, cfg.max_attention)
+        records = await unless_disconnected(batcher.translate(sentences, settings, timeout), request.receive)
         body = await loop.run_in_executor(None, encode, {"translations": records})
         metrics.request_seconds.observe(time.perf_counter() - arrived)
         return Response(body, media_type="application/json")

@@ -24,12 +24,14 @@ from typing import Callable, Hashable, Protocol
 
 log = logging.getLogger("nmt.serve")
 
-Decode = Callable[[list[str], Hashable], list]  # (lines, settings) -> one result per line; runs on the worker
+# (sentences, settings) -> one result per sentence; runs on the worker. A sentence is whatever the
+# caller queues (nmt-serve: text and prefix); the batcher only counts and concatenates them.
+Decode = Callable[[list, Hashable], list]
 
 
 @dataclass(eq=False)  # a job is itself: `in` and `remove` compare identity, not sentences
 class Job:
-    lines: list[str]
+    lines: list
     settings: Hashable  # requests share a batch only when their settings are equal
     future: asyncio.Future
     arrived: float  # event-loop clock
@@ -124,7 +126,7 @@ class Batcher:
     def closing(self) -> bool:
         return self._closing
 
-    async def translate(self, lines: list[str], settings: Hashable, timeout: float | None = None) -> list:
+    async def translate(self, lines: list, settings: Hashable, timeout: float | None = None) -> list:
         """The decoded results for `lines`, in order, once the batch holding them has run; TimeoutError
         after `timeout` seconds. A request cancelled or timed out before its batch leaves the queue."""
         if self._closing:

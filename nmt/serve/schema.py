@@ -6,6 +6,7 @@ import difflib
 import json
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,6 +23,10 @@ class TranslateRequest(BaseModel):
     length_penalty: float | None = Field(None, ge=0, description="GNMT length penalty alpha, 0 = none "
                                          "(default: the model's decode.length_penalty)")
     attention: bool = Field(False, description="include the attention weights of each hypothesis")
+    alignments: bool = Field(False, description="include each hypothesis's word alignment (Pharaoh 'i-j' pairs, "
+                             "source word i to target word j, from the attention; the weights are not sent)")
+    prefix: str | list[str] | None = Field(None, description="target-side text each translation must start with: "
+                                           "a string for a string text, a list of as many for a list (\"\": none)")
 
 
 class Hypothesis(BaseModel):
@@ -33,6 +38,8 @@ class Hypothesis(BaseModel):
     attention: list[list[float]] | None = Field(
         None, description="with attention: one row per target piece (and one for </s> when finished), "
                           "one column per source piece")
+    alignment: str | None = Field(None, description="with alignments: 'i-j' pairs, source word i aligned to "
+                                  "target word j (0-based, whitespace words), sorted")
 
 
 class Translation(Hypothesis):
@@ -55,14 +62,23 @@ class RequestError(Exception):
         self.status, self.message = status, message
 
 
+class Sentence(NamedTuple):
+    """One sentence of a request: what the batcher queues and the decoding worker translates."""
+
+    text: str
+    prefix: str = ""  # target-side text its translation starts with ("" : none)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Decode settings of one request; requests with equal settings may share a decoding batch."""
+    """Decode settings of one request; requests with equal settings may share a decoding batch
+    (a sentence's prefix is its own, not a setting: sentences with different prefixes share one)."""
 
     beam_size: int
     nbest: int
     length_penalty: float | None
     attention: bool
+    alignments: bool
 
 
 def _describe(value) -> str:
@@ -83,11 +99,11 @@ def validation_message(err: ValidationError) -> str:
         return f"{shown}: unknown setting; " + (f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}")
     if first["type"] == "missing":
         return f"{name}: required, e.g. {{\"text\": \"Ein Hund läuft.\"}}"
-    if name == "text":  # one error per member of str | list[str]; an item's error has its index
-        item = next((e for e in err.errors() if e["loc"][0] == "text" and isinstance(e["loc"][-1], int)), None)
+    if name in ("text", "prefix"):  # one error per member of str | list[str]; an item's error has its index
+        item = next((e for e in err.errors() if e["loc"][0] == name and isinstance(e["loc"][-1], int)), None)
         if item:
-            return f"text[{item['loc'][-1]}]: expected a string, got {_describe(item['input'])}"
-        return f"text: expected a string or a list of strings, got {_describe(first['input'])}"
+            return f"{name}[{item['loc'][-1]}]: expected a string, got {_describe(item['input'])}"
+        return f"{name}: expected a string or a list of strings, got {_describe(first['input'])}"
     message = first["msg"][0].lower() + first["msg"][1:]
     return f"{name}: {message}, got {_describe(first['input'])}"
 
@@ -103,18 +119,36 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a number")
 
 
-def _unencodable(lines: list[str]) -> str | None:
+def _unencodable(lines: list[str], name: str = "text") -> str | None:
     """A one-line complaint about the first line that is not valid Unicode (a lone surrogate such as "\\ud800")."""
     for i, line in enumerate(lines):
         try:
             line.encode("utf-8")
         except UnicodeEncodeError as err:
-            where = f"text[{i}]" if len(lines) > 1 else "text"
+            where = f"{name}[{i}]" if len(lines) > 1 else name
             return f"{where}: not valid Unicode (a lone surrogate at character {err.start})"
     return None
 
 
-def parse_request(body: bytes, limits: ServeConfig, default_beam: int) -> tuple[list[str], Settings]:
+def _prefixes(request: TranslateRequest, count: int) -> list[str]:
+    """One prefix per sentence ("" for none), or RequestError when their shape is not the text's."""
+    given = request.prefix
+    if given is None:
+        return [""] * count
+    if isinstance(request.text, str) != isinstance(given, str):
+        one = isinstance(request.text, str)
+        shape = "a string, as text is one" if one else f"a list of {count} strings, as text is"
+        raise RequestError(400, f"prefix: expected {shape}, got {_describe(given)}")
+    prefixes = [given] if isinstance(given, str) else given
+    if len(prefixes) != count:
+        raise RequestError(400, f"prefix: {len(prefixes)} given for {count} sentences; "
+                                "give one per sentence (\"\" for none)")
+    if (problem := _unencodable(prefixes, "prefix")) is not None:
+        raise RequestError(400, problem)
+    return prefixes
+
+
+def parse_request(body: bytes, limits: ServeConfig, default_beam: int) -> tuple[list[Sentence], Settings]:
     """The sentences and decode settings of a /translate body, or RequestError."""
     try:
         data = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
@@ -134,7 +168,8 @@ def parse_request(body: bytes, limits: ServeConfig, default_beam: int) -> tuple[
         raise RequestError(400, problem)
     if len(lines) > limits.max_sentences:
         raise RequestError(413, f"{len(lines)} sentences; this server takes at most {limits.max_sentences} per request")
-    chars = sum(len(line) for line in lines)
+    prefixes = _prefixes(request, len(lines))
+    chars = sum(len(line) for line in lines) + sum(len(prefix) for prefix in prefixes)
     if chars > limits.max_chars:
         raise RequestError(413, f"{chars} characters; this server takes at most {limits.max_chars} per request")
     beam = request.beam_size or max(request.nbest, default_beam)
@@ -149,4 +184,5 @@ def parse_request(body: bytes, limits: ServeConfig, default_beam: int) -> tuple[
     if len(lines) * request.nbest > limits.max_hypotheses:
         raise RequestError(413, f"{len(lines)} sentences x nbest {request.nbest} = {len(lines) * request.nbest} "
                                 f"hypotheses; this server answers at most {limits.max_hypotheses} per request")
-    return lines, Settings(beam, request.nbest, request.length_penalty, request.attention)
+    settings = Settings(beam, request.nbest, request.length_penalty, request.attention, request.alignments)
+    return [Sentence(line, prefix) for line, prefix in zip(lines, prefixes)], settings
