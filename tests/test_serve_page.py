@@ -62,12 +62,14 @@ def test_page_translates_and_draws_the_attention(reverse_run, served, browser, t
 
 def test_a_non_square_heatmap_holds_the_apis_weights_and_html_stays_text(served, browser):
     """Target rows x source columns, each cell the API's weight: a transposed table cannot pass, as
-    the sentence's attention is not square. The HTML characters typed in come back as text."""
+    the sentence's attention is not symmetric (the reverse-copy model's may be square: its output is
+    as long as its input). The HTML characters typed in come back as text."""
     sentence = "w3 w10 w11 w9 <b>&</b>"
     status, answer = call(served.url + "/translate", {"text": sentence, "attention": True})
     (expected,) = answer["translations"]
     weights = np.array(expected["attention"])
-    assert status == 200 and weights.shape[0] != weights.shape[1], weights.shape
+    assert status == 200
+    assert weights.shape[0] != weights.shape[1] or not np.allclose(weights, weights.T, atol=1e-3), weights
     browser.get(served.url + "/")
     wait = WebDriverWait(browser, 30)
     wait.until(lambda d: "src → tgt" in d.find_element(By.ID, "model").text)
