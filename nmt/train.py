@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from nmt import batching
 from nmt.config import Config, save_config
+from nmt.cuda_graphs import capture_training, use_cuda_graphs
 from nmt.errors import NmtError
 from nmt.evaluate import evaluate_checkpoint, score
 from nmt.model import Seq2Seq, count_parameters
@@ -96,6 +97,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     if cfg.train.mixed_precision == "fp16" and accelerator.scaler is None:
         raise NmtError(f"train.mixed_precision: fp16 needs a GPU ({accelerator.device} has no fp16 autocast "
                        "with a gradient scaler in Accelerate); use bf16 or no")
+    graphs = use_cuda_graphs(cfg.train.cuda_graphs, accelerator.device)  # refuse `on` off CUDA before any work
     if resume:
         check_resume(run_dir, cfg, accelerator)
     share = micro_batch_tokens(cfg.train, accelerator.num_processes)
@@ -115,6 +117,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     set_seed(cfg.train.seed)  # the same initial weights in every process
     model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
     set_precision_policy(model, accelerator.device.type, AUTOCAST_DTYPES[cfg.train.mixed_precision])
+    if graphs:  # before `prepare`, which wraps the forward in autocast
+        capture_training(model)
     # Dropout: a stream per process (seed + rank), or equal-shaped batches draw equal masks on all ranks.
     set_seed(cfg.train.seed, device_specific=True)
     log.info("model: %s cell, %d parameters", cfg.model.cell, count_parameters(model))

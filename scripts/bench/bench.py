@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from common import clock, nmt_code
 from nmt import batching, data
 from nmt.config import Config, load_config
+from nmt.cuda_graphs import capture_training, use_cuda_graphs
 from nmt.errors import NmtError
 from nmt.model import Seq2Seq, count_parameters
 from nmt.optim import build_optimizer
@@ -98,6 +99,8 @@ def training_step(cfg: Config, tokenizer: Tokenizer, device: torch.device):
     torch.manual_seed(cfg.train.seed)
     model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size).to(device).train()
     set_precision_policy(model, device.type, autocast_dtype(cfg))  # as training does
+    if use_cuda_graphs(cfg.train.cuda_graphs, device):  # as training does (train.cuda_graphs)
+        capture_training(model)
     optimizer = build_optimizer(cfg.train, model.parameters())
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(cfg) == torch.float16)
 
@@ -165,13 +168,21 @@ def measure_training(cfg: Config, ready: Prepared, steps: int, warmup: int, devi
     for batch in batches[:warmup]:
         ours(batch)
     peak = round(peak_memory_mb(device))
+    capture_s = None
+    if use_cuda_graphs(cfg.train.cuda_graphs, device):  # every timed batch's bucket captured before timing
+        start = clock()
+        for batch in batches[warmup:]:
+            ours(batch)
+        torch.cuda.synchronize(device)
+        capture_s, peak = round(clock() - start, 2), round(peak_memory_mb(device))
     timers = {"training": ours}
     if with_floor:
         timers["floor"] = floor_step(cfg, ready.tokenizer, device)
         for batch in batches[:warmup]:
             timers["floor"](batch)
     result = interleaved(timers, batches[warmup:], device)
-    result["training"].update(parameters=parameters, peak_memory_mb=peak)
+    result["training"].update(parameters=parameters, peak_memory_mb=peak, cuda_graphs=capture_s is not None,
+                              capture_pass_s=capture_s)
     if with_floor:
         result["training"]["ratio_to_floor"] = round(
             result["floor"]["tgt_tokens_per_s"] / result["training"]["tgt_tokens_per_s"], 2)

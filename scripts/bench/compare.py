@@ -87,7 +87,7 @@ def bleu(hyp_file: Path, data: Path) -> float:
     return score(read_lines(hyp_file), read_lines(data / "test_2016_flickr.en"))["bleu"]
 
 
-def ours(out: Path, data: Path, epochs: int, threads: int, repeats: int) -> dict:
+def ours(out: Path, data: Path, epochs: int, threads: int, repeats: int, device: str = "cpu") -> dict:
     import torch
 
     from bench import measure_decoding, measure_training
@@ -98,16 +98,17 @@ def ours(out: Path, data: Path, epochs: int, threads: int, repeats: int) -> dict
     run_dir = out / "nmt"
     overrides = [f"train.epochs={epochs}", f"train.threads={threads}", f"data.dir={data}"]
     exe = str(Path(sys.executable).with_name("nmt-train"))
+    env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {}))  # Accelerate takes a GPU it sees
     train = timed_once("nmt", out, [exe, str(RECIPE), "--run-dir", str(run_dir),
-                                    *(x for o in overrides for x in ("--set", o))], dict(os.environ))
+                                    *(x for o in overrides for x in ("--set", o))], env)
     steps = max(json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines())
     cfg = load_config(RECIPE, overrides)
     torch.set_num_threads(threads)
     ready = prepare(cfg, run_dir)
-    speed = measure_training(cfg, ready, steps=100, warmup=10, device=torch.device("cpu"))["training"]
+    speed = measure_training(cfg, ready, steps=100, warmup=10, device=torch.device(device))["training"]
     src = read_lines(data / "test_2016_flickr.de")
-    decoding = measure_decoding(str(run_dir), src, torch.device("cpu"), 64, repeats)
-    translator = Translator.load(run_dir, device="cpu")
+    decoding = measure_decoding(str(run_dir), src, torch.device(device), 64, repeats)
+    translator = Translator.load(run_dir, device=device)
     for beam in (1, 5):
         (run_dir / f"compare.beam{beam}").write_text("\n".join(translator.translate(src, beam_size=beam)) + "\n")
     return {"updates": steps, "parameters": speed["parameters"], "tgt_tokens_per_s": speed["tgt_tokens_per_s"],
@@ -229,14 +230,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="decoding passes per beam size (the median)")
     parser.add_argument("--train-lines", type=int, default=0, help="smoke run: the first N training pairs only")
     parser.add_argument("--test-lines", type=int, default=0, help="smoke run: the first N val and test pairs only")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N: ours and OpenNMT-py train and "
+                                                        "decode on that GPU (its venv needs a CUDA torch; JoeyNMT's "
+                                                        "harness stays on the CPU)")
     args = parser.parse_args()
     check_installed(args.peer)
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     data = corpus(args.out, args.train_lines, args.test_lines)
-    env = dict(os.environ, DATA=str(data), OMP_NUM_THREADS=str(args.threads))
-    results = {"nmt": ours(args.out, data, args.epochs, args.threads, args.repeats)}
+    gpu = args.device.partition(":")[2] or "0" if args.device.startswith("cuda") else "-1"
+    env = dict(os.environ, DATA=str(data), OMP_NUM_THREADS=str(args.threads), ONMT_GPU=gpu)
+    results = {"nmt": ours(args.out, data, args.epochs, args.threads, args.repeats, args.device)}
     spm_model = args.out / "nmt" / "spm.model"
     if "joeynmt" in args.peer:
         results["joeynmt"] = joeynmt(args.out, data, spm_model, args.epochs, env, args.repeats)
