@@ -121,35 +121,10 @@ def test_translate_odd_lines_and_keeps_earlier_output(reverse_run, tmp_path):
     assert len((tmp_path / "out.txt.partial").read_text().splitlines()) == 3000
 
 
-def peak_rss_mb(cmd: list[str], stdin_path, stdout_path) -> float:
-    """Peak resident memory of a command, measured by a wrapper whose only child it is."""
-    probe = ("import resource, subprocess, sys; "
-             "subprocess.run(sys.argv[3:], stdin=open(sys.argv[1], 'rb'), stdout=open(sys.argv[2], 'wb'), check=True); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", probe, str(stdin_path), str(stdout_path), *cmd],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return int(out.stdout) / 1024
-
-
-def test_a_large_input_streams_in_flat_memory(reverse_run, tmp_path):
-    root, _, _ = reverse_run
-    exe = shutil.which("nmt-translate", path=os.path.dirname(sys.executable))
-    cmd = [exe, str(root / "run"), "--beam-size", "1", "--batch-size", "500", "--chunk-size", "2000"]
-    small, large = tmp_path / "small.txt", tmp_path / "large.txt"
-    write_lines(small, ["w1 w2 w3"] * 10_000)
-    write_lines(large, ["w1 w2 w3"] * 100_000)
-    grow = peak_rss_mb(cmd, large, tmp_path / "large.out") - peak_rss_mb(cmd, small, tmp_path / "small.out")
-    # About 10x what it grows by on an idle machine (a few MB), so that no load fails it; holding the
-    # 100,000 translations would take far more. test_translations_are_written_while_input_still_arrives
-    # checks the streaming itself.
-    assert grow < 400, f"peak memory grew by {grow:.0f} MB for 10x the input"
-    assert (tmp_path / "large.out").read_text().splitlines() == ["v3 v2 v1"] * 100_000
-
-
 def test_translations_are_written_while_input_still_arrives(reverse_run, tmp_path):
-    """Streaming as a property, not a memory figure: each chunk's translations are out before the
-    input ends, so nothing grows with the input's length."""
+    """Streaming as a property, not a memory figure (which a loaded machine blurs, and which took
+    100 000 translations to show): each chunk's translations are out before the input ends, so
+    nothing grows with the input's length."""
     root, _, _ = reverse_run
     exe = shutil.which("nmt-translate", path=os.path.dirname(sys.executable))
     out = tmp_path / "out.txt"
