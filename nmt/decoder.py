@@ -54,6 +54,30 @@ class StepOutput(NamedTuple):
     attention: torch.Tensor  # (B, S)
 
 
+class ReadoutParts(NamedTuple):
+    """W_o's columns by the input they read: W_o [s; c; E y] = W_s s + W_c c + W_e E y."""
+    state: torch.Tensor  # (R, H)
+    context: torch.Tensor  # (R, M)
+    embed: torch.Tensor  # (R, E)
+
+
+class Readout(nn.Linear):
+    """o = tanh(W_o [s; c; E y] + b), one matrix over the three inputs (one product in training).
+    `parts` names its columns, so that a rewrite (nmt/inference.py) can apply them apart without
+    knowing the order of the concatenation."""
+
+    def __init__(self, state_size: int, context_size: int, embed_size: int, size: int):
+        super().__init__(state_size + context_size + embed_size, size)
+        self.sizes = (state_size, context_size, embed_size)
+
+    def forward(self, s: torch.Tensor, context: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(..., H), (..., M), (..., E) -> (..., R)."""
+        return torch.tanh(super().forward(torch.cat([s, context, y], -1)))
+
+    def parts(self) -> ReadoutParts:
+        return ReadoutParts(*self.weight.split(self.sizes, dim=1))
+
+
 class Decoder(nn.Module):
     def __init__(self, cell: str, vocab_size: int, embed_size: int, hidden_size: int,
                  memory_size: int, attention_size: int, readout_size: int, num_layers: int,
@@ -66,7 +90,7 @@ class Decoder(nn.Module):
         self.context_gates = nn.Linear(memory_size, self.rnn.input[0].out_features, bias=False)  # C
         self.bridge = nn.Linear(memory_size, hidden_size)
         self.cell_bridge = nn.Linear(memory_size, hidden_size) if cell == "lstm" else None
-        self.readout = nn.Linear(hidden_size + memory_size + embed_size, readout_size)  # W_o
+        self.readout = Readout(hidden_size, memory_size, embed_size, readout_size)  # W_o
         self.out = nn.Linear(readout_size, vocab_size, bias=False)  # W_out
         if tie_embeddings:
             self.out.weight = self.embed.weight
@@ -106,5 +130,5 @@ class Decoder(nn.Module):
         return DecoderState(hidden, cell), context, alpha
 
     def _readout(self, s: torch.Tensor, context: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """o = tanh(W_o [s; c; E y]) on (..., H), (..., M), (..., E) -> (..., R)."""
-        return self.dropout(torch.tanh(self.readout(torch.cat([s, context, y], -1))))
+        """o = tanh(W_o [s; c; E y]) on (..., H), (..., M), (..., E) -> (..., R), then dropout."""
+        return self.dropout(self.readout(s, context, y))

@@ -49,15 +49,14 @@ class PreparedSource:
 
 def embedding_table(decoder) -> torch.Tensor:
     """(V, G*H + R): the first layer's and the readout's embedding terms for every target piece."""
-    E, W, readout = decoder.embed.embedding_dim, decoder.rnn.input[0], decoder.readout
-    weight = torch.cat([W.weight, readout.weight[:, -E:]])  # (G*H + R, E)
+    W, readout = decoder.rnn.input[0], decoder.readout
+    weight = torch.cat([W.weight, readout.parts().embed])  # (G*H + R, E)
     return F.linear(decoder.embed.weight, weight, torch.cat([W.bias, readout.bias]))
 
 
 def context_weights(decoder) -> torch.Tensor:
     """(G*H + R, M): the first layer's and the readout's weights on the context."""
-    H, E = decoder.rnn.hidden_size, decoder.embed.embedding_dim
-    return torch.cat([decoder.context_gates.weight, decoder.readout.weight[:, H:-E]])
+    return torch.cat([decoder.context_gates.weight, decoder.readout.parts().context])
 
 
 def padded_output(weight: torch.Tensor, multiple: int = 8) -> torch.Tensor:
@@ -105,7 +104,7 @@ class InferenceModel(nn.Module):
             self.register_buffer("table", embedding_table(dec), persistent=False)
             self.register_buffer("context_weights", context_weights(dec), persistent=False)
             self.out = frozen_linear(padded_output(dec.out.weight))  # (V', R)
-            self.state_out = frozen_linear(dec.readout.weight[:, :dec.rnn.hidden_size].clone())  # (R, H)
+            self.state_out = frozen_linear(dec.readout.parts().state.clone())  # (R, H)
         self.gates, self.vocab_size = dec.context_gates.out_features, dec.out.out_features
         if int8:
             quantize_int8(self, ["out", "state_out"] + [f"model.{name}" for name in per_step_layers(self.model)])

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from nmt.attention import BahdanauAttention
-from nmt.config import ModelConfig
 from nmt.batching import pad
+from nmt.config import ModelConfig
+from nmt.decoder import Readout
 from nmt.encoder import Encoder
 from nmt.inference import InferenceModel
 from nmt.model import Seq2Seq
@@ -145,7 +146,8 @@ def test_step_equals_the_equations_through_the_torch_layers(cell, layers):
             torch.testing.assert_close(out.state.cell, cell_state, atol=1e-5, rtol=1e-4)
         else:
             _, hidden = ref(x, state.hidden)
-        logits = dec.out(torch.tanh(dec.readout(torch.cat([hidden[-1], context, emb], -1))))
+        readout = torch.cat([hidden[-1], context, emb], -1) @ dec.readout.weight.T + dec.readout.bias
+        logits = dec.out(torch.tanh(readout))
         torch.testing.assert_close(out.state.hidden, hidden, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(out.attention, alpha, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(out.logits, logits, atol=1e-5, rtol=1e-4)
@@ -210,3 +212,14 @@ def test_the_inference_model_steps_as_the_model(cell, tie, layers):
             torch.testing.assert_close(fast_out.attention, out.attention, atol=1e-6, rtol=1e-5)
             torch.testing.assert_close(fast_out.state.hidden, out.state.hidden, atol=1e-5, rtol=1e-4)
             state, fast_state, tokens = out.state, fast_out.state, out.logits.argmax(-1)
+
+
+def test_the_readouts_named_parts_are_its_matrix():
+    """W_o [s; c; E y] = W_s s + W_c c + W_e E y: the decoding rewrite applies the parts apart."""
+    torch.manual_seed(0)
+    readout = Readout(state_size=5, context_size=7, embed_size=3, size=4)
+    s, c, y = torch.randn(2, 5), torch.randn(2, 7), torch.randn(2, 3)
+    parts = readout.parts()
+    assert [p.shape for p in parts] == [(4, 5), (4, 7), (4, 3)]
+    by_parts = torch.tanh(s @ parts.state.T + c @ parts.context.T + y @ parts.embed.T + readout.bias)
+    torch.testing.assert_close(readout(s, c, y), by_parts)

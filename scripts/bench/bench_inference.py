@@ -37,8 +37,8 @@ class NoTable(InferenceModel):
 
     def __init__(self, model):
         super().__init__(model)
-        dec, E = model.decoder, model.decoder.embed.embedding_dim
-        self.embed_weight = torch.cat([dec.rnn.input[0].weight, dec.readout.weight[:, -E:]]).detach()
+        dec = model.decoder
+        self.embed_weight = torch.cat([dec.rnn.input[0].weight, dec.readout.parts().embed]).detach()
         self.embed_bias = torch.cat([dec.rnn.input[0].bias, dec.readout.bias]).detach()
         self.table = None
 
