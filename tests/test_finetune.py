@@ -1,6 +1,7 @@
 """Fine-tuning (nmt-train --init-from): a new run from a trained model's weights, tokenizer and architecture."""
 
 import hashlib
+import json
 import shutil
 
 import pytest
@@ -57,6 +58,7 @@ def test_the_first_update_starts_from_the_parents_weights_with_its_vocabulary(pa
     expected, got = load_file(ckpt / "model.safetensors"), load_file(child / "last" / "model.safetensors")
     assert got.keys() == expected.keys()
     assert all((got[name] == expected[name]).all() for name in expected)
+    assert json.loads((child / "last" / "meta.json").read_text())["step"] == 1  # the step count starts afresh
     assert tokenizer_files(child) == tokenizer_files(ckpt) == tokenizer_files(child / "last")
     from nmt.tokenizer import UNK, Tokenizer
 
