@@ -60,8 +60,12 @@ def train_main(argv=None) -> int:
     parser.add_argument("--data-root", help="folder the recipe's data.dir is relative to "
                         "(default: $NMT_DATA_ROOT or ../shared/data)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    parser.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
+                        help="fine-tune: start a new run from this run's best checkpoint (or this checkpoint), "
+                        "with its weights, tokenizer and architecture (train.init_from)")
     args = parser.parse_args(argv)
-    from nmt.config import load_config, load_saved_config
+    from nmt import finetune
+    from nmt.config import load_saved_config
 
     overrides = args.overrides + ([f"data.root={args.data_root}"] if args.data_root else [])
     run_dir = Path(args.run_dir or Path("runs") / "-".join(Path(c).stem for c in args.config))
@@ -69,8 +73,12 @@ def train_main(argv=None) -> int:
     # A resumed run keeps the config it was started with; --set may still change it (e.g. train.max_steps).
     if args.resume and saved.exists():
         cfg = load_saved_config(saved, overrides)
+        if args.init_from:
+            finetune.check_same_parent(cfg, args.init_from)
     else:
-        cfg = load_config(args.config, overrides)
+        # json.dumps: the path as a YAML string, whatever its characters
+        init = [f"train.init_from={json.dumps(args.init_from)}"] if args.init_from else []
+        cfg = finetune.load_config(args.config, overrides + init)
     _quiet_libraries()
     from nmt.train import train
 

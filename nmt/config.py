@@ -16,6 +16,10 @@ import yaml
 from nmt.errors import NmtError
 from nmt.typed_yaml import apply_overrides, build, merge, option, read_yaml_file
 
+# What train.freeze may name: the encoder (its embedding included) and both sides' embeddings (with
+# model.tie_embeddings, the output projection too, as it is the target embedding).
+FREEZABLE = ("encoder", "embeddings")
+
 
 @dataclass
 class DataConfig:
@@ -114,6 +118,17 @@ class TrainConfig:
     log_every: int = option(100, "log training loss every N updates", min=1)
     tensorboard: bool = option(False, "also log to TensorBoard in RUN_DIR/tensorboard")
     threads: int = option(0, "torch CPU threads (0 = torch's default)", min=0)
+    init_from: str = option("", "fine-tuning: start a new run from this run's best checkpoint (or this checkpoint), "
+                                "with its weights, tokenizer and architecture (nmt-train --init-from); "
+                                "config.yaml records the checkpoint's own path")
+    init_sha256: str = option("", "fine-tuning: the sha256 of the parent's model.safetensors, recorded by nmt-train; "
+                                  "when set, a parent whose weights differ is refused")
+    freeze: list[str] = option([], "fine-tuning: parts of the parent left as they are", choices=FREEZABLE)
+
+    def __post_init__(self):
+        if self.freeze and not self.init_from:
+            raise NmtError("train.freeze: keeps a trained model's parts as they are, so it needs train.init_from "
+                           "(nmt-train --init-from)")
 
 
 @dataclass
@@ -201,12 +216,17 @@ def from_dict(values: dict, overrides: list[str] = ()) -> Config:
     return build(Config, apply_overrides(values, overrides), "")
 
 
-def load_config(paths: str | Path | list, overrides: list[str] = ()) -> Config:
-    """Load one YAML file, or several merged left to right (e.g. a recipe, then its cpu.yaml)."""
+def read_values(paths: str | Path | list, overrides: list[str] = ()) -> dict:
+    """The raw values of one YAML file, or several merged left to right, with `overrides` set in them."""
     values: dict = {}
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         values = merge(values, read_yaml_file(Path(path)))
-    return from_dict(values, overrides)
+    return apply_overrides(values, overrides)
+
+
+def load_config(paths: str | Path | list, overrides: list[str] = ()) -> Config:
+    """Load one YAML file, or several merged left to right (e.g. a recipe, then its cpu.yaml)."""
+    return from_dict(read_values(paths, overrides))
 
 
 def load_saved_config(path: str | Path, overrides: list[str] = ()) -> Config:

@@ -113,12 +113,12 @@ def _cached_tokenizer(entry: Path) -> Tokenizer | None:
         return None
 
 
-def _tokenizer(work: _Work, train_key: str, resumed_dir: Path | None) -> Tokenizer:
-    """The resumed run's own tokenizer, else the cached one for this data and these settings, else one
-    trained now on a sample. Only --resume reads a run directory's tokenizer: a new run's is the one
-    its config asks for, whatever a killed run left there."""
-    if resumed_dir:
-        return Tokenizer.load(resumed_dir)
+def _tokenizer(work: _Work, train_key: str, fixed: Path | None) -> Tokenizer:
+    """The tokenizer in `fixed` (a resumed run's own, a fine-tuning run's parent's), else the cached one
+    for this data and these settings, else one trained now on a sample. Only --resume reads a run
+    directory's tokenizer: a new run's is the one its config asks for, whatever a killed run left there."""
+    if fixed:
+        return Tokenizer.load(fixed)
     cfg = work.cfg
     entry = work.root / "tokenizers" / cache.content_hash(
         {"version": VERSION, "data": train_key, "tokenizer": asdict(cfg.tokenizer)})
@@ -177,12 +177,14 @@ def _split(work: _Work, name: str, spec: str, limit: int, key: str, tokenizer: T
     return _load_split(entry)
 
 
-def prepare(cfg: Config, run_dir: Path | None = None, may_build: bool = True, resume: bool = False) -> Prepared:
+def prepare(cfg: Config, run_dir: Path | None = None, may_build: bool = True, resume: bool = False,
+            parent: Path | None = None) -> Prepared:
     """The tokenizer and tokenised splits, from the cache or prepared into it now.
 
     `run_dir`: a run's directory, whose tokenizer is used with `resume`, or which gets a copy of the
-    cached one. `may_build=False` (the other processes of a distributed run, after the main one has
-    prepared) fails with a clear message instead of preparing again.
+    cached one, or of `parent`'s (a fine-tuning run's parent checkpoint: the new data is tokenised
+    with the parent's tokenizer, never a new one). `may_build=False` (the other processes of a
+    distributed run, after the main one has prepared) fails with a clear message instead of preparing again.
     """
     work = _Work(cfg, may_build)
     log.info("data cache: %s", work.root)
@@ -191,7 +193,7 @@ def prepare(cfg: Config, run_dir: Path | None = None, may_build: bool = True, re
     train_key, valid_key = work.source_key(d.train, d.train_limit), work.source_key(d.valid, d.valid_limit)
     work.digests.save()
     with work.builds:
-        tokenizer = _tokenizer(work, train_key, run_dir if resume else None)
+        tokenizer = _tokenizer(work, train_key, run_dir if resume else parent)
         train = _split(work, "train", d.train, d.train_limit, train_key, tokenizer, keep_text=False)
         valid = _split(work, "valid", d.valid, d.valid_limit, valid_key, tokenizer, keep_text=True)
     rows, counts = batching.filter_pairs(train, d.max_len, d.max_ratio)

@@ -27,16 +27,18 @@ RUN_FILES = ("checkpoints", "last", "best", "config.yaml", "metrics.jsonl", "res
 
 # Settings a resumed run cannot change, by section, with why: the restored optimizer, schedule and
 # batch order; the epoch's batch list, under the saved position in it; the run's own tokenizer.
-RESUME_FIXED = {
-    "train": (("optimizer", "lr", "weight_decay", "schedule", "warmup_steps", "plateau_factor",
+RESUME_FIXED = (
+    ("train", ("optimizer", "lr", "weight_decay", "schedule", "warmup_steps", "plateau_factor",
                "plateau_patience", "seed", "max_tokens", "accumulate"),
-              "the optimizer, schedule and batch order are restored"),
-    "data": (("format", "src_lang", "tgt_lang", "train", "hub_name", "hub_config", "train_limit", "max_len",
+     "the optimizer, schedule and batch order are restored"),
+    ("train", ("init_from", "init_sha256", "freeze"),
+     "the run continues from its own checkpoint, whose optimizer state holds the trained parameters"),
+    ("data", ("format", "src_lang", "tgt_lang", "train", "hub_name", "hub_config", "train_limit", "max_len",
               "max_ratio"),
-             "the epoch's batches would change under the position saved in it"),
-    "tokenizer": (tuple(f.name for f in dataclasses.fields(TokenizerConfig)),
-                  "the run keeps the tokenizer it was started with"),
-}
+     "the epoch's batches would change under the position saved in it"),
+    ("tokenizer", tuple(f.name for f in dataclasses.fields(TokenizerConfig)),
+     "the run keeps the tokenizer it was started with"),
+)
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -81,7 +83,7 @@ def check_resume(run_dir: Path, cfg: Config, accelerator) -> None:
 def check_resume_config(run_dir: Path, cfg: Config) -> None:
     """Refuse, naming the key, a --set that a resumed run would silently ignore or misapply."""
     saved = checkpoint.read_config(run_dir / "last")
-    for section, (keys, why) in RESUME_FIXED.items():
+    for section, keys, why in RESUME_FIXED:
         for key in keys:
             before, now = getattr(getattr(saved, section), key), getattr(getattr(cfg, section), key)
             if before != now:

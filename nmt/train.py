@@ -27,6 +27,7 @@ from nmt.config import Config, save_config
 from nmt.cuda_graphs import capture_training, use_cuda_graphs
 from nmt.errors import NmtError
 from nmt.evaluate import evaluate_checkpoint, score
+from nmt.finetune import init_model, with_parent
 from nmt.model import Seq2Seq, count_parameters
 from nmt.optim import build_optimizer, build_scheduler
 from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
@@ -47,7 +48,8 @@ def load_data(cfg: Config, run_dir: Path, accelerator: Accelerator, resume: bool
     """The tokenizer and tokenised splits: prepared once into the data cache by the main process
     (if not there yet) while the others wait, then memory-mapped by every process."""
     with accelerator.main_process_first():
-        ready = prepare(cfg, run_dir, may_build=accelerator.is_main_process, resume=resume)
+        ready = prepare(cfg, run_dir, may_build=accelerator.is_main_process, resume=resume,
+                        parent=Path(cfg.train.init_from) if cfg.train.init_from else None)
     if resume:
         check_resume_data(run_dir, ready.train_key)
     if accelerator.num_processes > 1:
@@ -88,6 +90,7 @@ def validate(model, valid_ds, tokenizer: Tokenizer, cfg: Config, accelerator: Ac
 def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     """Train a model as `cfg` says, in `run_dir`; returns the final validation and test scores."""
     run_dir = Path(run_dir)
+    cfg = with_parent(cfg, resume)  # refuses a config the parent's weights cannot serve, before any file is written
     check_run_dir(run_dir, resume)
     # Accumulation is nmt.update's (no_sync over an update's micro-batches), not Accelerate's
     # gradient_accumulation_steps: the loss is normalised by the tokens of the whole update.
@@ -123,7 +126,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     set_seed(cfg.train.seed, device_specific=True)
     log.info("model: %s cell, %d parameters", cfg.model.cell, count_parameters(model))
     check_free_space(run_dir, count_parameters(model), cfg.train.keep_last)
-    optimizer = build_optimizer(cfg.train, model.parameters())
+    optimizer = build_optimizer(cfg.train, init_model(model, cfg, resume))  # before prepare: every process loads
     scheduler = build_scheduler(cfg.train, optimizer)  # stepped by us: one step per update
     loader, sampler = batching.make_loader(ready.train, share, cfg.train.seed, shuffle=True, rows=ready.train_rows)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)

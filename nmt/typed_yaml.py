@@ -87,8 +87,9 @@ def build(cls, values: dict, prefix: str):
 def check_values(obj, prefix: str) -> None:
     for f in dataclasses.fields(obj):
         value, meta = getattr(obj, f.name), f.metadata
-        if meta.get("choices") and value not in meta["choices"]:
-            raise NmtError(f"{prefix}{f.name}: {value!r} is not one of {', '.join(meta['choices'])}")
+        for item in value if isinstance(value, list) else [value]:  # a list: each of its items
+            if meta.get("choices") and item not in meta["choices"]:
+                raise NmtError(f"{prefix}{f.name}: {item!r} is not one of {', '.join(meta['choices'])}")
         if meta.get("min") is not None and value < meta["min"]:
             raise NmtError(f"{prefix}{f.name}: {value!r} is below the minimum {meta['min']}")
         if meta.get("max") is not None and value > meta["max"]:
