@@ -9,7 +9,6 @@ backward. train.max_tokens is that whole update's budget, on any number of proce
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -19,14 +18,14 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from nmt import batching
 from nmt.config import Config, save_config
 from nmt.cuda_graphs import capture_training, use_cuda_graphs
 from nmt.errors import NmtError
-from nmt.evaluate import evaluate_checkpoint, score
+from nmt.evaluate import evaluate_checkpoint
 from nmt.finetune import init_model, with_parent
 from nmt.model import Seq2Seq, count_parameters
 from nmt.optim import build_optimizer, build_scheduler
@@ -35,10 +34,9 @@ from nmt.prepare import Prepared, prepare
 from nmt.run_checks import check_free_space, check_replicas, check_resume, check_resume_data, check_run_dir
 from nmt.run_state import Progress, Run, observe_validation, restore, save
 from nmt.stop_signal import StopSignal
-from nmt.tokenizer import PAD, Tokenizer
 from nmt.train_log import MetricsLog, Window
-from nmt.translate import decode_ids
-from nmt.update import micro_batch_tokens, token_loss_sum, update, update_groups
+from nmt.validate import validate
+from nmt.update import micro_batch_tokens, update, update_groups
 
 log = logging.getLogger("nmt.train")
 MIN_LOSS_SCALE = 2.0 ** -14  # fp16: a loss scale below this means non-finite losses, not overflows
@@ -59,32 +57,6 @@ def load_data(cfg: Config, run_dir: Path, accelerator: Accelerator, resume: bool
     if len(ready.train_rows) == 0:
         raise NmtError("no training pairs left after filtering (see data.max_len and data.max_ratio)")
     return ready
-
-
-@torch.inference_mode()
-def validate(model, valid_ds, tokenizer: Tokenizer, cfg: Config, accelerator: Accelerator,
-             max_tokens: int) -> dict:
-    """Validation loss/perplexity and greedy BLEU; each process takes a share of the sentences."""
-    model.eval()
-    total, tokens = torch.zeros(2, device=accelerator.device).unbind(0)
-    with accelerator.split_between_processes(list(range(len(valid_ds)))) as mine:
-        share = valid_ds.select(mine)
-        loader, _ = batching.make_loader(share, max_tokens, 0, shuffle=False)
-        with accelerator.autocast():
-            for batch in loader:
-                batch = batching.Batch(*(t.to(accelerator.device) for t in batch))
-                logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-                total = total + token_loss_sum(logits, batch.tgt_out, 0.0)
-                tokens = tokens + (batch.tgt_out != PAD).sum()
-            greedy = dataclasses.replace(cfg.decode, beam_size=1)
-            hyps = decode_ids(model, list(share["src_ids"]), greedy, accelerator.device) if len(share) else []
-        pairs = list(zip(mine, tokenizer.decode([h[0].tokens for h in hyps])))
-    total, tokens = accelerator.reduce(torch.stack([total, tokens]), reduction="sum").unbind(0)
-    ordered = [text for _, text in sorted(gather_object(pairs))]
-    bleu = score(ordered, list(valid_ds["tgt"]), cfg.eval.tokenize)["bleu"]
-    loss = float(total / tokens.clamp(min=1))
-    model.train()
-    return {"valid_loss": round(loss, 4), "valid_ppl": round(math.exp(min(loss, 50)), 2), "valid_bleu": bleu}
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
