@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import MULTI30K, start_server
+from common import MULTI30K, health, run_threads, start_server
 
 
 def run_clients(port: int, sentences: list[str], clients: int, per_client: int, max_seconds: float) -> dict:
@@ -50,25 +50,13 @@ def run_clients(port: int, sentences: list[str], clients: int, per_client: int, 
                 answers[index] = text
         conn.close()
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - start
+    wall = run_threads(client, clients)
     latencies.sort()
     return {"clients": clients, "requests": len(latencies), "seconds": round(wall, 2),
             "sentences_per_s": round(len(latencies) / wall, 1),
             "p50_ms": round(1000 * statistics.median(latencies), 1),
             "p95_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 1),
             "answers": answers}
-
-
-def health(port: int) -> dict:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", "/health")
-    return json.loads(conn.getresponse().read())
 
 
 def bench_mode(args, sentences: list[str], batching: bool) -> list[dict]:

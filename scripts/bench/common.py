@@ -8,9 +8,11 @@ sys.path) and `nmt` as Python finds it: the installed package, or another checko
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -57,3 +59,20 @@ def start_server(run_dir: str, flags: list[str], log: Path) -> tuple[subprocess.
             time.sleep(0.2)
     process.kill()
     sys.exit("nmt-serve did not start in 120 s")
+
+
+def health(port: int) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/health")
+    return json.loads(conn.getresponse().read())
+
+
+def run_threads(client, count: int) -> float:
+    """Run `client(index)` in `count` threads at once; the wall seconds until the last one ends."""
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(count)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start

@@ -22,16 +22,12 @@ import json
 import signal
 import socket
 import statistics
-import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench_serve.py: in scripts/bench/ once moved, else scripts/
-from bench_serve import health, start_server  # noqa: E402
+from common import MULTI30K, health, run_threads, start_server
 
 MIXES = [{}, {"beam_size": 1}, {"beam_size": 3, "nbest": 2}, {"attention": True}, {"beam_size": 5}]
 # A bound on waiting for the server to exit after SIGTERM; the figure reported is the measured time.
@@ -81,13 +77,7 @@ def soak(port: int, sentences: list[str], clients: int, requests: int, max_secon
                     answered[0] += len(lines)
         conn.close()
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - start
+    wall = run_threads(client, clients)
     latencies.sort()
     pick = lambda q: round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)  # noqa: E731
     return {"clients": clients, "statuses": dict(statuses), "seconds": round(wall, 1),
@@ -163,7 +153,7 @@ def sigterm_under_load(process, port: int, sentences: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir")
-    parser.add_argument("--source", default=str(REPO.parent / "shared/data/multi30k/test_2016_flickr.de"))
+    parser.add_argument("--source", default=str(MULTI30K / "test_2016_flickr.de"))
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--max-seconds", type=float, default=300)
