@@ -33,17 +33,22 @@ def browser(tmp_path, monkeypatch):
     driver.quit()
 
 
+def type_and_translate(browser, url: str, sentence: str, ready: str) -> None:
+    """Open the page, type `sentence`, press Translate and wait for the CSS selector `ready`."""
+    browser.get(url + "/")
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda d: "src → tgt" in d.find_element(By.ID, "model").text)
+    browser.find_element(By.ID, "source").send_keys(sentence)
+    browser.find_element(By.ID, "translate").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ready))
+
+
 def test_page_translates_and_draws_the_attention(reverse_run, served, browser, tmp_path):
     sentence = "w3 w1 w4 w1 w5"
     translator = Translator.load(reverse_run[0] / "run")
     (hyp,), = translator.translate_hyps([sentence], return_attention=True)
     expected_text = translator.translate([sentence])[0]
-    browser.get(served.url + "/")
-    wait = WebDriverWait(browser, 30)
-    wait.until(lambda d: "src → tgt" in d.find_element(By.ID, "model").text)
-    browser.find_element(By.ID, "source").send_keys(sentence)
-    browser.find_element(By.ID, "translate").click()
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#output li .text"))
+    type_and_translate(browser, served.url, sentence, "#output li .text")
     assert [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#output li .text")] == [expected_text]
     table = browser.find_element(By.ID, "heatmap")
     assert table.is_displayed()
@@ -70,12 +75,7 @@ def test_a_non_square_heatmap_holds_the_apis_weights_and_html_stays_text(served,
     weights = np.array(expected["attention"])
     assert status == 200
     assert weights.shape[0] != weights.shape[1] or not np.allclose(weights, weights.T, atol=1e-3), weights
-    browser.get(served.url + "/")
-    wait = WebDriverWait(browser, 30)
-    wait.until(lambda d: "src → tgt" in d.find_element(By.ID, "model").text)
-    browser.find_element(By.ID, "source").send_keys(sentence)
-    browser.find_element(By.ID, "translate").click()
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#heatmap tbody tr"))
+    type_and_translate(browser, served.url, sentence, "#heatmap tbody tr")
     table = browser.find_element(By.ID, "heatmap")
     heads = [th.get_attribute("textContent") for th in table.find_elements(By.CSS_SELECTOR, "thead th")]
     assert heads[1:] == expected["source_tokens"]
