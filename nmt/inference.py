@@ -25,7 +25,6 @@ share of decoding time and the states they produce feed every step.
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +33,7 @@ from torch import nn
 
 from nmt.decoder import DecoderState, StepOutput
 from nmt.encoder import EncoderOutput
+from nmt.int8 import quantize_linears
 
 
 @dataclass
@@ -73,18 +73,6 @@ def frozen_linear(weight: torch.Tensor) -> nn.Linear:
     return layer
 
 
-# Dynamic quantization's per-row int8 weights; torch marks torch.ao.quantization deprecated in favour
-# of torchao, whose CPU path for these small products has no fbgemm kernels yet.
-def quantize_int8(root: nn.Module, names: list[str]) -> None:
-    """Replace the nn.Linear layers `names` of `root` with int8 dynamically quantized ones, in place."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", (DeprecationWarning, UserWarning))
-        quantize_dynamic(root, {name: per_channel_dynamic_qconfig for name in names}, dtype=torch.qint8,
-                         inplace=True)
-
-
 def per_step_layers(model) -> list[str]:
     """The nn.Linear layers of `model` that run once per decoding step."""
     rnn = model.decoder.rnn
@@ -108,7 +96,7 @@ class InferenceModel(nn.Module):
             self.state_out = frozen_linear(dec.readout.weight[:, :dec.rnn.hidden_size].clone())  # (R, H)
         self.gates, self.vocab_size = dec.context_gates.out_features, dec.out.out_features
         if int8:
-            quantize_int8(self, ["out", "state_out"] + [f"model.{name}" for name in per_step_layers(self.model)])
+            quantize_linears(self, ["out", "state_out"] + [f"model.{name}" for name in per_step_layers(self.model)])
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> PreparedSource:
         enc = self.model.encode(src, src_lengths)
