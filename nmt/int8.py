@@ -31,15 +31,18 @@ TINY = 1e-30
 
 
 def check_backend() -> None:
-    """One line instead of a traceback where this torch has no CPU int8 matrix product."""
-    probe = torch.ones(2, 8, dtype=torch.int8)
+    """One line instead of a traceback where this torch has no CPU int8 matrix product, or one whose
+    sums are not exact at the largest values Int8Linear gives it (a saturating kernel)."""
+    signs = torch.tensor([1, -1, -1, 1, 1, 1, -1, 1], dtype=torch.int8)
+    rows = (signs.repeat(8) * ACTIVATION_MAX).view(2, 32)  # (2, K): two rows, as a batch
+    weight_t = (signs.repeat(4) * WEIGHT_MAX).view(32, 1).repeat(1, 8)  # (K, N)
     try:
-        exact = torch.equal(torch._int_mm(probe, probe.t()), torch.full((2, 2), 8, dtype=torch.int32))
-    except (AttributeError, RuntimeError, NotImplementedError) as err:
+        exact = torch.equal(torch._int_mm(rows, weight_t).long(), rows.long() @ weight_t.long())
+    except (AttributeError, RuntimeError, NotImplementedError, TypeError) as err:
         raise NmtError(f"--dtype int8 needs torch._int_mm on the CPU, which torch {torch.__version__} lacks "
                        f"({str(err).splitlines()[0]}); use --dtype fp32") from None
     if not exact:
-        raise NmtError(f"--dtype int8: torch._int_mm gives wrong sums in torch {torch.__version__}; use --dtype fp32")
+        raise NmtError(f"--dtype int8: torch {torch.__version__}'s int8 product saturates on this CPU; use --dtype fp32")
 
 
 def quantize_rows(x: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch.Tensor]:

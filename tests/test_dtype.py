@@ -62,12 +62,22 @@ def test_an_int8_layer_gives_each_row_what_it_gives_that_row_alone():
         assert torch.equal(sub_batch, batched[4:]), name
 
 
-def test_a_torch_without_the_int8_product_is_refused_with_one_line(monkeypatch):
-    def missing(*args):
-        raise RuntimeError("_int_mm: not implemented for 'CPU'\nmore detail")
+def missing(a, b):
+    raise RuntimeError("_int_mm: not implemented for 'CPU'\nmore detail")
 
-    monkeypatch.setattr(torch, "_int_mm", missing)
-    with pytest.raises(NmtError, match=r"needs torch._int_mm .*not implemented for 'CPU'\); use --dtype fp32$"):
+
+def saturating(a, b):
+    """A kernel that sums in int16 and saturates (Int8Linear's 7-bit weights keep vpmaddubsw's
+    int16 pairs exact, not whole rows)."""
+    return (a.long() @ b.long()).clamp(-32768, 32767).int()
+
+
+@pytest.mark.parametrize("product, message", [
+    (missing, r"needs torch._int_mm .*not implemented for 'CPU'\); use --dtype fp32$"),
+    (saturating, r"int8 product saturates on this CPU; use --dtype fp32$")])
+def test_a_torch_without_an_exact_int8_product_is_refused_with_one_line(monkeypatch, product, message):
+    monkeypatch.setattr(torch, "_int_mm", product)
+    with pytest.raises(NmtError, match=message):
         InferenceModel(small_model(), int8=True)
 
 
