@@ -73,9 +73,12 @@ class Int8Linear(nn.Module):
         rows = x.reshape(-1, self.in_features)  # (B, K)
         q, scale = quantize_rows(rows.float(), ACTIVATION_MAX)
         exact = torch._int_mm(q, self.weight_t)  # (B, N) int32
+        # The floats overwrite the int32 sums in place (each element converts where it lies): a fresh
+        # (B, N) buffer per call cost more than the product itself at 320 x 4 000 (page faults).
+        y = exact.view(torch.float32).copy_(exact)  # (B, N)
         # One multiply or add per call, never a fused multiply-add: a fused and an unfused result can
         # differ in the last bit, and which one an element gets may depend on where a SIMD loop splits.
-        y = (exact * self.weight_scale).mul_(scale)  # (B, N)
+        y.mul_(self.weight_scale).mul_(scale)
         if self.bias is not None:
             y.add_(self.bias)
         return y.view(*x.shape[:-1], self.out_features)
