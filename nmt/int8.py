@@ -11,10 +11,11 @@
 So a row's output depends on that row and the weights only, bit for bit: not on the batch it is in
 (dynamic quantization's single scale over the batch made one sentence's logits move with its
 batch-mates). Why 7-bit weights: on x86 CPUs without VNNI (AVX2, AVX-512 before Cascade Lake)
-oneDNN multiplies u8 x s8 pairs into a saturating int16 (vpmaddubsw), and does so for batches of
-two rows or more but not for one, so full-range int8 weights give a row alone another answer than
-in a batch there; with |q(W)| <= 63 the largest pair, 2 x 255 x 63, fits int16, and every ISA
-gives the exact sum (checked with ONEDNN_MAX_CPU_ISA=AVX2 and =AVX512_CORE, docs/decoding.md).
+oneDNN adds 128 to the activations and multiplies u8 x s8 pairs into a saturating int16 (vpmaddubsw):
+with full-range weights a pair of weights summing over 128 against two activations of 127 saturates,
+so the sums are wrong, and for some shapes only for batches of two rows or more (a row alone then got
+another answer than in a batch). With |q(W)| <= 63 the largest pair, 2 x 255 x 63, fits int16: every
+ISA gives the exact sum (checked with ONEDNN_MAX_CPU_ISA=AVX2 and =AVX512_CORE, docs/decoding.md).
 """
 
 from __future__ import annotations
