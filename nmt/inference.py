@@ -15,17 +15,20 @@ JoeyNMT-sized model (range over runs of scripts/bench_inference.py, docs/benchma
   and the extra logits cut (+4–11% / 0–4%: it pays at beam 5's 320 rows more than at greedy's 64).
 Together: beam 5 +27–32%, greedy +12–15% over stepping `Seq2Seq` itself.
 
-`int8=True` quantizes the products that run at every step (the output layer, the readout's state
-term, the query projection, the recurrent matrices) to 8-bit weights, one scale per output row, with
-8-bit activations quantized on the fly (PyTorch's dynamic quantization, fbgemm kernels, as Marian
-and CTranslate2 do on CPUs). The encoder and the once-per-batch products stay fp32: they are a small
-share of decoding time and the states they produce feed every step.
+`int8=True` runs the products that run at every step (the output layer, the readout's state term,
+the query projection, the recurrent matrices) as `nmt.int8.Int8Linear`: 7-bit weights with one scale
+per output row, 8-bit activations with one scale per row (per hypothesis) chosen on the fly, exact
+int32 sums (`torch._int_mm`). A row's int8 products are thus bit for bit the same whatever else is in
+the batch: int8 adds no batch dependence to fp32's, whose kernels may round a padded batch differently
+in the last bit (on the demo model 0 of 200 test_2016_flickr lines differ alone vs batched, fp32 and
+int8 alike; tests/test_dtype.py). The encoder, attention, cells and the once-per-batch products stay fp32: they are a
+small share of decoding time and the states they produce feed every step. Where a step's time goes:
+docs/decoding.md.
 """
 
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +37,7 @@ from torch import nn
 
 from nmt.decoder import DecoderState, StepOutput
 from nmt.encoder import EncoderOutput
+from nmt.int8 import quantize_linears
 
 
 @dataclass
@@ -72,18 +76,6 @@ def frozen_linear(weight: torch.Tensor) -> nn.Linear:
     return layer
 
 
-# Dynamic quantization's per-row int8 weights; torch marks torch.ao.quantization deprecated in favour
-# of torchao, whose CPU path for these small products has no fbgemm kernels yet.
-def quantize_int8(root: nn.Module, names: list[str]) -> None:
-    """Replace the nn.Linear layers `names` of `root` with int8 dynamically quantized ones, in place."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", (DeprecationWarning, UserWarning))
-        quantize_dynamic(root, {name: per_channel_dynamic_qconfig for name in names}, dtype=torch.qint8,
-                         inplace=True)
-
-
 def per_step_layers(model) -> list[str]:
     """The nn.Linear layers of `model` that run once per decoding step."""
     rnn = model.decoder.rnn
@@ -107,7 +99,7 @@ class InferenceModel(nn.Module):
             self.state_out = frozen_linear(dec.readout.parts().state.clone())  # (R, H)
         self.gates, self.vocab_size = dec.context_gates.out_features, dec.out.out_features
         if int8:
-            quantize_int8(self, ["out", "state_out"] + [f"model.{name}" for name in per_step_layers(self.model)])
+            quantize_linears(self, ["out", "state_out"] + [f"model.{name}" for name in per_step_layers(self.model)])
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> PreparedSource:
         enc = self.model.encode(src, src_lengths)

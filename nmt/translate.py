@@ -70,7 +70,7 @@ def autocast(device: torch.device, dtype: str):
     if dtype not in DTYPES:
         raise NmtError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
     if dtype == "int8" and device.type != "cpu":
-        raise NmtError(f"int8 decoding runs on the CPU (fbgemm kernels), not on {device.type}; use --device cpu")
+        raise NmtError(f"int8 decoding runs on the CPU (oneDNN int8 products), not on {device.type}; use --device cpu")
     if dtype in ("fp32", "int8"):
         return contextlib.nullcontext()
     if dtype == "fp16" and device.type != "cuda":

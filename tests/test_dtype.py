@@ -1,9 +1,8 @@
-"""Decoding precision: int8 weights give fp32's translations where the model is sure, every --dtype
-works or fails with one line."""
+"""Decoding precision: int8 gives a sentence the same translation alone or in any batch and mostly
+fp32's translations on a model that is sure, every --dtype works or fails with one line."""
 
 import pytest
 import torch
-from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
 from conftest import run_cli
 from nmt import Translator
@@ -13,11 +12,17 @@ from nmt.inference import InferenceModel, per_step_layers
 from nmt.model import Seq2Seq
 
 
-def test_int8_quantizes_every_per_step_product_of_a_copy():
+def small_model() -> Seq2Seq:
     torch.manual_seed(0)
     cfg = ModelConfig(cell="lstm", embed_size=32, hidden_size=32, decoder_hidden_size=48,
                       attention_size=24, num_layers=2, dropout=0.0)
-    model = Seq2Seq(cfg, 50, 40).eval()
+    return Seq2Seq(cfg, 50, 40).eval()
+
+
+def test_int8_quantizes_every_per_step_product_of_a_copy():
+    from nmt.int8 import Int8Linear  # here, not above: the other tests also run against torch.ao's layers
+
+    model = small_model()
     fp32, int8 = InferenceModel(model), InferenceModel(model, int8=True)
     names = ["out", "state_out"] + [f"model.{n}" for n in per_step_layers(model)]
     layers = dict(int8.named_modules())
@@ -36,13 +41,72 @@ def test_int8_quantizes_every_per_step_product_of_a_copy():
     assert 0 < diff < 0.05 * step_a.logits.std(), (diff, step_a.logits.std())
 
 
+def test_an_int8_layer_gives_each_row_what_it_gives_that_row_alone():
+    """Each int8 layer of a step gives a row, bit for bit, what it gives that row alone: the
+    activations are scaled per row and the int8 sums are exact (dynamic quantization's one scale per
+    batch moved a quiet row's output with a loud batch-mate)."""
+    model = small_model()
+    int8 = InferenceModel(model, int8=True)
+    layers = dict(int8.named_modules())
+    names = ["out", "state_out"] + [f"model.{n}" for n in per_step_layers(model)]
+    for name in names:
+        layer = layers[name]
+        x = torch.randn(7, layer.in_features)  # (B, K)
+        x[2] *= 30  # one loud row, one quiet one: a shared scale would be set by row 2
+        x[5] *= 0.01
+        with torch.inference_mode():
+            batched = layer(x)
+            alone = torch.cat([layer(row.unsqueeze(0)) for row in x])
+            sub_batch = layer(x[4:])
+        assert torch.equal(alone, batched), name
+        assert torch.equal(sub_batch, batched[4:]), name
+
+
+def missing(a, b):
+    raise RuntimeError("_int_mm: not implemented for 'CPU'\nmore detail")
+
+
+def saturating(a, b):
+    """A kernel that sums in int16 and saturates (Int8Linear's 7-bit weights keep vpmaddubsw's
+    int16 pairs exact, not whole rows)."""
+    return (a.long() @ b.long()).clamp(-32768, 32767).int()
+
+
+@pytest.mark.parametrize("product, message", [
+    (missing, r"needs torch._int_mm .*not implemented for 'CPU'\); use --dtype fp32$"),
+    (saturating, r"int8 product saturates on this CPU; use --dtype fp32$")])
+def test_a_torch_without_an_exact_int8_product_is_refused_with_one_line(monkeypatch, product, message):
+    monkeypatch.setattr(torch, "_int_mm", product)
+    with pytest.raises(NmtError, match=message):
+        InferenceModel(small_model(), int8=True)
+
+
+def agreement(a: list[str], b: list[str]) -> float:
+    return sum(x == y for x, y in zip(a, b)) / len(a)
+
+
 @pytest.mark.parametrize("beam", [1, 5])
-def test_int8_translates_as_fp32_on_a_confident_model(reverse_run, beam):
+def test_int8_translates_a_sentence_alone_as_in_a_batch(reverse_run, beam):
+    """--batch-size (or a server's other traffic) never changes an int8 translation or its score."""
+    root, corpus, _ = reverse_run
+    src = (corpus / "test.src").read_text().splitlines()[:40]
+    translator = Translator.load(root / "run", device="cpu", dtype="int8")
+    batched = translator.translate_hyps(src, beam_size=beam, batch_size=len(src))
+    alone = [translator.translate_hyps([line], beam_size=beam)[0] for line in src]
+    assert [h[0].tokens for h in alone] == [h[0].tokens for h in batched]
+    # The score sums the step's fp32 log-softmax too: equal up to fp32 rounding, not bit for bit.
+    assert [h[0].score for h in alone] == pytest.approx([h[0].score for h in batched], abs=1e-4)
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+def test_int8_mostly_translates_as_fp32_on_a_confident_model(reverse_run, beam):
+    """8-bit products move the logits by a few per cent of their spread: on the reverse task, where
+    the model is sure, nearly every line stays fp32's (a line where two tokens tie may not)."""
     root, corpus, _ = reverse_run
     src = (corpus / "test.src").read_text().splitlines()[:60]
     fp32 = Translator.load(root / "run", device="cpu").translate(src, beam_size=beam)
     int8 = Translator.load(root / "run", device="cpu", dtype="int8").translate(src, beam_size=beam)
-    assert int8 == fp32
+    assert agreement(int8, fp32) >= 0.9, [(a, b) for a, b in zip(int8, fp32) if a != b]
 
 
 def test_every_dtype_works_or_fails_with_one_line(reverse_run):
@@ -53,7 +117,7 @@ def test_every_dtype_works_or_fails_with_one_line(reverse_run):
         out = run_cli("nmt-translate", str(root / "run"), "--device", "cpu", "--dtype", dtype, stdin=lines)
         assert out.returncode == 0, (dtype, out.stderr[-2000:])
         assert len(out.stdout.splitlines()) == 5
-        if dtype != "bf16":  # bf16 rounds the products: the same lines are likely, not guaranteed
+        if dtype == "fp32":  # int8 and bf16 round the products: fp32's lines are likely, not guaranteed
             assert out.stdout == reference.stdout, dtype
     out = run_cli("nmt-translate", str(root / "run"), "--device", "cpu", "--dtype", "fp16", stdin=lines)
     assert out.returncode == 2 and "fp16 inference needs a CUDA device" in out.stderr
