@@ -1,29 +1,25 @@
 """A trained model rewritten for decoding: the same function as `Seq2Seq.step` (tests check it),
 with the products that do not depend on the step taken out of it. Training never uses this.
+What each rewrite buys is measured in docs/benchmarks.md ("Decoding speed-ups").
 
 The decoder's first layer and its readout read the embedding and the context only through linear
-maps, so their shares of both are precomputed. What each buys on beam 5 / greedy search with the
-JoeyNMT-sized model (range over runs of scripts/bench_inference.py, docs/benchmarks.md):
+maps, so their shares of both are precomputed:
 
 - `embedding_table`: every target piece's terms W_e E y + b, one (V, G*H + R) row each: a lookup per
-  step instead of a (B*K, E) x (E, G*H + R) product (+4–20% / +7–16%).
+  step instead of a (B*K, E) x (E, G*H + R) product.
 - `context_weights`: since W_c c_t = Σ_j α_tj W_c m_j, the memory is multiplied by the weights that
   read the context once per batch; a step then weighs S rows per sentence instead of pushing each
-  of its B*K contexts through a (M, G*H + R) matrix (+5–14% / 0–9%).
-- `padded_output`: MKL's sgemm runs faster when the output width is a multiple of 8 (320 x 256
-  -> 3 963: 7.5 ms, -> 3 968: 4.9 ms), so the output rows are padded here, never in a checkpoint,
-  and the extra logits cut (+4–11% / 0–4%: it pays at beam 5's 320 rows more than at greedy's 64).
-Together: beam 5 +27–32%, greedy +12–15% over stepping `Seq2Seq` itself.
+  of its B*K contexts through a (M, G*H + R) matrix.
+- `padded_output`: MKL's sgemm runs faster when the output width is a multiple of 8, so the output
+  rows are padded here, never in a checkpoint, and the extra logits cut.
 
 `int8=True` runs the products that run at every step (the output layer, the readout's state term,
 the query projection, the recurrent matrices) as `nmt.int8.Int8Linear`: 7-bit weights with one scale
 per output row, 8-bit activations with one scale per row (per hypothesis) chosen on the fly, exact
 int32 sums (`torch._int_mm`). A row's int8 products are thus bit for bit the same whatever else is in
-the batch: int8 adds no batch dependence to fp32's, whose kernels may round a padded batch differently
-in the last bit (on the demo model 0 of 200 test_2016_flickr lines differ alone vs batched, fp32 and
-int8 alike; tests/test_dtype.py). The encoder, attention, cells and the once-per-batch products stay fp32: they are a
-small share of decoding time and the states they produce feed every step. Where a step's time goes:
-docs/decoding.md.
+the batch: int8 adds no batch dependence to fp32's. The encoder, attention, cells and the
+once-per-batch products stay fp32: the states they produce feed every step. Where a step's time
+goes: docs/decoding.md.
 """
 
 from __future__ import annotations

@@ -19,8 +19,7 @@ MODES = {  # decode settings of each search
     "beam": {"beam_size": 4},
     "sampling": {"sampling": True, "temperature": 1.5, "seed": 11},
 }
-INT8_PENDING = pytest.mark.xfail(strict=False, reason="int8 batch invariance lands with item 1")
-DTYPES = ["fp32", pytest.param("int8", marks=INT8_PENDING), "bf16"]
+DTYPES = ["fp32", "int8", "bf16"]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Where a beam search's time goes: torch.profiler with labelled scopes (docs/decoding.md).
 
-    scripts/profile_decode.py RUN_DIR [--dtype int8] [--lines 500] [--beam 5] [--threads 2]
+    scripts/bench/profile_decode.py RUN_DIR [--dtype int8] [--lines 500] [--beam 5] [--threads 2]
 
 Labels `## step`, `## encode`, `## attention`, `## cells`, `## quantize rows` and one `## int8 NAME`
 per int8 layer; a scope's total includes the scopes inside it (the attention's includes its query
@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import nmt.int8 as int8
+from common import MULTI30K
+from nmt import Translator
+from nmt.attention import BahdanauAttention
+from nmt.cells import StackedCell
+from nmt.inference import InferenceModel
 
-import nmt.int8 as int8  # noqa: E402
-from nmt import Translator  # noqa: E402
-from nmt.attention import BahdanauAttention  # noqa: E402
-from nmt.cells import StackedCell  # noqa: E402
-from nmt.inference import InferenceModel  # noqa: E402
-
-SRC = REPO.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.de"
+SRC = MULTI30K / "test_2016_flickr.de"
 
 
 def scoped(label: str, fn):
