@@ -14,7 +14,7 @@ from pathlib import Path
 from accelerate.utils import gather_object
 
 from nmt import checkpoint
-from nmt.config import Config, TokenizerConfig
+from nmt.config import Config, ModelConfig, TokenizerConfig
 from nmt.errors import NmtError
 from nmt.tokenizer import JOINT_FILE, SRC_FILE, SRC_VOCAB, TGT_FILE, TGT_VOCAB
 
@@ -38,6 +38,9 @@ RESUME_FIXED = (
      "the epoch's batches would change under the position saved in it"),
     ("tokenizer", tuple(f.name for f in dataclasses.fields(TokenizerConfig)),
      "the run keeps the tokenizer it was started with"),
+    # Dropout may change: it shapes the updates to come, not the weights saved.
+    ("model", tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "dropout"),
+     "the checkpoint's weights are of that model"),
 )
 
 
