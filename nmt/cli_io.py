@@ -39,20 +39,23 @@ def with_prefixes(chunks, prefix_chunks, name: str):
 
     A mismatch is found at the first chunk where the counts differ (at the latest, the end): lines
     translated before it are already written (with -o, to PATH.partial only)."""
+    def mismatch(prefix_count: int, line_count: int) -> NmtError:
+        return NmtError(f"{name}: {prefix_count} lines but the input has {line_count}; "
+                        "give one prefix per input line (an empty line for none)")
+
+    def rest(stream) -> int:  # the lines left in a stream of chunks
+        return sum(len(chunk) for _, chunk in stream)
+
     lines_seen = 0
     for first, lines in chunks:
         _, prefixes = next(prefix_chunks, (first, []))
         lines_seen = first - 1 + len(lines)
         if len(prefixes) != len(lines):
-            total_lines = lines_seen + sum(len(rest) for _, rest in chunks)
-            total_prefixes = first - 1 + len(prefixes) + sum(len(rest) for _, rest in prefix_chunks)
-            raise NmtError(f"{name}: {total_prefixes} lines but the input has {total_lines}; "
-                           "give one prefix per input line (an empty line for none)")
+            raise mismatch(first - 1 + len(prefixes) + rest(prefix_chunks), lines_seen + rest(chunks))
         yield first, lines, prefixes
-    extra = sum(len(rest) for _, rest in prefix_chunks)
+    extra = rest(prefix_chunks)
     if extra:
-        raise NmtError(f"{name}: {lines_seen + extra} lines but the input has {lines_seen}; "
-                       "give one prefix per input line (an empty line for none)")
+        raise mismatch(lines_seen + extra, lines_seen)
 
 
 def open_input(path: str | None):

@@ -81,6 +81,11 @@ def autocast(device: torch.device, dtype: str):
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[dtype])
 
 
+def _cut(seq: list, limit: int, end) -> list:
+    """`seq`, which ends with `end`, cut to at most `limit` items that still end with `end`."""
+    return seq if len(seq) <= limit else seq[:limit - 1] + [end]
+
+
 def hypothesis_record(tokenizer, hyp: Hypothesis, text: str, columns: int | None = None,
                       source: list[str] | None = None) -> dict:
     """A hypothesis as JSON fields, the same in nmt-translate's JSON lines and nmt-serve's answers:
@@ -151,18 +156,24 @@ class Translator:
             if len(seq) > limit:
                 log.warning("line %d: %d pieces, truncated to the model's limit of %d",
                             line_numbers[i], len(seq) - 1, limit - 1)
-                ids[i] = seq[: limit - 1] + [EOS]
+                ids[i] = _cut(seq, limit, EOS)
         return ids
 
-    def source_pieces(self, line: str) -> list[str]:
-        """The pieces the model reads for `line`, </s> included, truncated as `encode` truncates; [] if blank.
+    def pieces_read(self, lines: list[str]) -> list[tuple[list[str], bool]]:
+        """Per line, the pieces the model reads, </s> included, truncated as `encode` truncates ([] if
+        blank), and whether the line was cut. Their number is the width of the line's attention;
+        columns beyond it are its batch's padding. One batched tokenizer call: a call per line costs
+        more than decoding a short sentence in a batch."""
+        limit, src = self.cfg.decode.max_input_len, self.tokenizer.src
+        found = []
+        for line, ids in zip(lines, src.encode(lines)):
+            pieces = src.pieces(ids) + ["</s>"] if line.strip() else []
+            found.append((_cut(pieces, limit, "</s>"), len(pieces) > limit))
+        return found
 
-        Their number is the width of the line's attention; columns beyond it are its batch's padding."""
-        if not line.strip():
-            return []
-        pieces = self.tokenizer.src_pieces(line)
-        limit = self.cfg.decode.max_input_len
-        return pieces if len(pieces) <= limit else pieces[:limit - 1] + ["</s>"]
+    def source_pieces(self, line: str) -> list[str]:
+        """`pieces_read` of one line: its pieces alone."""
+        return self.pieces_read([line])[0][0]
 
     def translate_hyps(self, lines: list[str], nbest: int = 1, return_attention: bool = False,
                        first_line: int = 1, prefixes: list[str] | None = None, **overrides) -> list[list[Hypothesis]]:

@@ -133,9 +133,10 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
             attn_history = attn_now if attn_history is None else torch.cat([attn_history, attn_now], 1)
         ended, ended_raw = _ending(cand_scores[:, :K], cand_tokens[:, :K], last & (n_finished[sentence] == 0))
         n_finished.index_add_(0, sentence, ended.sum(1))
-        ended_scores = ended_raw / length_penalty(t + 1, opts.length_penalty)
+        step_penalty = length_penalty(t + 1, opts.length_penalty)  # t tokens and the EOS
+        ended_scores = ended_raw / step_penalty
         top_finished[sentence] = torch.cat([top_finished[sentence], ended_scores], 1).topk(top_finished.size(1), 1).values
-        penalty = penalty_at_cap[sentence] if exact else length_penalty(t + 1, opts.length_penalty)
+        penalty = penalty_at_cap[sentence] if exact else step_penalty
         done = _done(top_finished[sentence, -1], cand_scores, cand_tokens, penalty) | last
         any_ended, all_done, any_done = torch.stack([ended.any(), done.all(), done.any()]).tolist()
         if any_ended:

@@ -11,21 +11,6 @@ from nmt.translate import hypothesis_record
 # Why a budget: one legal request (100 sentences, nbest 16, attention) once made an answer of 123 MB.
 
 
-def source_pieces(translator, lines: list[str]) -> list[tuple[list[str], bool]]:
-    """Per line, the pieces the model reads (as `Translator.source_pieces`) and whether its end was cut.
-
-    One batched tokenizer call: one call per line cost a quarter of a millisecond each, more than
-    decoding a short sentence in a batch."""
-    limit = translator.cfg.decode.max_input_len
-    tokenizer = translator.tokenizer
-    found = []
-    for line, ids in zip(lines, tokenizer.src.encode(lines)):
-        pieces = tokenizer.src.pieces(ids) + ["</s>"] if line.strip() else []
-        cut = len(pieces) > limit
-        found.append((pieces[:limit - 1] + ["</s>"] if cut else pieces, cut))
-    return found
-
-
 def attention_size(translator, sentences: list[Sentence], settings: Settings) -> int:
     """An upper bound on the attention weights of an answer: per hypothesis, rows (the output length
     cap, EOS included, raised to fit a prefix as the search raises it) x columns (source pieces the
@@ -35,7 +20,7 @@ def attention_size(translator, sentences: list[Sentence], settings: Settings) ->
     opts = translator.cfg.decode
     prefix_lengths = [len(ids) for ids in translator.tokenizer.encode_tgt([s.prefix for s in sentences])]
     total = 0
-    for (pieces, _), prefix_length in zip(source_pieces(translator, [s.text for s in sentences]), prefix_lengths):
+    for (pieces, _), prefix_length in zip(translator.pieces_read([s.text for s in sentences]), prefix_lengths):
         columns = len(pieces)
         if columns:
             rows = max(int(columns * opts.max_len_a) + opts.max_len_b, prefix_length + 1)
@@ -61,7 +46,7 @@ def translate_records(translator, batch_size: int, sentences: list[Sentence], se
                                       batch_size=batch_size)
     texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))
     records = []
-    for (source, truncated), hyps in zip(source_pieces(translator, lines), found):
+    for (source, truncated), hyps in zip(translator.pieces_read(lines), found):
         columns = len(source) if settings.attention else None
         aligned = source if settings.alignments else None
         items = [hypothesis_record(translator.tokenizer, hyp, next(texts), columns, aligned) for hyp in hyps]

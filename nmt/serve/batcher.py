@@ -17,8 +17,8 @@ import asyncio
 import collections
 import contextlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Hashable, Protocol
 
