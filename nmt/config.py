@@ -166,12 +166,15 @@ class ServeConfig:
 
     host: str = option("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
     port: int = option(8000, "TCP port", min=0)
-    batch_wait_ms: float = option(0.0, "how long the first queued request waits for others to share its batch "
-                                       "(0: an idle worker decodes at once; requests that arrive while it is "
-                                       "busy share the next batch)", min=0)
+    batch_wait_ms: float = option(20.0, "under load (requests waiting as a batch ends), how long the next batch "
+                                        "waits for the clients just answered to send again (it starts sooner once "
+                                        "they have, or once full); an idle server decodes a request at once", min=0)
     batch_sentences: int = option(64, "sentences per decoding batch (requests are never split)", min=1)
     batching: bool = option(True, "concurrent requests share decoding batches (off: each request "
                                          "is decoded alone, in arrival order)")
+    decode_threads: int = option(0, "threads that decode a batch at once, each a part of similar sentence "
+                                    "lengths with its share of torch's CPU threads (0: 2 on a CPU, 1 on a GPU)",
+                                 min=0)
     max_sentences: int = option(100, "sentences per request; more is refused with 413", min=1)
     max_chars: int = option(20_000, "characters per request, all sentences together; more is refused with 413", min=1)
     max_beam_size: int = option(16, "largest beam size (and n-best) a request may ask for", min=1)

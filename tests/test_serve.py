@@ -198,7 +198,8 @@ def test_command_line_errors_are_one_line_and_exit_2(reverse_run):
     assert out.returncode == 2 and f"error: 127.0.0.1:{port}: cannot listen" in out.stderr
     assert "Traceback" not in out.stderr
     out = run_cli("nmt-serve", "--help")
-    for flag in ("--host", "--port", "--batch-wait-ms", "--batch-sentences", "--no-batching", "--max-sentences",
+    for flag in ("--host", "--port", "--batch-wait-ms", "--batch-sentences", "--no-batching", "--decode-threads",
+                 "--max-sentences",
                  "--max-chars", "--max-beam-size", "--device", "--dtype", "--access-log", "ensemble", "int8"):
         assert flag in out.stdout
 

@@ -1,10 +1,12 @@
 """What an answer costs and how it is built: the attention budget checked before decoding, the
-`Translation` records (built on the decoding worker) and their JSON (encoded off the event loop)."""
+`Translation` records (decoded in parts, built on the decoding worker) and their JSON (encoded off the
+event loop)."""
 
 from __future__ import annotations
 
 import json
 
+from nmt.serve.parts import PartedDecoder
 from nmt.serve.schema import RequestError, Sentence, Settings
 from nmt.translate import hypothesis_record
 
@@ -36,17 +38,24 @@ def check_budget(translator, sentences: list[Sentence], settings: Settings, max_
                                 f"pieces); this server sends at most {max_attention} per request")
 
 
-def translate_records(translator, batch_size: int, sentences: list[Sentence], settings: Settings) -> list[dict]:
+def translate_records(translator, batch_size: int, parts: PartedDecoder, sentences: list[Sentence],
+                      settings: Settings) -> list[dict]:
     """One `Translation` record per sentence (plain dicts: the answer is built off the event loop)."""
     lines = [s.text for s in sentences]
     prefixes = [s.prefix for s in sentences] if any(s.prefix for s in sentences) else None
-    found = translator.translate_hyps(lines, nbest=settings.nbest, prefixes=prefixes,
-                                      return_attention=settings.attention or settings.alignments,
-                                      beam_size=settings.beam_size, length_penalty=settings.length_penalty,
-                                      batch_size=batch_size)
+    read = translator.pieces_read(lines)  # (pieces, truncated) per line
+
+    def decode(indices: list[int]) -> list:
+        return translator.translate_hyps([lines[i] for i in indices], nbest=settings.nbest,
+                                         prefixes=None if prefixes is None else [prefixes[i] for i in indices],
+                                         return_attention=settings.attention or settings.alignments,
+                                         beam_size=settings.beam_size, length_penalty=settings.length_penalty,
+                                         batch_size=batch_size)
+
+    found = parts.map(decode, [len(pieces) for pieces, _ in read])
     texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))
     records = []
-    for (source, truncated), hyps in zip(translator.pieces_read(lines), found):
+    for (source, truncated), hyps in zip(read, found):
         columns = len(source) if settings.attention else None
         aligned = source if settings.alignments else None
         items = [hypothesis_record(translator.tokenizer, hyp, next(texts), columns, aligned) for hyp in hyps]

@@ -12,6 +12,7 @@ import time
 import uuid
 from importlib import resources
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -21,6 +22,7 @@ from nmt.serve.answer import check_budget, encode, translate_records
 from nmt.serve.batcher import Batcher, QueueFull, ShuttingDown
 from nmt.serve.guard import Guard
 from nmt.serve.metrics import CONTENT_TYPE, CountResponses, Metrics
+from nmt.serve.parts import PartedDecoder
 from nmt.serve.schema import RequestError, TranslateRequest, TranslateResponse, parse_request
 
 log = logging.getLogger("nmt.serve")
@@ -28,6 +30,8 @@ log = logging.getLogger("nmt.serve")
 ERROR = {"content": {"application/json": {"example": {"detail": "beam_size: at most 16 on this server, got 50"}}}}
 # A full queue drains within about a second at the throughput of a small CPU model; clients retry then.
 RETRY_AFTER_S = 1
+# Hypotheses (without attention) in an answer encoded on the event loop: tens of microseconds.
+SMALL_ANSWER = 16
 # nginx's "client closed request": never sent (no one listens), but counted in /metrics.
 CLIENT_GONE = 499
 
@@ -124,9 +128,17 @@ def _status_routes(app: FastAPI, batcher: Batcher, metrics: Metrics, cfg: ServeC
         return info
 
 
+def decode_threads(cfg: ServeConfig, translator) -> tuple[int, int]:
+    """How many parts a batch is cut into (--decode-threads; 0: 2 on a CPU, 1 on a GPU) and torch's CPU
+    threads for each: together, what one batch would have had."""
+    parts = cfg.decode_threads or (1 if translator.device.type == "cuda" else min(2, torch.get_num_threads()))
+    return parts, max(1, torch.get_num_threads() // parts)
+
+
 def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = None) -> FastAPI:
     """The application for one loaded `Translator`; `info` is what GET /info reports about the model."""
-    decode = functools.partial(translate_records, translator, cfg.batch_sentences)
+    parts = PartedDecoder(*decode_threads(cfg, translator))
+    decode = functools.partial(translate_records, translator, cfg.batch_sentences, parts)
     metrics = Metrics(queue_depth=lambda: batcher.queued_sentences)
     batcher = Batcher(decode, cfg.batch_wait_ms / 1000, cfg.batch_sentences, cfg.batching, cfg.max_queue, metrics)
     # JSON may spell a character as \\uXXXX (6 bytes); the rest is room for keys and settings.
@@ -140,6 +152,7 @@ def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = N
         batcher.start()
         yield
         await batcher.close()  # after the server has answered every request in flight
+        parts.close()
 
     app = FastAPI(title="nmt-serve", version=__version__, lifespan=lifespan,
                   docs_url="/docs" if cfg.docs else None, redoc_url="/redoc" if cfg.docs else None,
@@ -168,9 +181,14 @@ def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = N
         sentences, settings = parse_request(await read_body(request, max_bytes), cfg, default_beam)
         loop = asyncio.get_running_loop()
         # Tokenising 100 long sentences and encoding a large answer take milliseconds: not on the event loop.
-        await loop.run_in_executor(None, check_budget, translator, sentences, settings, cfg.max_attention)
+        # Without attention the budget needs no tokens, and a few hypotheses encode faster than a thread hop.
+        if settings.attention:
+            await loop.run_in_executor(None, check_budget, translator, sentences, settings, cfg.max_attention)
         records = await unless_disconnected(batcher.translate(sentences, settings, timeout), request.receive)
-        body = await loop.run_in_executor(None, encode, {"translations": records})
+        if settings.attention or len(sentences) * settings.nbest > SMALL_ANSWER:
+            body = await loop.run_in_executor(None, encode, {"translations": records})
+        else:
+            body = encode({"translations": records})
         metrics.request_seconds.observe(time.perf_counter() - arrived)
         return Response(body, media_type="application/json")
 

@@ -1,11 +1,13 @@
 """Request batching: requests that queue while a batch decodes share the next decoding batch.
 
 A batch holds whole requests with equal decode settings, up to `max_sentences` sentences (one larger
-request goes alone). An idle worker takes a lone request at once (with `wait_s` > 0, the oldest queued
-request first waits that long after its arrival for others to join, less if the batch fills first).
-Decoding runs on one worker thread, so the event loop keeps answering (/health included) while a batch
-decodes, and one batch at a time has the CPU. With batching off, each request is decoded alone, in
-arrival order.
+request goes alone). An idle worker takes a lone request at once. When a batch ends with requests
+waiting, the server is under load: the next batch gathers for up to `wait_s` more, until as many
+requests have arrived as the batch answered, or it is full. Why: clients that send their next request
+once answered would otherwise miss the next batch, and the load would split into two halves that
+take turns, each batch half as large (docs/serving.md). Decoding runs on one worker thread, so the
+event loop keeps answering (/health included) while a batch decodes, and one batch at a time has the
+CPU. With batching off, each request is decoded alone, in arrival order.
 
 The queue is bounded (`max_queue` sentences: more is QueueFull), and a request whose caller stops
 waiting (its deadline passed, its client went away) leaves the queue at once, undecoded.
@@ -34,7 +36,6 @@ class Job:
     lines: list
     settings: Hashable  # requests share a batch only when their settings are equal
     future: asyncio.Future
-    arrived: float  # event-loop clock
 
 
 @dataclass
@@ -69,7 +70,9 @@ class Batcher:
         self._jobs: collections.deque[Job] = collections.deque()
         self._queued_sentences = 0
         self._arrived = asyncio.Event()
-        self._full = asyncio.Event()
+        self._full = asyncio.Event()  # the batch being gathered is complete
+        self._arrivals = 0  # requests queued so far
+        self._gathered_at = 0  # _arrivals at which the batch being gathered is complete
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nmt-decode")
         self._task: asyncio.Task | None = None
         self._closing = False
@@ -135,12 +138,13 @@ class Batcher:
             raise QueueFull(f"the queue holds {self._queued_sentences} sentences; this server queues at most "
                             f"{self.max_queue}")
         loop = asyncio.get_running_loop()
-        job = Job(lines, settings, loop.create_future(), loop.time())
+        job = Job(lines, settings, loop.create_future())
         self._jobs.append(job)
         self._queued_sentences += len(lines)
+        self._arrivals += 1
         self.stats.queued = len(self._jobs)
         self._arrived.set()
-        if self._queued_sentences >= self.max_sentences:
+        if self._queued_sentences >= self.max_sentences or self._arrivals >= self._gathered_at:
             self._full.set()
         try:
             return await asyncio.wait_for(job.future, timeout)
@@ -165,18 +169,19 @@ class Batcher:
                     return
                 self._arrived.clear()
                 await self._arrived.wait()
-            if self.batching and self.wait_s > 0 and not self._closing:
-                await self._wait_for_company(self._jobs[0])
             batch = self._take()
             if batch:
                 await self._decode_batch(batch)
+                if self._jobs and self.batching and self.wait_s > 0 and not self._closing:
+                    await self._gather(len(batch))
 
-    async def _wait_for_company(self, first: Job) -> None:
-        delay = first.arrived + self.wait_s - asyncio.get_running_loop().time()
+    async def _gather(self, answered: int) -> None:
+        """Wait up to `wait_s` for `answered` more requests, or for a full batch."""
+        self._gathered_at = self._arrivals + answered
         self._full.clear()
-        if delay > 0 and self._queued_sentences < self.max_sentences:
+        if self._queued_sentences < self.max_sentences and self._arrivals < self._gathered_at:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._full.wait(), delay)
+                await asyncio.wait_for(self._full.wait(), self.wait_s)
 
     def _take(self) -> list[Job]:
         """The oldest live request and the later ones that fit beside it; the rest stay queued in order."""

@@ -52,6 +52,7 @@ def model_info(translator, paths: list[str], cfg: ServeConfig) -> dict:
     system); for an ensemble, the first model's checkpoint, architecture and decode settings."""
     from nmt.checkpoint import read_meta, resolve
     from nmt.model import count_parameters
+    from nmt.serve.app import decode_threads
 
     ckpt = resolve(paths[0])
     meta = read_meta(ckpt)
@@ -67,7 +68,8 @@ def model_info(translator, paths: list[str], cfg: ServeConfig) -> dict:
                        "max_beam_size": cfg.max_beam_size, "max_length_penalty": cfg.max_length_penalty,
                        "max_hypotheses": cfg.max_hypotheses, "max_attention": cfg.max_attention,
                        "max_queue": cfg.max_queue, "timeout": cfg.timeout},
-            "batching": {"enabled": cfg.batching, "wait_ms": cfg.batch_wait_ms, "sentences": cfg.batch_sentences}}
+            "batching": {"enabled": cfg.batching, "wait_ms": cfg.batch_wait_ms, "sentences": cfg.batch_sentences,
+                         "decode_threads": decode_threads(cfg, translator)[0]}}
 
 
 @user_errors
