@@ -196,7 +196,8 @@ class ServeConfig:
                                    "or X-API-Key: KEY), else 401; $NMT_SERVE_API_KEY sets one too")
     docs: bool = option(False, "serve Swagger UI at /docs and ReDoc at /redoc (they load scripts from a CDN; "
                                "/openapi.json is always served)")
-    limit_concurrency: int = option(0, "uvicorn: connections and tasks at once; more get 503 (0 = no limit)", min=0)
+    limit_concurrency: int = option(0, "requests in flight at once (the probes excepted); more get 503 and "
+                                       "Retry-After (0 = no limit)", min=0)
     keep_alive_s: float = option(5.0, "uvicorn: seconds an idle keep-alive connection stays open", min=0)
     drain_timeout: float = option(30.0, "on SIGTERM, seconds to answer the requests in flight; those still "
                                         "unanswered then get 503, and the server exits", min=0)

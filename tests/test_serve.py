@@ -199,8 +199,8 @@ def test_command_line_errors_are_one_line_and_exit_2(reverse_run):
     assert "Traceback" not in out.stderr
     out = run_cli("nmt-serve", "--help")
     for flag in ("--host", "--port", "--batch-wait-ms", "--batch-sentences", "--no-batching", "--decode-threads",
-                 "--max-sentences",
-                 "--max-chars", "--max-beam-size", "--device", "--dtype", "--access-log", "ensemble", "int8"):
+                 "--max-sentences", "--max-chars", "--max-beam-size", "--limit-concurrency", "--device", "--dtype",
+                 "--access-log", "ensemble", "int8"):
         assert flag in out.stdout
 
 

@@ -54,7 +54,7 @@ def in_process(translator, api_key=None, **flags):
     """An app from create_app behind uvicorn on a free port of 127.0.0.1, in a thread."""
     cfg = ServeConfig(**flags)
     app = create_app(translator, cfg, {"model": "gated"}, api_key)
-    server = server_for(app, access_log=False, limit_concurrency=0, keep_alive_s=5, drain_s=cfg.drain_timeout,
+    server = server_for(app, access_log=False, keep_alive_s=5, drain_s=cfg.drain_timeout,
                         log_level="warning")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -107,6 +107,25 @@ def test_a_full_queue_answers_503_with_retry_after_and_ready_says_so(translator)
             thread.join(WAIT_S)
         assert [status for status, _ in first + queued] == [200, 200]
         assert call(url + "/ready")[0] == 200
+
+
+def test_requests_beyond_the_concurrency_limit_get_one_json_line_and_probes_still_answer(translator):
+    gated = Gated(translator)
+    with in_process(gated, limit_concurrency=1) as (url, _):
+        first = []
+        thread = send(url, {"text": "w1 w2"}, first)
+        assert gated.entered.wait(WAIT_S)
+        request = http.client.HTTPConnection(url.removeprefix("http://"), timeout=WAIT_S)
+        request.request("POST", "/translate", body=json.dumps({"text": "w3"}))
+        response = request.getresponse()
+        assert response.status == 503 and response.headers["Retry-After"] == "1"
+        assert json.loads(response.read()) == {"detail": "1 requests are in flight; this server takes at most 1 "
+                                                         "at once"}
+        assert call(url + "/health")[0] == 200 and call(url + "/ready")[0] == 200
+        gated.gate.set()
+        thread.join(WAIT_S)
+        assert first[0][0] == 200 and call(url + "/translate", {"text": "w3"})[0] == 200
+        assert 'nmt_serve_requests_total{route="/translate",status="503"} 1.0' in _metrics(url)
 
 
 def test_a_request_past_its_deadline_gets_504_and_is_never_decoded(translator):

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import call
+from conftest import call, serving
 from nmt import Translator
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -84,3 +84,22 @@ def test_a_non_square_heatmap_holds_the_apis_weights_and_html_stays_text(served,
     np.testing.assert_allclose(np.array(cells), weights, atol=1e-6)
     assert browser.find_elements(By.CSS_SELECTOR, "#output b, #heatmap b") == []  # nothing typed became markup
     assert browser.find_element(By.ID, "error").text == ""
+
+
+def test_a_server_with_an_api_key_gets_it_from_the_page(reverse_run, browser, tmp_path):
+    (tmp_path / "key").write_text("s3cret\n")
+    with serving(reverse_run[0] / "run", tmp_path / "serve.log", "--api-key-file", str(tmp_path / "key")) as server:
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda d: "API key" in d.find_element(By.ID, "model").text)
+        key = browser.find_element(By.ID, "key")
+        assert key.is_displayed() and key.get_attribute("type") == "password"
+        key.send_keys("s3cret")
+        browser.find_element(By.ID, "source").click()  # the key field's change event
+        wait.until(lambda d: "src → tgt" in d.find_element(By.ID, "model").text)
+        browser.find_element(By.ID, "source").send_keys("w3 w1 w4")
+        browser.find_element(By.ID, "translate").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#output li .text"))
+        expected = Translator.load(reverse_run[0] / "run").translate(["w3 w1 w4"])
+        assert [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#output li .text")] == expected
+        assert browser.find_element(By.ID, "error").text == ""

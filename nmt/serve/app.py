@@ -21,6 +21,7 @@ from nmt.config import ServeConfig
 from nmt.serve.answer import check_budget, encode, translate_records
 from nmt.serve.batcher import Batcher, QueueFull, ShuttingDown
 from nmt.serve.guard import Guard
+from nmt.serve.limit import InFlightLimit
 from nmt.serve.metrics import CONTENT_TYPE, CountResponses, Metrics
 from nmt.serve.parts import PartedDecoder
 from nmt.serve.schema import RequestError, TranslateRequest, TranslateResponse, parse_request
@@ -193,6 +194,8 @@ def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = N
         return Response(body, media_type="application/json")
 
     app.state.batcher, app.state.metrics = batcher, metrics
+    if cfg.limit_concurrency:
+        app.add_middleware(InFlightLimit, limit=cfg.limit_concurrency, retry_after_s=RETRY_AFTER_S)
     app.add_middleware(CountResponses, metrics=metrics)
     app.add_middleware(Guard, bound_host=cfg.host, allow_hosts=cfg.allow_host, allow_origins=cfg.allow_origin,
                        api_key=api_key)

@@ -5,9 +5,10 @@ request goes alone). An idle worker takes a lone request at once. When a batch e
 waiting, the server is under load: the next batch gathers for up to `wait_s` more, until as many
 requests have arrived as the batch answered, or it is full. Why: clients that send their next request
 once answered would otherwise miss the next batch, and the load would split into two halves that
-take turns, each batch half as large (docs/serving.md). Decoding runs on one worker thread, so the
-event loop keeps answering (/health included) while a batch decodes, and one batch at a time has the
-CPU. With batching off, each request is decoded alone, in arrival order.
+take turns, each batch half as large (docs/serving.md). Decoding runs on one worker thread (nmt-serve
+hands parts of the batch on to threads of their own: parts.py), so the event loop keeps answering
+(/health included) while a batch decodes, and one batch at a time has the CPU. With batching off,
+each request is decoded alone, in arrival order.
 
 The queue is bounded (`max_queue` sentences: more is QueueFull), and a request whose caller stops
 waiting (its deadline passed, its client went away) leaves the queue at once, undecoded.

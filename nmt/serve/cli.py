@@ -96,8 +96,7 @@ def serve_main(argv=None) -> int:
              info["source_language"], info["target_language"], info["parameters"], shown, port,
              " (API docs at /docs)" if cfg.docs else "")
     app = create_app(translator, cfg, info, api_key)
-    server = server_for(app, access_log=cfg.access_log, limit_concurrency=cfg.limit_concurrency,
-                        keep_alive_s=cfg.keep_alive_s, drain_s=cfg.drain_timeout)
+    server = server_for(app, access_log=cfg.access_log, keep_alive_s=cfg.keep_alive_s, drain_s=cfg.drain_timeout)
     # uvicorn handles SIGTERM itself (in-flight requests are answered), then raises it again once stopped;
     # this handler makes that a clean exit 0, as nmt-train's after SIGTERM.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)

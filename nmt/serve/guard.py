@@ -92,8 +92,12 @@ class Guard:
         refused = self.refusal(scope) if scope["type"] == "http" else None
         if refused is None:
             return await self.app(scope, receive, send)
-        status, detail, extra = refused
-        body = json.dumps({"detail": detail}).encode()
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
-        await send({"type": "http.response.body", "body": body})
+        await refuse(send, *refused)
+
+
+async def refuse(send, status: int, detail: str, headers: list) -> None:
+    """Answer `status` with {"detail": `detail`} in one JSON line, before any route runs."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})

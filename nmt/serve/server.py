@@ -20,10 +20,9 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def server_for(app, *, access_log: bool, limit_concurrency: int, keep_alive_s: float, drain_s: float,
+def server_for(app, *, access_log: bool, keep_alive_s: float, drain_s: float,
                log_level: str = "info") -> DrainingServer:
-    """A server for `app` (from create_app), its uvicorn limits set; 0 for limit_concurrency = none."""
-    config = uvicorn.Config(app, access_log=access_log, log_level=log_level,
-                            limit_concurrency=limit_concurrency or None, timeout_keep_alive=keep_alive_s,
+    """A server for `app` (from create_app), its uvicorn limits set."""
+    config = uvicorn.Config(app, access_log=access_log, log_level=log_level, timeout_keep_alive=keep_alive_s,
                             timeout_graceful_shutdown=drain_s + DRAIN_MARGIN_S)
     return DrainingServer(config, app.state.batcher, drain_s)
