@@ -83,6 +83,17 @@ def send(url: str, body: dict, results: list) -> threading.Thread:
     return thread
 
 
+def hold_and_queue(url: str, gated: Gated, queued_text) -> tuple[list, list, list[threading.Thread]]:
+    """Send "w1 w2" and wait until the worker holds it at the gate, then send `queued_text` and wait
+    until it is queued: (the first's results, the queued one's, both threads)."""
+    first, queued = [], []
+    threads = [send(url, {"text": "w1 w2"}, first)]
+    assert gated.entered.wait(WAIT_S)
+    threads.append(send(url, {"text": queued_text}, queued))
+    until(lambda: health(url)["queued"] == 1)
+    return first, queued, threads
+
+
 def health(url: str) -> dict:
     return call(url + "/health")[1]
 
@@ -90,11 +101,7 @@ def health(url: str) -> dict:
 def test_a_full_queue_answers_503_with_retry_after_and_ready_says_so(translator):
     gated = Gated(translator)
     with in_process(gated, max_queue=2) as (url, _):
-        first, queued = [], []
-        threads = [send(url, {"text": "w1 w2"}, first)]
-        assert gated.entered.wait(WAIT_S)  # the worker holds the first request
-        threads.append(send(url, {"text": ["w3", "w4"]}, queued))
-        until(lambda: health(url)["queued"] == 1)
+        first, queued, threads = hold_and_queue(url, gated, ["w3", "w4"])
         request = http.client.HTTPConnection(url.removeprefix("http://"), timeout=WAIT_S)
         request.request("POST", "/translate", body=json.dumps({"text": "w5"}))
         response = request.getresponse()
@@ -193,11 +200,7 @@ def test_an_api_key_is_asked_for_and_compared(translator, tmp_path):
 def test_shutdown_refuses_what_is_unanswered_after_the_drain_with_503(translator):
     gated = Gated(translator)
     with in_process(gated, drain_timeout=0.3) as (url, server):
-        decoding, queued = [], []
-        threads = [send(url, {"text": "w1 w2"}, decoding)]
-        assert gated.entered.wait(WAIT_S)
-        threads.append(send(url, {"text": "w3"}, queued))
-        until(lambda: health(url)["queued"] == 1)
+        decoding, queued, threads = hold_and_queue(url, gated, "w3")
         server.handle_exit(signal.SIGTERM, None)
         for thread in threads:
             thread.join(WAIT_S)

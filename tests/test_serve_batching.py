@@ -13,7 +13,7 @@ from conftest import call
 pytest.importorskip("fastapi", reason="nmt-serve needs the serve extra: pip install -e '.[serve]'")
 from nmt import Translator  # noqa: E402
 from nmt.serve.parts import balanced_parts  # noqa: E402
-from test_serve_backpressure import WAIT_S, Gated, health, in_process, send, until  # noqa: E402
+from test_serve_backpressure import WAIT_S, Gated, health, hold_and_queue, in_process, send  # noqa: E402
 
 
 class Recorded(Gated):
@@ -65,11 +65,8 @@ def test_a_batch_decoded_in_parts_answers_as_one_batch(translator):
 def test_under_load_the_next_batch_waits_for_the_clients_just_answered(translator):
     recorded = Recorded(translator)
     with in_process(recorded, batch_wait_ms=WAIT_S * 1000 / 2, decode_threads=1) as (url, _):
-        first, queued, again = [], [], []
-        threads = [send(url, {"text": "w1 w2"}, first)]
-        assert recorded.entered.wait(WAIT_S)  # the worker holds the first request
-        threads.append(send(url, {"text": "w3"}, queued))
-        until(lambda: health(url)["queued"] == 1)
+        first, queued, threads = hold_and_queue(url, recorded, "w3")
+        again = []
         recorded.gate.set()
         threads[0].join(WAIT_S)
         assert first[0][0] == 200 and health(url)["queued"] == 1  # "w3" waits for the answered client
@@ -87,11 +84,7 @@ def test_an_idle_server_decodes_a_lone_request_at_once_and_a_gathering_batch_end
         assert call(url + "/translate", {"text": "w1"}, timeout=WAIT_S / 4)[0] == 200  # no wait for company
     recorded = Recorded(translator)
     with in_process(recorded, batch_wait_ms=50, decode_threads=1) as (url, _):
-        first, queued = [], []
-        threads = [send(url, {"text": "w1 w2"}, first)]
-        assert recorded.entered.wait(WAIT_S)
-        threads.append(send(url, {"text": "w3"}, queued))
-        until(lambda: health(url)["queued"] == 1)
+        _, _, threads = hold_and_queue(url, recorded, "w3")
         recorded.gate.set()
         for thread in threads:
             thread.join(WAIT_S)  # no client comes back: "w3" goes alone once the wait is over

@@ -145,7 +145,7 @@ class Batcher:
         self._arrivals += 1
         self.stats.queued = len(self._jobs)
         self._arrived.set()
-        if self._queued_sentences >= self.max_sentences or self._arrivals >= self._gathered_at:
+        if self._gathered():
             self._full.set()
         try:
             return await asyncio.wait_for(job.future, timeout)
@@ -180,9 +180,13 @@ class Batcher:
         """Wait up to `wait_s` for `answered` more requests, or for a full batch."""
         self._gathered_at = self._arrivals + answered
         self._full.clear()
-        if self._queued_sentences < self.max_sentences and self._arrivals < self._gathered_at:
+        if not self._gathered():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self.wait_s)
+
+    def _gathered(self) -> bool:
+        """The batch being gathered is complete: full, or the requests it waits for have come."""
+        return self._queued_sentences >= self.max_sentences or self._arrivals >= self._gathered_at
 
     def _take(self) -> list[Job]:
         """The oldest live request and the later ones that fit beside it; the rest stay queued in order."""
