@@ -12,7 +12,7 @@ __all__ = ["Translator", "__version__"]
 def __getattr__(name):
     # Lazy: `import nmt` stays cheap for the command-line tools' argument parsing.
     if name == "Translator":
-        from nmt.translate import Translator
+        from nmt.translate.translator import Translator
 
         return Translator
     raise AttributeError(name)

@@ -8,12 +8,12 @@ import sys
 
 # command -> "module:function", as pyproject.toml's [project.scripts] lists them (a test checks both agree).
 COMMANDS = {
-    "train": "nmt.cli:train_main",
-    "prepare": "nmt.cli:prepare_main",
-    "translate": "nmt.cli:translate_main",
-    "evaluate": "nmt.cli:evaluate_main",
-    "score": "nmt.cli_tools:score_main",
-    "average": "nmt.cli_tools:average_main",
+    "train": "nmt.cli.commands:train_main",
+    "prepare": "nmt.cli.commands:prepare_main",
+    "translate": "nmt.cli.commands:translate_main",
+    "evaluate": "nmt.cli.commands:evaluate_main",
+    "score": "nmt.cli.tools:score_main",
+    "average": "nmt.cli.tools:average_main",
     "serve": "nmt.serve.cli:serve_main",
 }
 

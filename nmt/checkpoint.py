@@ -30,8 +30,8 @@ from safetensors.torch import save_file
 
 from nmt.config import Config, load_saved_config, save_config
 from nmt.errors import NmtError
-from nmt.model import Seq2Seq
-from nmt.tokenizer import Tokenizer
+from nmt.model.seq2seq import Seq2Seq
+from nmt.data.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 

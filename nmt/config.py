@@ -109,7 +109,7 @@ class TrainConfig:
     mixed_precision: str = option("no", "autocast precision", choices=("no", "fp16", "bf16"))
     # off by default until scripts/bench/gpu_issue28.sh has checked the captured path on a GPU.
     cuda_graphs: str = option("off", "replay the decoder's teacher-forced loop as CUDA graphs, batches padded to "
-                                     "shape buckets (nmt/cuda_graphs.py): auto = on a CUDA device, off elsewhere; "
+                                     "shape buckets (nmt/train/cuda_graphs.py): auto = on a CUDA device, off elsewhere; "
                                      "on = required (an error off CUDA); off = eager", choices=("auto", "on", "off"))
     eval_every: int = option(1000, "validate every N updates (and once more when training ends)", min=1)
     patience: int = option(5, "stop after N validations in a row without a better BLEU (0 = never)", min=0)

@@ -66,7 +66,7 @@ def evaluate_files(hyp: str, ref: str, src: str | None, edges: list[int] | None,
                    threshold: int | None) -> dict:
     """Score a hypothesis file against a reference file (bucketed by the source file when given)."""
     from nmt.config import EvalConfig
-    from nmt.readers import read_lines
+    from nmt.data.readers import read_lines
 
     defaults = EvalConfig()
     hyps, refs = read_lines(Path(hyp)), read_lines(Path(ref))
@@ -95,15 +95,15 @@ def evaluate_checkpoint(path, splits: list[str], device, beam_size: int | None =
                         hyp_dir: Path | None = None, edges: list[int] | None = None,
                         threshold: int | None = None) -> dict:
     """Translate each split of the checkpoint's corpus and score it overall and by source length."""
-    from nmt import data
-    from nmt.translate import Translator
+    from nmt.data.splits import load_split
+    from nmt.translate.translator import Translator
 
     translator = Translator.load(path, device=None if device is None else str(device))
     cfg = translator.cfg
     edges, threshold = edges or cfg.eval.length_buckets, threshold or cfg.eval.short_long_threshold
     results = {}
     for split in resolve_splits(cfg, splits):
-        ds = data.load_split(cfg.data, split)
+        ds = load_split(cfg.data, split)
         srcs, refs = list(ds["src"]), list(ds["tgt"])
         start = time.perf_counter()
         hyps = translator.translate(srcs, beam_size=beam_size)

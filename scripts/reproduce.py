@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from nmt.checkpoint import load_checkpoint
-from nmt.model import count_parameters
-from nmt.plot import plot_bleu_by_length
+from nmt.model.seq2seq import count_parameters
+from nmt.cli.plot import plot_bleu_by_length
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "scripts" / "bench" / "bench.py"

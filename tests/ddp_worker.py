@@ -9,9 +9,9 @@ import torch
 from accelerate import Accelerator
 
 from nmt.config import TrainConfig
-from nmt.batching import collate
-from nmt.optim import build_optimizer
-from nmt.update import accumulate_gradients, update
+from nmt.data.batching import collate
+from nmt.train.optim import build_optimizer
+from nmt.train.update import accumulate_gradients, update
 from test_update import SPLIT_OVER_PROCESSES, examples, tiny_model
 
 acc = Accelerator()

@@ -4,8 +4,8 @@ import json
 
 import torch
 
-from nmt.alignment import hard_alignment, pharaoh, word_indices
-from nmt.translate import Translator
+from nmt.translate.alignment import hard_alignment, pharaoh, word_indices
+from nmt.translate.translator import Translator
 
 from conftest import run_cli, write_lines
 

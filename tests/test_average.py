@@ -11,7 +11,7 @@ from nmt.average import run_checkpoints, write_average
 from nmt.checkpoint import load_checkpoint, save_checkpoint
 from nmt.config import from_dict, to_dict
 from nmt.errors import NmtError
-from nmt.model import Seq2Seq
+from nmt.model.seq2seq import Seq2Seq
 from test_ensemble import other_vocabulary
 
 

@@ -1,17 +1,17 @@
-"""Shape buckets (nmt/buckets.py): deterministic, covering, and padding that changes nothing."""
+"""Shape buckets (nmt/train/buckets.py): deterministic, covering, and padding that changes nothing."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from nmt.batching import Batch, collate
-from nmt.buckets import Buckets, Ladder, Shape, batch_shape, decode_in_bucket, pad_batch, padding_ratio
+from nmt.data.batching import Batch, collate
+from nmt.train.buckets import Buckets, Ladder, Shape, batch_shape, decode_in_bucket, pad_batch, padding_ratio
 from nmt.config import DecodeConfig, ModelConfig
-from nmt.model import Seq2Seq
+from nmt.model.seq2seq import Seq2Seq
 from nmt.search import beam_search, greedy_search
-from nmt.tokenizer import EOS, PAD
-from nmt.update import token_loss_sum
+from nmt.data.tokenizer import EOS, PAD
+from nmt.train.update import token_loss_sum
 
 VOCAB = 23
 CELLS = ("rnn", "lstm", "gru")

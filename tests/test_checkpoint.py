@@ -11,8 +11,8 @@ from conftest import run_cli
 from nmt import checkpoint
 from nmt.config import Config, ModelConfig
 from nmt.errors import NmtError
-from nmt.model import Seq2Seq
-from nmt.tokenizer import Tokenizer
+from nmt.model.seq2seq import Seq2Seq
+from nmt.data.tokenizer import Tokenizer
 
 
 @pytest.fixture

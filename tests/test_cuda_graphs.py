@@ -1,4 +1,4 @@
-"""train.cuda_graphs (nmt/cuda_graphs.py): the switch and the bucketed path on a CPU; the captured
+"""train.cuda_graphs (nmt/train/cuda_graphs.py): the switch and the bucketed path on a CPU; the captured
 path against eager on a GPU (skipped without CUDA: nothing here needs a GPU in CI)."""
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import nmt.cuda_graphs as cuda_graphs
+from nmt.train import cuda_graphs
 from conftest import TINY, reverse_recipe, run_cli
-from nmt.buckets import Buckets, Shape, batch_shape
+from nmt.train.buckets import Buckets, Shape, batch_shape
 from nmt.config import DecodeConfig, from_dict
-from nmt.cuda_graphs import BucketedForward, capture_training, use_cuda_graphs
+from nmt.train.cuda_graphs import BucketedForward, capture_training, use_cuda_graphs
 from nmt.errors import NmtError
 from nmt.search import beam_search, greedy_search
-from nmt.tokenizer import PAD
-from nmt.train import train
+from nmt.data.tokenizer import PAD
+from nmt.train.loop import train
 from test_buckets import CELLS, loss_and_grads, random_batch, tiny_model
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -161,7 +161,7 @@ def test_captured_training_equals_eager_across_buckets_validation_and_updates(ce
 
 def _accumulate(model, batch):
     """A second backward into the same .grad (no zeroing), as train.accumulate does."""
-    from nmt.update import token_loss_sum
+    from nmt.train.update import token_loss_sum
 
     loss = token_loss_sum(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out, 0.1)
     tokens = (batch.tgt_out != PAD).sum()

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import write_lines
-from nmt import batching, data
+from nmt.data import batching, splits
 from nmt.config import DataConfig, TokenizerConfig
-from nmt.encode import write_tokenized
+from nmt.data.encode import write_tokenized
 from nmt.errors import NmtError
-from nmt.readers import Pairs
-from nmt.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
+from nmt.data.readers import Pairs
+from nmt.data.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
 
 SRC = ["Ein Hund läuft im Park.", "Zwei Männer spielen Fußball.", "Eine Frau liest ein Buch.",
        "Kinder baden im See.", "Ein Mann fährt Fahrrad."] * 20
@@ -74,7 +74,7 @@ def test_a_vocabulary_that_does_not_fit_its_model_is_refused(tmp_path):
 
 def test_text_pairs_by_prefix_template_and_paths(corpus):
     for spec in ("train", "train.{lang}", "train.de|train.en"):
-        ds = data.load_split(DataConfig(root=str(corpus), src_lang="de", tgt_lang="en"), spec)
+        ds = splits.load_split(DataConfig(root=str(corpus), src_lang="de", tgt_lang="en"), spec)
         assert ds["src"][:2] == SRC[:2] and ds["tgt"][:2] == TGT[:2] and len(ds) == 100
 
 
@@ -87,7 +87,7 @@ def test_splits_in_memory_are_not_hashed_through_dill(corpus, monkeypatch):
         raise AssertionError("datasets hashed a table")
 
     monkeypatch.setattr(datasets.arrow_dataset, "generate_fingerprint", refuse)
-    ds = data.load_split(DataConfig(root=str(corpus), src_lang="de", tgt_lang="en"), "train")
+    ds = splits.load_split(DataConfig(root=str(corpus), src_lang="de", tgt_lang="en"), "train")
     assert ds["src"] == SRC and ds.features["src"].dtype == "string"
 
 
@@ -103,7 +103,7 @@ def test_tsv_jsonl_and_hub_formats_load_the_same_pairs(tmp_path):
                (DataConfig(root=str(tmp_path), format="jsonl"), "train.jsonl"),
                (DataConfig(format="hub", hub_name=str(hub)), "train")]
     for cfg, spec in configs:
-        ds = data.load_split(cfg, spec)
+        ds = splits.load_split(cfg, spec)
         assert list(zip(ds["src"], ds["tgt"])) == rows, cfg.format
 
 
@@ -119,7 +119,7 @@ def test_bad_files_give_one_line_errors(tmp_path, corpus):
              "missing": "missing.de: file not found", "bad": "bad.de:2: not valid UTF-8 (byte 0xe4)"}
     for spec, message in cases.items():
         with pytest.raises(NmtError, match=message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")):
-            data.load_split(cfg, spec)
+            splits.load_split(cfg, spec)
 
 
 def test_filtering_drops_and_counts_training_pairs(tmp_path):

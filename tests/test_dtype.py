@@ -8,8 +8,8 @@ from conftest import run_cli
 from nmt import Translator
 from nmt.config import ModelConfig
 from nmt.errors import NmtError
-from nmt.inference import InferenceModel, per_step_layers
-from nmt.model import Seq2Seq
+from nmt.translate.inference import InferenceModel, per_step_layers
+from nmt.model.seq2seq import Seq2Seq
 
 
 def small_model() -> Seq2Seq:
@@ -20,7 +20,7 @@ def small_model() -> Seq2Seq:
 
 
 def test_int8_quantizes_every_per_step_product_of_a_copy():
-    from nmt.int8 import Int8Linear  # here, not above: the other tests also run against torch.ao's layers
+    from nmt.translate.int8 import Int8Linear  # here, not above: the other tests also run against torch.ao's layers
 
     model = small_model()
     fp32, int8 = InferenceModel(model), InferenceModel(model, int8=True)

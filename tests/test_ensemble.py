@@ -11,11 +11,11 @@ from conftest import run_cli
 from nmt import Translator
 from nmt.checkpoint import load_checkpoint, resolve
 from nmt.config import DecodeConfig
-from nmt.batching import pad
-from nmt.ensemble import Ensemble
-from nmt.inference import InferenceModel
+from nmt.data.batching import pad
+from nmt.translate.ensemble import Ensemble
+from nmt.translate.inference import InferenceModel
 from nmt.search import beam_search, greedy_search, log_probs
-from nmt.tokenizer import BOS, EOS
+from nmt.data.tokenizer import BOS, EOS
 from test_search import TableModel
 
 A, B_, C = 4, 5, 6

@@ -60,7 +60,7 @@ def test_the_first_update_starts_from_the_parents_weights_with_its_vocabulary(pa
     assert all((got[name] == expected[name]).all() for name in expected)
     assert json.loads((child / "last" / "meta.json").read_text())["step"] == 1  # the step count starts afresh
     assert tokenizer_files(child) == tokenizer_files(ckpt) == tokenizer_files(child / "last")
-    from nmt.tokenizer import UNK, Tokenizer
+    from nmt.data.tokenizer import UNK, Tokenizer
 
     assert UNK in Tokenizer.load(child).encode_src([NEW_WORD])[0]
     train = yaml.safe_load((child / "config.yaml").read_text())["train"]
@@ -84,7 +84,7 @@ def test_a_recipe_that_changes_the_architecture_is_refused_in_one_line(parent):
 ])
 def test_what_the_parent_cannot_serve_is_refused_naming_the_key(parent, override, message):
     from nmt.errors import NmtError
-    from nmt.finetune import load_config, with_parent
+    from nmt.train.finetune import load_config, with_parent
 
     root, _ = parent
     with pytest.raises(NmtError, match=message):

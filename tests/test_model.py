@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from nmt.attention import BahdanauAttention
-from nmt.batching import pad
+from nmt.model.attention import BahdanauAttention
+from nmt.data.batching import pad
 from nmt.config import ModelConfig
-from nmt.decoder import Readout
-from nmt.encoder import Encoder
-from nmt.inference import InferenceModel
-from nmt.model import Seq2Seq
+from nmt.model.decoder import Readout
+from nmt.model.encoder import Encoder
+from nmt.translate.inference import InferenceModel
+from nmt.model.seq2seq import Seq2Seq
 
 CELLS = ["rnn", "lstm", "gru"]
 
@@ -191,7 +191,7 @@ def test_tied_embeddings_share_one_tensor():
 
 @pytest.mark.parametrize("cell, tie, layers", [("rnn", False, 1), ("lstm", True, 2), ("gru", False, 2)])
 def test_the_inference_model_steps_as_the_model(cell, tie, layers):
-    """nmt/inference.py's precomputed tables and padded output rows compute Seq2Seq.step, also for
+    """nmt/translate/inference.py's precomputed tables and padded output rows compute Seq2Seq.step, also for
     beam rows (K per sentence) and after dropping a sentence with `select`."""
     model = small_model(cell, tie, layers)
     fast = InferenceModel(model)

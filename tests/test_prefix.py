@@ -8,8 +8,8 @@ import torch
 from nmt.config import DecodeConfig
 from nmt.errors import NmtError
 from nmt.search import FREE, beam_search, greedy_search, sample
-from nmt.tokenizer import BOS, EOS
-from nmt.translate import Translator
+from nmt.data.tokenizer import BOS, EOS
+from nmt.translate.translator import Translator
 
 from conftest import run_cli, write_lines
 from test_search import TRAP, A, B_, C, TableModel

@@ -111,7 +111,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(setup):
 def test_resume_refuses_what_would_change_the_epochs_batches(setup, key, value):
     from nmt.config import load_saved_config
     from nmt.errors import NmtError
-    from nmt.run_checks import check_resume_config
+    from nmt.train.run_checks import check_resume_config
 
     root, *_ = setup
     changed = load_saved_config(root / "full" / "config.yaml", [f"{key}={value}"])
@@ -153,7 +153,7 @@ def test_each_process_restores_its_own_random_streams():
     import torch
 
     from nmt.errors import NmtError
-    from nmt.run_state import rng_state, set_rng_state
+    from nmt.train.run_state import rng_state, set_rng_state
 
     states = []
     for seed in (1, 2):

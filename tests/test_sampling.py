@@ -11,7 +11,7 @@ from nmt import Translator
 from nmt.config import DecodeConfig
 from nmt.errors import NmtError
 from nmt.search import sample, truncate
-from nmt.tokenizer import BOS, EOS
+from nmt.data.tokenizer import BOS, EOS
 from test_search import TableModel
 
 A, B_, C = 4, 5, 6

@@ -6,7 +6,7 @@ import torch
 
 from conftest import run_cli, write_lines
 from nmt import Translator
-from nmt.tokenizer import BOS, EOS
+from nmt.data.tokenizer import BOS, EOS
 
 
 def step_by_step(translator, src: str, tgt: str) -> float:

@@ -7,11 +7,11 @@ import torch
 
 from nmt.checkpoint import load_checkpoint
 from nmt.config import DecodeConfig
-from nmt.batching import pad
-from nmt.decoder import DecoderState, StepOutput
-from nmt.encoder import EncoderOutput
+from nmt.data.batching import pad
+from nmt.model.decoder import DecoderState, StepOutput
+from nmt.model.encoder import EncoderOutput
 from nmt.search import beam_search, greedy_search, length_penalty, sample, select_candidates
-from nmt.tokenizer import BOS, EOS
+from nmt.data.tokenizer import BOS, EOS
 
 from conftest import HostSyncs
 

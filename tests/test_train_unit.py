@@ -7,9 +7,9 @@ import torch
 
 from conftest import TINY, reverse_corpus, run_cli
 from nmt.config import TrainConfig
-from nmt.optim import LRSchedule
-from nmt.run_state import Progress, observe_validation
-from nmt.train import _done
+from nmt.train.optim import LRSchedule
+from nmt.train.run_state import Progress, observe_validation
+from nmt.train.loop import _done
 
 
 def test_schedules():
@@ -50,7 +50,7 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
 def test_encoder_leaves_autocast_when_told_to():
     """With `recurrent_in_fp32` the recurrent layers run exactly as in fp32 under autocast."""
     from nmt.config import ModelConfig
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
 
     torch.manual_seed(0)
     model = Seq2Seq(ModelConfig(cell="lstm", embed_size=16, hidden_size=16, decoder_hidden_size=16,
@@ -85,7 +85,7 @@ def test_a_cpu_without_bf16_runs_the_lstm_encoder_in_fp32_under_bf16(lengths, mo
     crashed at the first such batch. The policy runs the encoder's layers in fp32 there."""
     from nmt import precision
     from nmt.config import ModelConfig
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
 
     monkeypatch.setattr(precision, "cpu_lacks_bf16", lambda: True)
     torch.manual_seed(0)
@@ -106,7 +106,7 @@ def test_bf16_autocast_does_not_run_the_cudnn_encoder_in_fp16():
     dtype (it hard-codes kHalf), which under bf16 is fp16 without loss scaling: the precision policy
     takes the encoder out of autocast there."""
     from nmt.config import ModelConfig
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
     from nmt.precision import set_precision_policy
 
     model = Seq2Seq(ModelConfig(cell="lstm", embed_size=16, hidden_size=16, decoder_hidden_size=16,

@@ -1,4 +1,4 @@
-"""One training update (nmt/update.py, nmt/train.py's bookkeeping) checked in-process: per-token
+"""One training update (nmt/train/update.py, nmt/train/loop.py's bookkeeping) checked in-process: per-token
 normalisation over micro-batches, skipped updates (NaN, fp16 overflow) and the host reads per update.
 The two-process halves of these checks are in test_distributed.py."""
 
@@ -8,15 +8,15 @@ from accelerate import Accelerator
 
 from conftest import HostSyncs
 from nmt.config import Config, ModelConfig, TrainConfig
-from nmt.batching import collate
+from nmt.data.batching import collate
 from nmt.errors import NmtError
-from nmt.model import Seq2Seq
-from nmt.optim import build_optimizer, build_scheduler
-from nmt.run_state import Progress, Run
-from nmt.stop_signal import StopSignal
-from nmt.train_log import Window
-from nmt.train import _update
-from nmt.update import accumulate_gradients
+from nmt.model.seq2seq import Seq2Seq
+from nmt.train.optim import build_optimizer, build_scheduler
+from nmt.train.run_state import Progress, Run
+from nmt.train.stop_signal import StopSignal
+from nmt.train.log import Window
+from nmt.train.loop import _update
+from nmt.train.update import accumulate_gradients
 
 VOCAB = 12
 

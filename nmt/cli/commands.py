@@ -1,53 +1,18 @@
-"""Thin command-line entry points over the library. User errors print one line and exit 2."""
+"""nmt-train, nmt-prepare, nmt-translate and nmt-evaluate: thin entry points over the library."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
-import functools
 import json
-import logging
-import os
-import sys
-import warnings
 from pathlib import Path
 
-from nmt.cli_flags import add_config_flags, config_from_flags
-from nmt.cli_io import open_input, open_output, read_chunks, with_prefixes
+from nmt.cli.common import quiet_libraries, user_errors
+from nmt.cli.flags import add_config_flags, config_from_flags
+from nmt.cli.text_io import open_input, open_output, read_chunks, with_prefixes
 from nmt.config import DecodeConfig
 from nmt.errors import NmtError
-
-
-def user_errors(main):
-    """Turn NmtError (and Ctrl-C) into a one-line message and an exit status instead of a traceback."""
-
-    @functools.wraps(main)
-    def wrapper(argv=None):
-        try:
-            return main(argv)
-        except NmtError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-        except BrokenPipeError:  # e.g. `nmt-translate ... | head`
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
-
-    return wrapper
-
-
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", module="datasets")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for name in ("datasets", "accelerate", "filelock", "fsspec"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    import datasets
-
-    datasets.disable_progress_bars()
 
 
 @user_errors
@@ -64,7 +29,7 @@ def train_main(argv=None) -> int:
                         help="fine-tune: start a new run from this run's best checkpoint (or this checkpoint), "
                         "with its weights, tokenizer and architecture (train.init_from)")
     args = parser.parse_args(argv)
-    from nmt import finetune
+    from nmt.train import finetune
     from nmt.config import load_saved_config
 
     overrides = args.overrides + ([f"data.root={args.data_root}"] if args.data_root else [])
@@ -79,8 +44,8 @@ def train_main(argv=None) -> int:
         # json.dumps: the path as a YAML string, whatever its characters
         init = [f"train.init_from={json.dumps(args.init_from)}"] if args.init_from else []
         cfg = finetune.load_config(args.config, overrides + init)
-    _quiet_libraries()
-    from nmt.train import train
+    quiet_libraries()
+    from nmt.train.loop import train
 
     train(cfg, run_dir, resume=args.resume)
     return 0
@@ -103,8 +68,8 @@ def prepare_main(argv=None) -> int:
 
     overrides = args.overrides + ([f"data.root={args.data_root}"] if args.data_root else [])
     cfg = load_config(args.config, overrides + ([f"data.cache_dir={args.cache_dir}"] if args.cache_dir else []))
-    _quiet_libraries()
-    from nmt.prepare import prepare
+    quiet_libraries()
+    from nmt.data.prepare import prepare
 
     ready = prepare(cfg)
     print(f"prepared: {len(ready.train)} training pairs ({', '.join(f'{k} {v}' for k, v in ready.counts.items())}), "
@@ -115,7 +80,7 @@ def prepare_main(argv=None) -> int:
 def _format(translator, index: int, line: str, hyps: list, texts: list[str], args) -> str:
     """The output line(s) for one input line (its hypotheses and their detokenized texts)."""
     source = translator.source_pieces(line) if args.attention or args.alignments else None
-    from nmt.translate import hypothesis_record
+    from nmt.translate.translator import hypothesis_record
 
     if args.format == "json":
         columns = len(source) if args.attention else None
@@ -132,7 +97,7 @@ def _format(translator, index: int, line: str, hyps: list, texts: list[str], arg
 
 
 def _plot(translator, index: int, line: str, hyp, directory: Path) -> None:
-    from nmt.plot import plot_attention
+    from nmt.cli.plot import plot_attention
 
     if hyp.attention is None:
         return
@@ -171,8 +136,8 @@ def translate_main(argv=None) -> int:
             raise NmtError(f"--{flag.replace('_', '-')}: must be at least 1, got {getattr(args, flag)}")
     config_from_flags(args, DecodeConfig)  # refuse a bad value before loading the model
     _check_decoding_flags(args)
-    _quiet_libraries()
-    from nmt.translate import Translator
+    quiet_libraries()
+    from nmt.translate.translator import Translator
 
     translator = Translator.load(args.model, device=args.device, dtype=args.dtype)
     plots = Path(args.plot_attention) if args.plot_attention else None
@@ -232,7 +197,7 @@ def evaluate_main(argv=None) -> int:
     args = parser.parse_args(argv)
     if bool(args.model) == bool(args.hyp or args.ref):
         raise NmtError("give either a RUN_DIR (with --split) or --hyp and --ref files")
-    _quiet_libraries()
+    quiet_libraries()
     from nmt import evaluate
 
     edges = [int(x) for x in args.buckets.split(",")] if args.buckets else None

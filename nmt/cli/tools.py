@@ -1,12 +1,12 @@
-"""nmt-average and nmt-score: thin entry points over nmt/average.py and nmt/score.py (conventions of nmt/cli.py)."""
+"""nmt-average and nmt-score: thin entry points over nmt/average.py and nmt/translate/score.py (conventions of nmt/cli/commands.py)."""
 
 from __future__ import annotations
 
 import argparse
 import itertools
 
-from nmt.cli import _quiet_libraries, user_errors
-from nmt.cli_io import open_input, open_output, read_chunks
+from nmt.cli.common import quiet_libraries, user_errors
+from nmt.cli.text_io import open_input, open_output, read_chunks
 from nmt.errors import NmtError
 
 
@@ -81,8 +81,8 @@ def score_main(argv=None) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise NmtError(f"--{flag.replace('_', '-')}: must be at least 1, got {value}")
-    _quiet_libraries()
-    from nmt.translate import Translator
+    quiet_libraries()
+    from nmt.translate.translator import Translator
 
     translator = Translator.load(args.model, device=args.device)
     with open_output(args.output) as out:

@@ -16,8 +16,8 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from nmt.readers import Pairs
-from nmt.tokenizer import EOS, Tokenizer
+from nmt.data.readers import Pairs
+from nmt.data.tokenizer import EOS, Tokenizer
 
 
 class Encoded(NamedTuple):

@@ -25,12 +25,12 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from nmt import batching, cache, data
+from nmt.data import batching, cache, splits
 from nmt.config import Config, TokenizerConfig
-from nmt.encode import write_tokenized
+from nmt.data.encode import write_tokenized
 from nmt.errors import NmtError
-from nmt.readers import Pairs
-from nmt.tokenizer import Tokenizer
+from nmt.data.readers import Pairs
+from nmt.data.tokenizer import Tokenizer
 
 log = logging.getLogger("nmt.prepare")
 
@@ -74,22 +74,22 @@ class _Work:
 
     def source_key(self, spec: str, limit: int) -> str:
         d = self.cfg.data
-        what = (data.load_split(d, spec)._fingerprint if d.format == "hub"
-                else [self.digests(p) for p in data.split_files(d, spec)])
+        what = (splits.load_split(d, spec)._fingerprint if d.format == "hub"
+                else [self.digests(p) for p in splits.split_files(d, spec)])
         return cache.content_hash({"version": VERSION, "format": d.format, "langs": [d.src_lang, d.tgt_lang],
                                    "data": what, "limit": limit})
 
     def blocks(self, spec: str, limit: int):
         """The split's first `limit` pairs (all if 0), a block at a time, read to the end of its files."""
         rows = 0
-        for block in data.split_blocks(self.cfg.data, spec):
+        for block in splits.split_blocks(self.cfg.data, spec):
             n = len(block.src) if not limit else max(0, min(len(block.src), limit - rows))
             rows += n
             if n:
                 yield Pairs(block.src[:n], block.tgt[:n])
 
     def where(self, spec: str) -> str:
-        return str((data.split_files(self.cfg.data, spec) or [self.cfg.data.hub_name])[0])
+        return str((splits.split_files(self.cfg.data, spec) or [self.cfg.data.hub_name])[0])
 
     def refuse(self, what: str, entry) -> None:
         if not self.may_build:

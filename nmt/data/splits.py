@@ -3,7 +3,7 @@
 A split is read a block of pairs at a time (`split_blocks`), which `prepare` tokenises into
 memory-mapped Arrow files with the columns `src_ids`/`tgt_ids`, or, for test sets, into memory as a
 `datasets.Dataset` with the text columns `src` and `tgt` (`load_split`). Filtering and batching the
-tokenised pairs is nmt/batching.py's.
+tokenised pairs is nmt/data/batching.py's.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from nmt import readers
+from nmt.data import readers
 from nmt.config import DataConfig
 from nmt.errors import NmtError
 

@@ -28,7 +28,7 @@ class BahdanauAttention(nn.Module):
                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """query (B*K, Q), keys (B, S, A), values (B, S, M), mask (B, S) -> context (B*K, M), α (B*K, S).
 
-        `values` is the memory, or any linear map of it (Σ_j α_j W m_j = W c: nmt/inference.py).
+        `values` is the memory, or any linear map of it (Σ_j α_j W m_j = W c: nmt/translate/inference.py).
         K consecutive query rows (one sentence's beams; K = 1 in training and greedy search) share
         their sentence's keys and values, so beam search never copies them K times.
         """

@@ -3,7 +3,7 @@
 For target position t, with E the target embedding and s the top-layer decoder state:
 
     c_t, α_t = attention(s_{t-1}, memory)              # attend with the previous state
-    s_t      = cell(W E y_{t-1} + b + C c_t, s_{t-1})    # rnn / lstm / gru, L layers (nmt/cells.py)
+    s_t      = cell(W E y_{t-1} + b + C c_t, s_{t-1})    # rnn / lstm / gru, L layers (nmt/model/cells.py)
     o_t      = tanh(W_o [s_t; c_t; E y_{t-1}])          # attentional output ("readout"), R units
     p(y_t | y_<t, x) = softmax(W_out o_t)               # W_out may be tied to E (then R = E)
 
@@ -32,9 +32,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from nmt.attention import BahdanauAttention
-from nmt.cells import StackedCell
-from nmt.encoder import EncoderOutput
+from nmt.model.attention import BahdanauAttention
+from nmt.model.cells import StackedCell
+from nmt.model.encoder import EncoderOutput
 
 
 @dataclass
@@ -63,7 +63,7 @@ class ReadoutParts(NamedTuple):
 
 class Readout(nn.Linear):
     """o = tanh(W_o [s; c; E y] + b), one matrix over the three inputs (one product in training).
-    `parts` names its columns, so that a rewrite (nmt/inference.py) can apply them apart without
+    `parts` names its columns, so that a rewrite (nmt/translate/inference.py) can apply them apart without
     knowing the order of the concatenation."""
 
     def __init__(self, state_size: int, context_size: int, embed_size: int, size: int):

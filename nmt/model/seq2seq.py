@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from nmt.config import ModelConfig
-from nmt.cells import StackedCell
-from nmt.decoder import Decoder, DecoderState, StepOutput
-from nmt.encoder import Encoder, EncoderOutput
-from nmt.tokenizer import PAD
+from nmt.model.cells import StackedCell
+from nmt.model.decoder import Decoder, DecoderState, StepOutput
+from nmt.model.encoder import Encoder, EncoderOutput
+from nmt.data.tokenizer import PAD
 
 
 class Seq2Seq(nn.Module):

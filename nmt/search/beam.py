@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from nmt.config import DecodeConfig
 from nmt.search.common import Hypothesis, forced_at, log_probs, max_lengths, prefix_caps
-from nmt.tokenizer import BOS, EOS
+from nmt.data.tokenizer import BOS, EOS
 
 
 def length_penalty(length: int | torch.Tensor, alpha: float):

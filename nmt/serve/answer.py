@@ -8,7 +8,7 @@ import json
 
 from nmt.serve.parts import PartedDecoder
 from nmt.serve.schema import RequestError, Sentence, Settings
-from nmt.translate import hypothesis_record
+from nmt.translate.translator import hypothesis_record
 
 # Why a budget: one legal request (100 sentences, nbest 16, attention) once made an answer of 123 MB.
 

@@ -10,8 +10,8 @@ import signal
 import socket
 from pathlib import Path
 
-from nmt.cli import _quiet_libraries, user_errors
-from nmt.cli_flags import add_config_flags, config_from_flags
+from nmt.cli.common import quiet_libraries, user_errors
+from nmt.cli.flags import add_config_flags, config_from_flags
 from nmt.config import ServeConfig
 from nmt.errors import NmtError
 
@@ -51,7 +51,7 @@ def model_info(translator, paths: list[str], cfg: ServeConfig) -> dict:
     """What GET /info tells: names, not paths (a client has no business knowing the server's file
     system); for an ensemble, the first model's checkpoint, architecture and decode settings."""
     from nmt.checkpoint import read_meta, resolve
-    from nmt.model import count_parameters
+    from nmt.model.seq2seq import count_parameters
     from nmt.serve.app import decode_threads
 
     ckpt = resolve(paths[0])
@@ -82,9 +82,9 @@ def serve_main(argv=None) -> int:
         from nmt.serve.server import server_for
     except ImportError as err:
         raise NmtError(f"nmt-serve needs the serve extra: pip install 'nmt[serve]' ({err})") from None
-    _quiet_libraries()
+    quiet_libraries()
     api_key = load_api_key(cfg.api_key_file)
-    from nmt.translate import Translator
+    from nmt.translate.translator import Translator
 
     sock = _listen(cfg.host, cfg.port)  # before loading: a busy port fails fast; early clients wait in the backlog
     paths = args.run_dir if len(args.run_dir) > 1 else args.run_dir[0]

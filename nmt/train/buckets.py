@@ -1,6 +1,6 @@
 """Shape buckets: batch shapes rounded up to a few sizes, so that a few captured CUDA graphs serve every batch.
 
-A captured graph replays fixed shapes (nmt/cuda_graphs.py). Each dimension of a batch, rows B,
+A captured graph replays fixed shapes (nmt/train/cuda_graphs.py). Each dimension of a batch, rows B,
 source length S and target length T, is rounded up to the next rung of a ladder: multiples of
 `step` that grow by at least `ratio` each rung, so the rungs are few and the padding each costs is
 bounded by about `ratio`. The choice depends on the shape alone, so it is deterministic and covers
@@ -9,7 +9,7 @@ every batch of every epoch.
 Padding changes nothing (tests/test_buckets.py):
 - padded source positions are PAD beyond `src_lengths`: the encoder packs them away and the
   attention mask hides them;
-- padded target positions are PAD in `tgt_out`, which the loss ignores (nmt/update.py);
+- padded target positions are PAD in `tgt_out`, which the loss ignores (nmt/train/update.py);
 - a padded row is all PAD with a source length of 1, not 0: packing needs one position, and an
   attention row with every position masked would give NaN, which a zero gradient does not cancel
   (NaN x 0 = NaN). Its target is all PAD, so it adds nothing to the loss or to any gradient.
@@ -24,8 +24,8 @@ from typing import Iterable, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from nmt.batching import Batch
-from nmt.tokenizer import EOS, PAD
+from nmt.data.batching import Batch
+from nmt.data.tokenizer import EOS, PAD
 
 PAD_ROW_SOURCE_LENGTH = 1  # see the module docstring: packing needs one position, attention one unmasked
 

@@ -4,7 +4,7 @@ On a GPU the decoder's position-by-position loop (Bahdanau's attention needs the
 about twenty small kernels per position forward and more backward, and the GPU waits on their
 launches (issue 28). A CUDA graph records the whole teacher-forced pass, forward and backward, once
 per shape, then replays it as one launch. Graphs need fixed shapes, so each batch is padded to its
-bucket (nmt/buckets.py, where padding is shown to change nothing) and the logits are cut back to the
+bucket (nmt/train/buckets.py, where padding is shown to change nothing) and the logits are cut back to the
 batch's own (B, T): the loss and every gradient are the eager path's.
 
 What is captured: the decoder from the encoder's output on (key projection, bridge, the loop, the
@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmt.buckets import Buckets, Shape, pad_rows_and_lengths
-from nmt.encoder import EncoderOutput
+from nmt.train.buckets import Buckets, Shape, pad_rows_and_lengths
+from nmt.model.encoder import EncoderOutput
 from nmt.errors import NmtError
-from nmt.tokenizer import PAD
+from nmt.data.tokenizer import PAD
 
 log = logging.getLogger("nmt.cuda_graphs")
 

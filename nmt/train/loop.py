@@ -2,7 +2,7 @@
 
 The same code runs in one process or under `accelerate launch --num_processes N -m nmt train`; only
 the main process writes files. Mixed precision and DDP are Accelerate's; an update's micro-batches
-(train.accumulate) are grouped here and run under Accelerate's `no_sync` (nmt/update.py), because the
+(train.accumulate) are grouped here and run under Accelerate's `no_sync` (nmt/train/update.py), because the
 loss is normalised by the target tokens of the whole update, which must be known before the first
 backward. train.max_tokens is that whole update's budget, on any number of processes.
 """
@@ -21,22 +21,22 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from nmt import batching
+from nmt.data import batching
 from nmt.config import Config, save_config
-from nmt.cuda_graphs import capture_training, use_cuda_graphs
+from nmt.train.cuda_graphs import capture_training, use_cuda_graphs
 from nmt.errors import NmtError
 from nmt.evaluate import evaluate_checkpoint
-from nmt.finetune import init_model, with_parent
-from nmt.model import Seq2Seq, count_parameters
-from nmt.optim import build_optimizer, build_scheduler
+from nmt.train.finetune import init_model, with_parent
+from nmt.model.seq2seq import Seq2Seq, count_parameters
+from nmt.train.optim import build_optimizer, build_scheduler
 from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
-from nmt.prepare import Prepared, prepare
-from nmt.run_checks import check_free_space, check_replicas, check_resume, check_resume_data, check_run_dir
-from nmt.run_state import Progress, Run, observe_validation, restore, save
-from nmt.stop_signal import StopSignal
-from nmt.train_log import MetricsLog, Window
-from nmt.validate import validate
-from nmt.update import micro_batch_tokens, update, update_groups
+from nmt.data.prepare import Prepared, prepare
+from nmt.train.run_checks import check_free_space, check_replicas, check_resume, check_resume_data, check_run_dir
+from nmt.train.run_state import Progress, Run, observe_validation, restore, save
+from nmt.train.stop_signal import StopSignal
+from nmt.train.log import MetricsLog, Window
+from nmt.train.validate import validate
+from nmt.train.update import micro_batch_tokens, update, update_groups
 
 log = logging.getLogger("nmt.train")
 MIN_LOSS_SCALE = 2.0 ** -14  # fp16: a loss scale below this means non-finite losses, not overflows
@@ -226,9 +226,3 @@ def _validate_and_save(run: Run, valid_ds, progress: Progress, scheduled: bool =
     save(run, progress, result, improved)
     return result
 
-
-if __name__ == "__main__":
-    # `python -m nmt.train` (and `accelerate launch -m nmt.train`) is `nmt-train`, not a silent no-op.
-    from nmt.cli import train_main
-
-    sys.exit(train_main())

@@ -16,7 +16,7 @@ from accelerate.utils import gather_object
 from nmt import checkpoint
 from nmt.config import Config, ModelConfig, TokenizerConfig
 from nmt.errors import NmtError
-from nmt.tokenizer import JOINT_FILE, SRC_FILE, SRC_VOCAB, TGT_FILE, TGT_VOCAB
+from nmt.data.tokenizer import JOINT_FILE, SRC_FILE, SRC_VOCAB, TGT_FILE, TGT_VOCAB
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What a training run carries between updates and across a restart: progress counters and early
 stopping, checkpoints for --resume with every process's random state. `train.py` holds the loop;
-its log is nmt/train_log.py's, its stop signals nmt/stop_signal.py's.
+its log is nmt/train/log.py's, its stop signals nmt/train/stop_signal.py's.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from accelerate.utils import gather_object
 from nmt import checkpoint
 from nmt.config import Config
 from nmt.errors import NmtError
-from nmt.train_log import MetricsLog
-from nmt.tokenizer import Tokenizer
+from nmt.train.log import MetricsLog
+from nmt.data.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ class StopSignal:
     """SIGINT/SIGTERM ask training to stop after the current update, with a checkpoint (pre-emption).
 
     `received` is this process's own signal; `agreed` is set on every process at the same update, from
-    the flag that `nmt.update.update` all-reduces, and only it may end the loop (a process that left on
+    the flag that `nmt.train.update.update` all-reduces, and only it may end the loop (a process that left on
     its own signal would leave the others waiting in the next all-reduce).
     """
 

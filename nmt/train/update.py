@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 
 from nmt.config import TrainConfig
-from nmt.batching import Batch
+from nmt.data.batching import Batch
 from nmt.errors import NmtError
-from nmt.tokenizer import PAD
+from nmt.data.tokenizer import PAD
 
 
 class UpdateOutcome(NamedTuple):

@@ -9,12 +9,12 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
-from nmt import batching
+from nmt.data import batching
 from nmt.config import Config
 from nmt.evaluate import score
-from nmt.tokenizer import PAD, Tokenizer
-from nmt.translate import decode_ids
-from nmt.update import token_loss_sum
+from nmt.data.tokenizer import PAD, Tokenizer
+from nmt.translate.translator import decode_ids
+from nmt.train.update import token_loss_sum
 
 
 @torch.inference_mode()

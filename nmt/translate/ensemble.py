@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nmt.decoder import StepOutput
+from nmt.model.decoder import StepOutput
 from nmt.errors import NmtError
 
 

@@ -14,7 +14,7 @@ maps, so their shares of both are precomputed:
   rows are padded here, never in a checkpoint, and the extra logits cut.
 
 `int8=True` runs the products that run at every step (the output layer, the readout's state term,
-the query projection, the recurrent matrices) as `nmt.int8.Int8Linear`: 7-bit weights with one scale
+the query projection, the recurrent matrices) as `nmt.translate.int8.Int8Linear`: 7-bit weights with one scale
 per output row, 8-bit activations with one scale per row (per hypothesis) chosen on the fly, exact
 int32 sums (`torch._int_mm`). A row's int8 products are thus bit for bit the same whatever else is in
 the batch: int8 adds no batch dependence to fp32's. The encoder, attention, cells and the
@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmt.decoder import DecoderState, StepOutput
-from nmt.encoder import EncoderOutput
-from nmt.int8 import quantize_linears
+from nmt.model.decoder import DecoderState, StepOutput
+from nmt.model.encoder import EncoderOutput
+from nmt.translate.int8 import quantize_linears
 
 
 @dataclass

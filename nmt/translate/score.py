@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import torch
 
-from nmt.batching import Batch, collate
-from nmt.tokenizer import PAD
+from nmt.data.batching import Batch, collate
+from nmt.data.tokenizer import PAD
 
 
 class PairScore(NamedTuple):

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import torch
 
-from nmt.alignment import hard_alignment, pharaoh
+from nmt.translate.alignment import hard_alignment, pharaoh
 from nmt.checkpoint import load_checkpoint
 from nmt.config import DecodeConfig
-from nmt.batching import pad
-from nmt.ensemble import Ensemble, check_vocabularies
+from nmt.data.batching import pad
+from nmt.translate.ensemble import Ensemble, check_vocabularies
 from nmt.errors import NmtError
 from nmt.precision import AUTOCAST_DTYPES, cpu_lacks_bf16, set_precision_policy
-from nmt.inference import InferenceModel
-from nmt.score import PairScore, score_ids
+from nmt.translate.inference import InferenceModel
+from nmt.translate.score import PairScore, score_ids
 from nmt.search import FREE, Hypothesis, beam_search, greedy_search, sample
-from nmt.tokenizer import EOS
+from nmt.data.tokenizer import EOS
 from nmt.typed_yaml import build
 
 log = logging.getLogger("nmt.translate")
@@ -66,7 +66,7 @@ DTYPES = ("fp32", "int8", "bf16", "fp16")
 
 def autocast(device: torch.device, dtype: str):
     """Inference autocast for 'fp16'/'bf16'; 'fp32' runs as is, and so does 'int8', whose products
-    are quantized layers (nmt/inference.py)."""
+    are quantized layers (nmt/translate/inference.py)."""
     if dtype not in DTYPES:
         raise NmtError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
     if dtype == "int8" and device.type != "cpu":
@@ -92,7 +92,7 @@ def hypothesis_record(tokenizer, hyp: Hypothesis, text: str, columns: int | None
     text, score (null where not finite: strict JSON has no -Infinity), finished, target pieces and,
     with `columns` (the source pieces the model read), its attention rows cut to them: columns
     past them are the batch's padding, and a record must not depend on the batch. With `source`
-    (those pieces, </s> included), its word alignment in Pharaoh format (nmt/alignment.py)."""
+    (those pieces, </s> included), its word alignment in Pharaoh format (nmt/translate/alignment.py)."""
     record = {"text": text, "score": round(hyp.score, 4) if math.isfinite(hyp.score) else None,
               "finished": hyp.finished, "tokens": tokenizer.tgt_pieces(hyp.tokens)}
     if columns is not None:
@@ -105,7 +105,7 @@ def hypothesis_record(tokenizer, hyp: Hypothesis, text: str, columns: int | None
 class Translator:
     """A trained model ready to translate: `Translator.load(path).translate(["Ein Hund läuft."])`.
 
-    `Translator.load([path1, path2, ...])` decodes with the ensemble of the models (nmt/ensemble.py);
+    `Translator.load([path1, path2, ...])` decodes with the ensemble of the models (nmt/translate/ensemble.py);
     the first model's tokenizer and decode settings are used. `dtype`: "fp32", "int8" (CPU: 8-bit
     weights in the per-step products), "bf16" or "fp16" (CUDA) autocast. Scoring always runs the
     unquantized model.
@@ -119,7 +119,7 @@ class Translator:
         for m in self.models:
             set_precision_policy(m, self.device.type, AUTOCAST_DTYPES.get(dtype))
         self.model = self.models[0]
-        # The same function, faster (nmt/inference.py); with int8, on 8-bit weights.
+        # The same function, faster (nmt/translate/inference.py); with int8, on 8-bit weights.
         members = [InferenceModel(m, int8=dtype == "int8") for m in self.models]
         self.decoding_model = members[0] if len(members) == 1 else Ensemble(members)
         self.tokenizer, self.cfg, self.dtype = tokenizer, cfg, dtype
@@ -205,7 +205,7 @@ class Translator:
 
     def score(self, src_lines: list[str], tgt_lines: list[str], batch_size: int | None = None,
               first_line: int = 1) -> list[PairScore]:
-        """log p(tgt | src) of each pair under the model, teacher-forced (nmt/score.py)."""
+        """log p(tgt | src) of each pair under the model, teacher-forced (nmt/translate/score.py)."""
         if len(self.models) > 1:
             raise NmtError("scoring uses one model; give one run or checkpoint directory")
         if len(src_lines) != len(tgt_lines):

@@ -10,7 +10,7 @@
    decoder layers plus the output projection and loss, forward and backward, so every figure reads as
    a ratio to what the hardware needs anyway. Ours and the floor take turns batch by batch, so that
    the ratio does not depend on when the machine ran fast.
-The batches are training's own: the tokenizer and tokenised split from the data cache (`nmt.prepare`),
+The batches are training's own: the tokenizer and tokenised split from the data cache (`nmt.data.prepare`),
 prepared now if missing, or with --tokenizer a run's tokenizer.
 With --threads 1 every time is the process's CPU time, which other processes on a shared machine
 disturb far less than the wall clock; with more threads, the wall clock.
@@ -32,16 +32,16 @@ import torch
 import torch.nn.functional as F
 
 from common import clock, nmt_code
-from nmt import batching, data
+from nmt.data import batching, splits
 from nmt.config import Config, load_config
-from nmt.cuda_graphs import capture_training, use_cuda_graphs
+from nmt.train.cuda_graphs import capture_training, use_cuda_graphs
 from nmt.errors import NmtError
-from nmt.model import Seq2Seq, count_parameters
-from nmt.optim import build_optimizer
+from nmt.model.seq2seq import Seq2Seq, count_parameters
+from nmt.train.optim import build_optimizer
 from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
-from nmt.prepare import Prepared, prepare
-from nmt.readers import read_lines
-from nmt.tokenizer import PAD, Tokenizer
+from nmt.data.prepare import Prepared, prepare
+from nmt.data.readers import read_lines
+from nmt.data.tokenizer import PAD, Tokenizer
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -195,7 +195,7 @@ def measure_decoding(run_dir: str, lines: list[str], device: torch.device, batch
     with `refs`, the BLEU of each search."""
     import sacrebleu
 
-    from nmt.translate import Translator
+    from nmt.translate.translator import Translator
 
     translator = Translator.load(run_dir, device=str(device), dtype=dtype)
     results = {}
@@ -247,7 +247,7 @@ def main() -> None:
               "clock": "process CPU time" if torch.get_num_threads() == 1 else "wall"}
     report.update(measure_training(cfg, ready, args.steps, args.warmup, device, with_floor=not args.no_floor))
     if args.checkpoint:
-        stem = data.resolve_root(cfg.data) / cfg.data.dir / cfg.data.test[0]
+        stem = splits.resolve_root(cfg.data) / cfg.data.dir / cfg.data.test[0]
         path = args.decode_file or f"{stem}.{cfg.data.src_lang}"
         ref = args.ref or (None if args.decode_file else f"{stem}.{cfg.data.tgt_lang}")
         lines, refs = read_lines(Path(path)), ref and read_lines(Path(ref))

@@ -20,17 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from nmt import data
+from nmt.data import splits
 from nmt.average import run_checkpoints, write_average
 from nmt.checkpoint import resolve
 from nmt.evaluate import resolve_splits, score
-from nmt.translate import Translator
+from nmt.translate.translator import Translator
 
 
 def measure(name: str, paths: list, split: str, beam: int, limit: int = 0) -> dict:
     translator = Translator.load(paths if len(paths) > 1 else paths[0], device="cpu")
     (spec,) = resolve_splits(translator.cfg, [split])
-    ds = data.load_split(translator.cfg.data, spec)
+    ds = splits.load_split(translator.cfg.data, spec)
     srcs, refs = list(ds["src"]), list(ds["tgt"])
     if limit:
         srcs, refs = srcs[:limit], refs[:limit]

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from nmt.evaluate import score  # noqa: E402
-from nmt.translate import Translator, autocast  # noqa: E402
+from nmt.translate.translator import Translator, autocast  # noqa: E402
 
 from common import MULTI30K as DATA
 

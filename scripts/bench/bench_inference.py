@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""What each decoding speed-up of nmt/inference.py buys: its pieces, each switched off in turn, on
+"""What each decoding speed-up of nmt/translate/inference.py buys: its pieces, each switched off in turn, on
 identical weights and batches, taking turns.
 
     scripts/bench/bench_inference.py [--search beam|greedy] [--rounds 8] [--threads 1]
@@ -20,9 +20,9 @@ import torch.nn.functional as F
 
 from common import clock
 from nmt.config import DecodeConfig, ModelConfig
-from nmt.decoder import DecoderState, StepOutput
-from nmt.inference import InferenceModel, PreparedSource, frozen_linear
-from nmt.model import Seq2Seq
+from nmt.model.decoder import DecoderState, StepOutput
+from nmt.translate.inference import InferenceModel, PreparedSource, frozen_linear
+from nmt.model.seq2seq import Seq2Seq
 from nmt.search import beam_search, greedy_search
 
 

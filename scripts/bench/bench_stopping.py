@@ -14,7 +14,7 @@ import torch
 
 from common import MULTI30K
 from nmt.evaluate import score
-from nmt.translate import Translator
+from nmt.translate.translator import Translator
 
 
 def main() -> None:

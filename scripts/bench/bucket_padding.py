@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""What shape buckets (nmt/buckets.py) cost: padded over real target tokens, and the graphs they need.
+"""What shape buckets (nmt/train/buckets.py) cost: padded over real target tokens, and the graphs they need.
 
     scripts/bench/bucket_padding.py RECIPE.yaml [more.yaml] [--set k=v] [--epochs N] [--json OUT.json]
 
@@ -15,10 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-from nmt import batching
-from nmt.buckets import Buckets, Shape, padding_ratio
+from nmt.data import batching
+from nmt.train.buckets import Buckets, Shape, padding_ratio
 from nmt.config import load_config
-from nmt.prepare import prepare
+from nmt.data.prepare import prepare
 
 
 def epoch_shapes(sampler: batching.TokenBatchSampler, epoch: int):

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from common import MULTI30K, REPO
-from nmt.readers import read_lines
+from nmt.data.readers import read_lines
 from peer_batches import PeerRows, onmt_batch_tokens
 
 RECIPE = REPO / "recipes" / "multi30k_de_en" / "joeynmt_equiv.yaml"
@@ -92,8 +92,8 @@ def ours(out: Path, data: Path, epochs: int, threads: int, repeats: int, device:
 
     from bench import measure_decoding, measure_training
     from nmt.config import load_config
-    from nmt.prepare import prepare
-    from nmt.translate import Translator
+    from nmt.data.prepare import prepare
+    from nmt.translate.translator import Translator
 
     run_dir = out / "nmt"
     overrides = [f"train.epochs={epochs}", f"train.threads={threads}", f"data.dir={data}"]
@@ -173,8 +173,8 @@ def ours_batches(out: Path, data: Path) -> PeerRows:
     import numpy as np
 
     from nmt.config import load_config
-    from nmt.batching import lengths, token_batches
-    from nmt.prepare import prepare
+    from nmt.data.batching import lengths, token_batches
+    from nmt.data.prepare import prepare
 
     cfg = load_config(RECIPE, [f"data.dir={data}"])
     ready = prepare(cfg, out / "nmt")

@@ -3,7 +3,7 @@
     python scripts/bench/peer_batches.py                 # self-check on hand-worked buckets
     $ONMT_VENV/bin/python scripts/bench/peer_batches.py  # and against OpenNMT-py's own batch_iter
 
-Ours (nmt/data.py) fills a batch while rows x (longest target + EOS) <= train.max_tokens. OpenNMT-py
+Ours (nmt/data/splits.py) fills a batch while rows x (longest target + EOS) <= train.max_tokens. OpenNMT-py
 (onmt/inputters/dynamic_iterator.py, `batch_iter`) sorts a bucket of examples by (source length,
 BOS + target + EOS length), then closes a batch once rows x longest of (source, BOS + target + EOS)
 reaches `batch_size`, leaving out the row that went over; a source already in the open batch is

@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-import nmt.int8 as int8
+from nmt.translate import int8
 from common import MULTI30K
 from nmt import Translator
-from nmt.attention import BahdanauAttention
-from nmt.cells import StackedCell
-from nmt.inference import InferenceModel
+from nmt.model.attention import BahdanauAttention
+from nmt.model.cells import StackedCell
+from nmt.translate.inference import InferenceModel
 
 SRC = MULTI30K / "test_2016_flickr.de"
 

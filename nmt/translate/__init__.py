@@ -1,0 +1,13 @@
+"""Translating with a trained model: the `Translator` and the decoding model under it.
+
+    translator.py  `Translator.load(path).translate(lines)`: length-sorted batches over the search
+    inference.py   the model rewritten for decoding (the same function, precomputed where it can be)
+    int8.py        8-bit weights for the per-step products on a CPU (--dtype int8)
+    ensemble.py    several models as one (mean of their log-probabilities per step)
+    score.py       forced decoding: log p(target | source) per pair
+    alignment.py   word alignments from the attention (Pharaoh format)
+"""
+
+from nmt.translate.translator import Translator
+
+__all__ = ["Translator"]
