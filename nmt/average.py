@@ -12,19 +12,15 @@ temporary beside OUT_DIR and renamed.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from pathlib import Path
 
 import torch
 
-from nmt.checkpoint import check_same_tensors, load_checkpoint, read_config, resolve, write_files
+from nmt.checkpoint import Checkpoint, check_same_tensors, load_checkpoint, read_config, resolve, write_files
+from nmt.config import architecture_keys
 from nmt.errors import NmtError
-
-# Model settings that shape training only: checkpoints that differ in them compute the same function.
-TRAINING_ONLY = {"dropout", "init", "init_range"}
-
 
 def run_checkpoints(run_dir: str | Path, last: int) -> list[Path]:
     """The `last` newest step checkpoints of a run, oldest first. At most train.keep_last: a run
@@ -43,17 +39,17 @@ def run_checkpoints(run_dir: str | Path, last: int) -> list[Path]:
     return steps[-last:]
 
 
-def _check_same_model(first, other, first_path: Path, path: Path) -> None:
-    """Refuse `other` (model, tokenizer, cfg) unless it is the same model as `first`, naming what differs."""
-    (model0, tok0, cfg0), (model, tok, cfg) = first, other
+def _check_same_model(first: Checkpoint, other: Checkpoint, first_path: Path, path: Path) -> None:
+    """Refuse `other` unless it is the same model as `first`, naming what differs."""
+    (model0, tok0, cfg0, _), (model, tok, cfg, _) = first, other
     try:
         check_same_tensors(model.state_dict(), model0.state_dict(), path, f"{first_path} has")
     except NmtError as err:
         raise NmtError(f"{err}; cannot average different architectures") from None
-    for field in dataclasses.fields(cfg0.model):  # e.g. tie_embeddings: the same tensors, another model
-        a, b = getattr(cfg0.model, field.name), getattr(cfg.model, field.name)
-        if a != b and field.name not in TRAINING_ONLY:
-            raise NmtError(f"{path}: model.{field.name} is {b!r}, {first_path}'s is {a!r}; cannot average them")
+    for key in architecture_keys():  # e.g. tie_embeddings: the same tensors, another model
+        a, b = getattr(cfg0.model, key), getattr(cfg.model, key)
+        if a != b:
+            raise NmtError(f"{path}: model.{key} is {b!r}, {first_path}'s is {a!r}; cannot average them")
     for name in sorted(set(tok0.files) | set(tok.files)):
         mine, theirs = tok0.files.get(name), tok.files.get(name)
         if mine is None or theirs is None or mine.read_bytes() != theirs.read_bytes():
@@ -61,28 +57,28 @@ def _check_same_model(first, other, first_path: Path, path: Path) -> None:
                            "checkpoints with different tokenizers")
 
 
-def average_checkpoints(paths: list[str | Path]):
-    """Load `paths` (run or checkpoint directories) and return (model, tokenizer, cfg, meta) of the
-    first with every tensor replaced by the mean over all of them (accumulated in float64)."""
+def average_checkpoints(paths: list[str | Path]) -> Checkpoint:
+    """Load `paths` (run or checkpoint directories) and return the first with every tensor replaced
+    by the mean over all of them (accumulated in float64), its meta naming them."""
     if not paths:
         raise NmtError("no checkpoints to average")
     paths = [resolve(p) for p in paths]
-    model, tokenizer, cfg, meta = load_checkpoint(paths[0])
-    sums = {name: t.double().clone() for name, t in model.state_dict().items()}
-    steps = [meta.get("step")]
+    first = load_checkpoint(paths[0])
+    sums = {name: t.double().clone() for name, t in first.model.state_dict().items()}
+    steps = [first.meta.get("step")]
     for path in paths[1:]:
-        other, other_tok, other_cfg, other_meta = load_checkpoint(path)
-        _check_same_model((model, tokenizer, cfg), (other, other_tok, other_cfg), paths[0], path)
-        for name, tensor in other.state_dict().items():
+        other = load_checkpoint(path)
+        _check_same_model(first, other, paths[0], path)
+        for name, tensor in other.model.state_dict().items():
             sums[name] += tensor.double()
-        steps.append(other_meta.get("step"))
-    state = model.state_dict()
+        steps.append(other.meta.get("step"))
+    state = first.model.state_dict()
     with torch.no_grad():
         for name, total in sums.items():
             state[name].copy_(total / len(paths))  # tied twins get the same mean twice
-    averaged = {"step": max((s for s in steps if s is not None), default=0), "epoch": meta.get("epoch"),
+    averaged = {"step": max((s for s in steps if s is not None), default=0), "epoch": first.meta.get("epoch"),
                 "averaged": [str(p) for p in paths], "averaged_steps": steps}
-    return model, tokenizer, cfg, averaged
+    return first._replace(meta=averaged)
 
 
 def write_average(paths: list[str | Path], out_dir: str | Path) -> Path:
@@ -90,13 +86,13 @@ def write_average(paths: list[str | Path], out_dir: str | Path) -> Path:
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise NmtError(f"{out}: already exists; give a new output directory")
-    model, tokenizer, cfg, meta = average_checkpoints(paths)
+    averaged = average_checkpoints(paths)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        write_files(tmp, model, cfg, tokenizer, meta)
+        write_files(tmp, averaged.model, averaged.cfg, averaged.tokenizer, averaged.meta)
         os.replace(tmp, out)  # onto a missing or empty directory
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

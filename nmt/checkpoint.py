@@ -9,10 +9,9 @@
         trainer.pt          optimizer/scheduler/scaler/RNG state (resume only; loaded weights_only)
     RUN_DIR/best, RUN_DIR/last   symlinks to step directories, replaced atomically
 
-A checkpoint directory is first written as a hidden temporary and then renamed, so a kill
-during a save leaves the previous checkpoints and links intact. A resumed run that reaches a step
-already saved writes its own directory in that one's place; a resumed run first removes what killed
-saves left (`clean_interrupted_saves`).
+A checkpoint directory is written as a hidden temporary, then renamed: a kill during a save leaves
+the previous checkpoints and links intact. A resumed run first removes what killed saves left
+(`clean_interrupted_saves`), and writes a step already saved in that one's place.
 """
 
 from __future__ import annotations
@@ -23,15 +22,16 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from nmt.config import Config, load_saved_config, save_config
+from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NmtError
 from nmt.model.seq2seq import Seq2Seq
-from nmt.data.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,16 @@ def read_config(ckpt: Path) -> Config:
     return load_saved_config(ckpt / "config.yaml")
 
 
-def load_checkpoint(path: str | Path) -> tuple[Seq2Seq, Tokenizer, Config, dict]:
+class Checkpoint(NamedTuple):
+    """A loaded checkpoint: the model (eval mode), its tokenizer, its config and meta.json."""
+
+    model: Seq2Seq
+    tokenizer: Tokenizer
+    cfg: Config
+    meta: dict
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
     """Rebuild the model from the checkpoint's own config and load its weights (eval mode)."""
     ckpt = resolve(path)
     cfg = read_config(ckpt)
@@ -228,7 +237,7 @@ def load_checkpoint(path: str | Path) -> tuple[Seq2Seq, Tokenizer, Config, dict]
     meta = read_meta(ckpt)
     model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
     load_weights(model, ckpt / "model.safetensors")
-    return model.eval(), tokenizer, cfg, meta
+    return Checkpoint(model.eval(), tokenizer, cfg, meta)
 
 
 def load_trainer_state(ckpt: Path) -> dict:

@@ -19,6 +19,8 @@ from nmt.typed_yaml import apply_overrides, build, merge, option, read_yaml_file
 # What train.freeze may name: the encoder (its embedding included) and both sides' embeddings (with
 # model.tie_embeddings, the output projection too, as it is the target embedding).
 FREEZABLE = ("encoder", "embeddings")
+# What --dtype may name: fp32 as trained; int8 weights in the per-step products (CPU); bf16/fp16 autocast.
+INFERENCE_DTYPES = ("fp32", "int8", "bf16", "fp16")
 
 
 @dataclass
@@ -65,7 +67,8 @@ class ModelConfig:
     decoder_hidden_size: int = option(512, "decoder hidden size", min=1)
     attention_size: int = option(256, "size of the additive attention's hidden layer", min=1)
     num_layers: int = option(1, "layers in encoder and decoder", min=1)
-    dropout: float = option(0.3, "dropout on embeddings, between layers and before the output", min=0)
+    dropout: float = option(0.3, "dropout on embeddings, between layers and before the output", min=0,
+                            architecture=False)
     readout_size: int = option(0, "size of the attentional output o_t = tanh(W_o [s; c; E y]) that the output "
                                   "projection reads (0 = decoder_hidden_size, as in JoeyNMT and OpenNMT-py); "
                                   "tie_embeddings needs it equal to embed_size", min=0)
@@ -74,9 +77,11 @@ class ModelConfig:
     init: str = option("uniform", "weight initialisation: 'uniform' draws every weight from "
                                   "U(-init_range, init_range) (OpenNMT-py's param_init); 'xavier' uses Xavier "
                                   "input weights, zero biases and N(0, 1) embeddings. Both: orthogonal "
-                                  "recurrent matrices, LSTM forget-gate bias 1", choices=("uniform", "xavier"))
+                                  "recurrent matrices, LSTM forget-gate bias 1", choices=("uniform", "xavier"),
+                     architecture=False)
     init_range: float = option(0.1, "init uniform: the range of the weights; 0.1 suits layers of a few hundred "
-                                    "units, small ones learn faster from more (0.5 for 32-64)", min=0)
+                                    "units, small ones learn faster from more (0.5 for 32-64)", min=0,
+                               architecture=False)
 
     @property
     def readout(self) -> int:
@@ -87,6 +92,13 @@ class ModelConfig:
         if self.tie_embeddings and self.readout != self.embed_size:
             raise NmtError(f"model.tie_embeddings: the output projection is the embedding, so model.readout_size "
                            f"({self.readout}) must equal model.embed_size ({self.embed_size})")
+
+
+def architecture_keys() -> tuple[str, ...]:
+    """The model fields that make a model what it is: checkpoints that agree on them compute the same
+    kind of function from the same tensors. The others (dropout, initialisation) shape training only,
+    so averaging ignores them, and --resume and fine-tuning may change them."""
+    return tuple(f.name for f in dataclasses.fields(ModelConfig) if f.metadata["architecture"])
 
 
 @dataclass
@@ -153,57 +165,32 @@ class DecodeConfig:
     seed: int = option(1, "sampling: random seed (the same seed and input give the same output)")
 
 
+def decode_options(base: DecodeConfig, nbest: int = 1, **given) -> DecodeConfig:
+    """The settings of a search for `nbest` hypotheses (or samples) per sentence: `base` with the
+    settings `given` (None: not given), checked by each field's rules and by the rules between them.
+    Without a beam_size given, the beam is `base`'s raised to nbest. nmt-translate, nmt-serve and
+    `Translator` all decide their settings here; an error names the key."""
+    chosen = {key: value for key, value in given.items() if value is not None}
+    opts = build(DecodeConfig, {**dataclasses.asdict(base), **chosen}, "")
+    if isinstance(nbest, bool) or not isinstance(nbest, int) or nbest < 1:
+        raise NmtError(f"nbest: must be at least 1, got {nbest!r}")
+    if opts.sampling:
+        return opts
+    for key in ("temperature", "top_k", "top_p"):
+        if key in chosen:
+            raise NmtError(f"{key}: applies to sampling only (sampling is off)")
+    if "beam_size" not in chosen:
+        return dataclasses.replace(opts, beam_size=max(opts.beam_size, nbest))
+    if nbest > opts.beam_size:
+        raise NmtError(f"nbest: {nbest} needs beam_size of at least {nbest}, got {opts.beam_size}")
+    return opts
+
+
 @dataclass
 class EvalConfig:
     length_buckets: list[int] = option([10, 20, 30], "source-word bucket edges for BLEU by length")
     short_long_threshold: int = option(15, "sentences with more source words than this are 'long'", min=1)
     tokenize: str = option("13a", "sacreBLEU tokenizer")
-
-
-@dataclass
-class ServeConfig:
-    """`nmt-serve` settings (command-line flags, not part of a recipe or checkpoint)."""
-
-    host: str = option("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
-    port: int = option(8000, "TCP port", min=0)
-    batch_wait_ms: float = option(20.0, "under load (requests waiting as a batch ends), how long the next batch "
-                                        "waits for the clients just answered to send again (it starts sooner once "
-                                        "they have, or once full); an idle server decodes a request at once", min=0)
-    batch_sentences: int = option(64, "sentences per decoding batch (requests are never split)", min=1)
-    batching: bool = option(True, "concurrent requests share decoding batches (off: each request "
-                                         "is decoded alone, in arrival order)")
-    decode_threads: int = option(0, "threads that decode a batch at once, each a part of similar sentence "
-                                    "lengths with its share of torch's CPU threads (0: 2 on a CPU, 1 on a GPU)",
-                                 min=0)
-    max_sentences: int = option(100, "sentences per request; more is refused with 413", min=1)
-    max_chars: int = option(20_000, "characters per request, all sentences together; more is refused with 413", min=1)
-    max_beam_size: int = option(16, "largest beam size (and n-best) a request may ask for", min=1)
-    max_length_penalty: float = option(5.0, "largest length_penalty a request may ask for (larger ones "
-                                            "overflow the score of long hypotheses)", min=0)
-    max_hypotheses: int = option(400, "sentences x nbest per request; more is refused with 413", min=1)
-    max_attention: int = option(250_000, "attention weights per request, counted at the output length cap "
-                                         "(sentences x nbest x rows x columns, about 20 bytes of JSON each); "
-                                         "more is refused with 413", min=1)
-    max_queue: int = option(1000, "sentences waiting for the decoding worker; a request that would pass it is "
-                                  "refused with 503 and Retry-After", min=1)
-    timeout: float = option(60.0, "seconds a request may wait and decode; later it is answered 504 and its "
-                                  "queued work dropped (0 = no deadline)", min=0)
-    allow_origin: str = option("", "comma-separated origins (scheme://host:port) whose browser requests are "
-                                   "served besides the server's own; '*' = any; others get 403")
-    allow_host: str = option("", "comma-separated host names accepted in the Host header besides the bound "
-                                 "address (and localhost when bound to loopback); others get 400 (DNS rebinding)")
-    api_key_file: str = option("", "file holding an API key that requests must send (Authorization: Bearer KEY "
-                                   "or X-API-Key: KEY), else 401; $NMT_SERVE_API_KEY sets one too")
-    docs: bool = option(False, "serve Swagger UI at /docs and ReDoc at /redoc (they load scripts from a CDN; "
-                               "/openapi.json is always served)")
-    limit_concurrency: int = option(0, "requests in flight at once (the probes excepted); more get 503 and "
-                                       "Retry-After (0 = no limit)", min=0)
-    keep_alive_s: float = option(5.0, "uvicorn: seconds an idle keep-alive connection stays open", min=0)
-    drain_timeout: float = option(30.0, "on SIGTERM, seconds to answer the requests in flight; those still "
-                                        "unanswered then get 503, and the server exits", min=0)
-    device: str = option("", "cpu, cuda, cuda:1, ... (empty: cuda if available)")
-    dtype: str = option("fp32", "inference precision", choices=("fp32", "int8", "bf16", "fp16"))
-    access_log: bool = option(False, "log one line per request")
 
 
 @dataclass

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
 
+from nmt.config import EvalConfig
+from nmt.data.readers import read_lines
 from nmt.errors import NmtError
 
 
@@ -62,11 +63,15 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def format_split(name: str, result: dict) -> str:
+    """One split's scores, as `evaluate_checkpoint` returns them, as the table the commands print."""
+    table = {subset: scores for subset, scores in result.items() if isinstance(scores, dict)}
+    return f"{name} (beam {result['beam_size']}, {result['sentences_per_s']:.1f} sentences/s):\n{format_table(table)}"
+
+
 def evaluate_files(hyp: str, ref: str, src: str | None, edges: list[int] | None,
                    threshold: int | None) -> dict:
     """Score a hypothesis file against a reference file (bucketed by the source file when given)."""
-    from nmt.config import EvalConfig
-    from nmt.data.readers import read_lines
 
     defaults = EvalConfig()
     hyps, refs = read_lines(Path(hyp)), read_lines(Path(ref))
@@ -79,39 +84,4 @@ def evaluate_files(hyp: str, ref: str, src: str | None, edges: list[int] | None,
     else:
         results = by_length(hyps, refs, srcs, edges or defaults.length_buckets,
                             threshold or defaults.short_long_threshold, defaults.tokenize)
-    print(format_table(results))
-    return results
-
-
-def resolve_splits(cfg, names: list[str]) -> list[str]:
-    """'test' -> the recipe's test splits, 'valid' -> its validation split, anything else as given."""
-    out = []
-    for name in names:
-        out += cfg.data.test if name == "test" and cfg.data.test else [cfg.data.valid] if name == "valid" else [name]
-    return out
-
-
-def evaluate_checkpoint(path, splits: list[str], device, beam_size: int | None = None,
-                        hyp_dir: Path | None = None, edges: list[int] | None = None,
-                        threshold: int | None = None) -> dict:
-    """Translate each split of the checkpoint's corpus and score it overall and by source length."""
-    from nmt.data.splits import load_split
-    from nmt.translate.translator import Translator
-
-    translator = Translator.load(path, device=None if device is None else str(device))
-    cfg = translator.cfg
-    edges, threshold = edges or cfg.eval.length_buckets, threshold or cfg.eval.short_long_threshold
-    results = {}
-    for split in resolve_splits(cfg, splits):
-        ds = load_split(cfg.data, split)
-        srcs, refs = list(ds["src"]), list(ds["tgt"])
-        start = time.perf_counter()
-        hyps = translator.translate(srcs, beam_size=beam_size)
-        seconds = time.perf_counter() - start
-        if hyp_dir is not None:
-            (hyp_dir / f"{Path(split).name}.hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-        table = by_length(hyps, refs, srcs, edges, threshold, cfg.eval.tokenize)
-        beam = beam_size or cfg.decode.beam_size
-        print(f"\n{split} (beam {beam}, {len(srcs) / seconds:.1f} sentences/s):\n{format_table(table)}")
-        results[split] = {"beam_size": beam, "sentences_per_s": round(len(srcs) / seconds, 1), **table}
     return results

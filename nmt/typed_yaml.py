@@ -35,9 +35,11 @@ def read_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-def option(default, help: str, choices: tuple = (), min: float | None = None, max: float | None = None):
-    """A config field with its help text and the values it may take."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max}
+def option(default, help: str, choices: tuple = (), min: float | None = None, max: float | None = None,
+           architecture: bool = True):
+    """A config field with its help text and the values it may take. `architecture=False`: a model
+    field that shapes training only (dropout, initialisation), not what the trained weights are."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "architecture": architecture}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from nmt.checkpoint import load_checkpoint
-from nmt.model.seq2seq import count_parameters
 from nmt.cli.plot import plot_bleu_by_length
+from nmt.model.seq2seq import count_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "scripts" / "bench" / "bench.py"
@@ -68,15 +68,15 @@ def throughput(run_dir: Path, steps: int, threads: int) -> dict:
 
 def summarize(cell: str, run_dir: Path, bench_steps: int, bench_threads: int | None = None) -> dict:
     results = json.loads((run_dir / "results.json").read_text())
-    model, _, cfg, meta = load_checkpoint(run_dir)
+    best = load_checkpoint(run_dir)
     logs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     valid = [x["valid_bleu"] for x in logs if "valid_bleu" in x]
     timing = run_dir / "timing.json"
     split = next(k for k in results["test"] if k != "checkpoint_step")
-    return {"cell": cell, "params": count_parameters(model), "bench_steps": bench_steps,
-            "tok_s": throughput(run_dir, bench_steps, bench_threads or cfg.train.threads)["tgt_tokens_per_s"],
-            "best_valid_bleu": max(valid), "best_step": meta["step"], "split": split,
-            "test": results["test"][split], "cfg": cfg,
+    return {"cell": cell, "params": count_parameters(best.model), "bench_steps": bench_steps,
+            "tok_s": throughput(run_dir, bench_steps, bench_threads or best.cfg.train.threads)["tgt_tokens_per_s"],
+            "best_valid_bleu": max(valid), "best_step": best.meta["step"], "split": split,
+            "test": results["test"][split], "cfg": best.cfg,
             "wall_s": json.loads(timing.read_text())["wall_s"] if timing.exists() else None}
 
 

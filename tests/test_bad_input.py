@@ -99,7 +99,7 @@ def test_translate_bad_arguments(reverse_run, tmp_path):
     root, _, _ = reverse_run
     assert_one_line_error(run_cli("nmt-translate", str(tmp_path)), "not a checkpoint")
     assert_one_line_error(run_cli("nmt-translate", str(root / "run"), "--nbest", "4", "--beam-size", "2"),
-                          "--nbest 4 needs --beam-size of at least 4")
+                          "--nbest: 4 needs --beam-size of at least 4, got 2")
     assert_one_line_error(run_cli("nmt-translate", str(root / "run"), "--dtype", "fp16", "--device", "cpu"),
                           "fp16 inference needs a CUDA device")
     assert_one_line_error(run_cli("nmt-translate", str(root / "run"), "-i", str(tmp_path / "none.txt")),

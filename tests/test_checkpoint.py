@@ -10,9 +10,9 @@ import yaml
 from conftest import run_cli
 from nmt import checkpoint
 from nmt.config import Config, ModelConfig
+from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NmtError
 from nmt.model.seq2seq import Seq2Seq
-from nmt.data.tokenizer import Tokenizer
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nmt.config import Config, load_config, to_dict
+from nmt.config import Config, DecodeConfig, ModelConfig, architecture_keys, decode_options, load_config, to_dict
 from nmt.errors import NmtError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,3 +87,38 @@ def test_yes_and_no_are_strings_as_in_yaml_1_2(tmp_path):
     assert load_config([path], ["train.mixed_precision=no"]).train.mixed_precision == "no"
     with pytest.raises(NmtError, match="train.tensorboard: expected bool, got 'yes'"):
         load_config([path], ["train.tensorboard=yes"])
+
+
+@pytest.mark.parametrize("base, nbest, given, beam", [
+    ({}, 1, {}, 5),                               # the base's beam
+    ({}, 8, {}, 8),                               # raised to nbest when not given
+    ({"beam_size": 2}, 3, {}, 3),                 # the base's beam is raised too
+    ({}, 2, {"beam_size": 2}, 2),
+    ({}, 4, {"beam_size": None}, 4),              # None: not given
+    ({"sampling": True}, 9, {"beam_size": 1}, 1),  # samples need no beam
+])
+def test_decode_options_raise_the_beam_to_nbest(base, nbest, given, beam):
+    assert decode_options(DecodeConfig(**base), nbest, **given).beam_size == beam
+
+
+@pytest.mark.parametrize("base, nbest, given, message", [
+    ({}, 4, {"beam_size": 2}, "^nbest: 4 needs beam_size of at least 4, got 2$"),
+    ({}, 0, {}, "^nbest: must be at least 1, got 0$"),
+    ({}, 1, {"temperature": 0.5}, r"^temperature: applies to sampling only \(sampling is off\)$"),
+    ({}, 1, {"top_k": 5, "sampling": False}, "^top_k: applies to sampling only"),
+    ({}, 1, {"beam_size": 0}, "^beam_size: 0 is below the minimum 1$"),
+    ({}, 1, {"beam_sise": 3}, "^beam_sise: unknown key; did you mean beam_size\\?$"),
+])
+def test_decode_options_refuse_naming_the_key(base, nbest, given, message):
+    with pytest.raises(NmtError, match=message):
+        decode_options(DecodeConfig(**base), nbest, **given)
+
+
+def test_sampling_settings_pass_with_sampling_on():
+    opts = decode_options(DecodeConfig(sampling=True), 3, temperature=0.5, top_k=5, top_p=0.9)
+    assert (opts.temperature, opts.top_k, opts.top_p) == (0.5, 5, 0.9)
+
+
+def test_architecture_keys_are_every_model_field_but_those_of_training():
+    fields = set(ModelConfig.__dataclass_fields__)
+    assert set(architecture_keys()) == fields - {"dropout", "init", "init_range"}

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import write_lines
-from nmt.data import batching, splits
 from nmt.config import DataConfig, TokenizerConfig
+from nmt.data import batching, splits
 from nmt.data.encode import write_tokenized
-from nmt.errors import NmtError
 from nmt.data.readers import Pairs
 from nmt.data.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
+from nmt.errors import NmtError
 
 SRC = ["Ein Hund läuft im Park.", "Zwei Männer spielen Fußball.", "Eine Frau liest ein Buch.",
        "Kinder baden im See.", "Ein Mann fährt Fahrrad."] * 20

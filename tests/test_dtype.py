@@ -8,8 +8,8 @@ from conftest import run_cli
 from nmt import Translator
 from nmt.config import ModelConfig
 from nmt.errors import NmtError
-from nmt.translate.inference import InferenceModel, per_step_layers
 from nmt.model.seq2seq import Seq2Seq
+from nmt.translate.inference import InferenceModel, per_step_layers
 
 
 def small_model() -> Seq2Seq:

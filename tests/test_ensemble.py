@@ -12,10 +12,10 @@ from nmt import Translator
 from nmt.checkpoint import load_checkpoint, resolve
 from nmt.config import DecodeConfig
 from nmt.data.batching import pad
+from nmt.data.tokenizer import BOS, EOS
+from nmt.search import beam_search, greedy_search, log_probs
 from nmt.translate.ensemble import Ensemble
 from nmt.translate.inference import InferenceModel
-from nmt.search import beam_search, greedy_search, log_probs
-from nmt.data.tokenizer import BOS, EOS
 from test_search import TableModel
 
 A, B_, C = 4, 5, 6

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from nmt.model.attention import BahdanauAttention
-from nmt.data.batching import pad
 from nmt.config import ModelConfig
+from nmt.data.batching import pad
+from nmt.model.attention import BahdanauAttention
 from nmt.model.decoder import Readout
 from nmt.model.encoder import Encoder
-from nmt.translate.inference import InferenceModel
 from nmt.model.seq2seq import Seq2Seq
+from nmt.translate.inference import InferenceModel
 
 CELLS = ["rnn", "lstm", "gru"]
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from nmt.config import DecodeConfig
+from nmt.data.tokenizer import BOS, EOS
 from nmt.errors import NmtError
 from nmt.search import FREE, beam_search, greedy_search, sample
-from nmt.data.tokenizer import BOS, EOS
 from nmt.translate.translator import Translator
 
 from conftest import run_cli, write_lines

@@ -14,11 +14,11 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY, reverse_corpus, reverse_recipe, run_cli, write_lines
-from nmt.data import cache, readers
 from nmt.config import from_dict
-from nmt.errors import NmtError
+from nmt.data import cache, readers
 from nmt.data.prepare import prepare, sample_pairs
 from nmt.data.readers import Pairs
+from nmt.errors import NmtError
 
 # Lines that a careless reader gets wrong: CRLF, a byte-order mark, empty lines, a line separator
 # (U+2028) inside a line, multi-byte characters that a chunk boundary may cut, a last line without \n.

@@ -9,9 +9,9 @@ import torch
 from conftest import run_cli
 from nmt import Translator
 from nmt.config import DecodeConfig
+from nmt.data.tokenizer import BOS, EOS
 from nmt.errors import NmtError
 from nmt.search import sample, truncate
-from nmt.data.tokenizer import BOS, EOS
 from test_search import TableModel
 
 A, B_, C = 4, 5, 6

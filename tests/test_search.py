@@ -8,10 +8,10 @@ import torch
 from nmt.checkpoint import load_checkpoint
 from nmt.config import DecodeConfig
 from nmt.data.batching import pad
+from nmt.data.tokenizer import BOS, EOS
 from nmt.model.decoder import DecoderState, StepOutput
 from nmt.model.encoder import EncoderOutput
 from nmt.search import beam_search, greedy_search, length_penalty, sample, select_candidates
-from nmt.data.tokenizer import BOS, EOS
 
 from conftest import HostSyncs
 

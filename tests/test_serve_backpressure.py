@@ -17,8 +17,8 @@ from conftest import call
 
 pytest.importorskip("fastapi", reason="nmt-serve needs the serve extra: pip install -e '.[serve]'")
 from nmt import Translator  # noqa: E402
-from nmt.config import ServeConfig  # noqa: E402
 from nmt.serve.app import create_app  # noqa: E402
+from nmt.serve.config import ServeConfig  # noqa: E402
 from nmt.serve.server import server_for  # noqa: E402
 
 POLL_S = 0.02

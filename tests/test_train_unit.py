@@ -7,9 +7,9 @@ import torch
 
 from conftest import TINY, reverse_corpus, run_cli
 from nmt.config import TrainConfig
+from nmt.train.loop import _done
 from nmt.train.optim import LRSchedule
 from nmt.train.run_state import Progress, observe_validation
-from nmt.train.loop import _done
 
 
 def test_schedules():

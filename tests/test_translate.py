@@ -65,6 +65,8 @@ def test_python_api_and_bad_model_path(reverse_run, tmp_path):
     ({"top_p": 1.5}, "^top_p: 1.5 is above the maximum 1.0$"),
     ({"beam_sise": 3}, "^beam_sise: unknown key; did you mean beam_size\\?$"),
     ({"beam_size": "5"}, "^beam_size: expected int, got '5'$"),
+    ({"beam_size": 2, "nbest": 3}, "^nbest: 3 needs beam_size of at least 3, got 2$"),
+    ({"temperature": 0.5}, "^temperature: applies to sampling only"),
 ])
 def test_api_checks_decode_options_as_the_config_does(reverse_run, overrides, message):
     root, _, _ = reverse_run

@@ -11,11 +11,11 @@ from nmt.config import Config, ModelConfig, TrainConfig
 from nmt.data.batching import collate
 from nmt.errors import NmtError
 from nmt.model.seq2seq import Seq2Seq
+from nmt.train.log import Window
+from nmt.train.loop import _update
 from nmt.train.optim import build_optimizer, build_scheduler
 from nmt.train.run_state import Progress, Run
 from nmt.train.stop_signal import StopSignal
-from nmt.train.log import Window
-from nmt.train.loop import _update
 from nmt.train.update import accumulate_gradients
 
 VOCAB = 12

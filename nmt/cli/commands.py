@@ -6,13 +6,15 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from nmt.cli.common import quiet_libraries, user_errors
-from nmt.cli.flags import add_config_flags, config_from_flags
+from nmt.cli.flags import add_config_flags, flags_named
 from nmt.cli.text_io import open_input, open_output, read_chunks, with_prefixes
-from nmt.config import DecodeConfig
+from nmt.config import INFERENCE_DTYPES, DecodeConfig, decode_options
 from nmt.errors import NmtError
+from nmt.vocab import EOS_PIECE
 
 
 @user_errors
@@ -29,8 +31,8 @@ def train_main(argv=None) -> int:
                         help="fine-tune: start a new run from this run's best checkpoint (or this checkpoint), "
                         "with its weights, tokenizer and architecture (train.init_from)")
     args = parser.parse_args(argv)
-    from nmt.train import finetune
     from nmt.config import load_saved_config
+    from nmt.train import finetune
 
     overrides = args.overrides + ([f"data.root={args.data_root}"] if args.data_root else [])
     run_dir = Path(args.run_dir or Path("runs") / "-".join(Path(c).stem for c in args.config))
@@ -45,9 +47,15 @@ def train_main(argv=None) -> int:
         init = [f"train.init_from={json.dumps(args.init_from)}"] if args.init_from else []
         cfg = finetune.load_config(args.config, overrides + init)
     quiet_libraries()
+    from nmt.evaluate import format_split
     from nmt.train.loop import train
 
-    train(cfg, run_dir, resume=args.resume)
+    results = train(cfg, run_dir, resume=args.resume)
+    for split, result in results.get("test", {}).items():
+        print(f"\n{format_split(split, result)}")
+    if "resume" in results:  # the main process of a run stopped by a signal
+        print(f"stopped by {results['stopped']} at step {results['step']}; checkpoint saved. Continue with:\n"
+              f"  {results['resume']}", file=sys.stderr)
     return 0
 
 
@@ -101,7 +109,7 @@ def _plot(translator, index: int, line: str, hyp, directory: Path) -> None:
 
     if hyp.attention is None:
         return
-    out = translator.tokenizer.tgt_pieces(hyp.tokens) + ["</s>"]  # EOS ends every hypothesis (forced at the cap)
+    out = translator.tokenizer.tgt_pieces(hyp.tokens) + [EOS_PIECE]  # EOS ends every hypothesis (forced at the cap)
     plot_attention(hyp.attention.numpy(), translator.tokenizer.src_pieces(line), out,
                    directory / f"{index:06d}.png", title=line[:80])
 
@@ -124,18 +132,18 @@ def translate_main(argv=None) -> int:
     parser.add_argument("--prefix-file", metavar="FILE", help="target-side prefixes, one per input line (an empty "
                         "line for none): each translation starts with its prefix, forced through the decoder")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--dtype", choices=("fp32", "int8", "bf16", "fp16"), default="fp32",
+    parser.add_argument("--dtype", choices=INFERENCE_DTYPES, default="fp32",
                         help="inference precision: int8 = 8-bit weights on the CPU; bf16/fp16 = autocast")
     parser.add_argument("--bad-bytes", choices=("error", "replace"), default="error",
                         help="on invalid UTF-8 input: stop with the line number, or replace and warn")
     parser.add_argument("--chunk-size", type=int, default=2000, help="lines read and translated at a time")
     add_config_flags(parser, DecodeConfig, with_defaults=False, title="decoding (absent: the checkpoint's decode settings)")
     args = parser.parse_args(argv)
-    for flag in ("nbest", "chunk_size"):
-        if getattr(args, flag) < 1:
-            raise NmtError(f"--{flag.replace('_', '-')}: must be at least 1, got {getattr(args, flag)}")
-    config_from_flags(args, DecodeConfig)  # refuse a bad value before loading the model
-    _check_decoding_flags(args)
+    if args.chunk_size < 1:
+        raise NmtError(f"--chunk-size: must be at least 1, got {args.chunk_size}")
+    decoding = {f.name: getattr(args, f.name) for f in dataclasses.fields(DecodeConfig)}  # None: not given
+    with flags_named([*decoding, "nbest"]):
+        decode_options(DecodeConfig(), args.nbest, **decoding)  # refuse a bad value before loading the model
     quiet_libraries()
     from nmt.translate.translator import Translator
 
@@ -143,8 +151,6 @@ def translate_main(argv=None) -> int:
     plots = Path(args.plot_attention) if args.plot_attention else None
     if plots:
         plots.mkdir(parents=True, exist_ok=True)
-    decoding = {f.name: getattr(args, f.name) for f in dataclasses.fields(DecodeConfig)}
-    decoding["beam_size"] = args.beam_size or max(args.nbest, translator.cfg.decode.beam_size)
     wants_attention = bool(plots or args.attention or args.alignments)
     with open_input(args.input) as stream, open_output(args.output) as out, \
             (open_input(args.prefix_file) if args.prefix_file else contextlib.nullcontext()) as prefix_stream:
@@ -170,14 +176,6 @@ def _chunks(stream, prefix_stream, args):
     return with_prefixes(chunks, prefix_chunks, f"--prefix-file {args.prefix_file}")
 
 
-def _check_decoding_flags(args) -> None:
-    for flag in ("temperature", "top_k", "top_p"):
-        if getattr(args, flag) is not None and not args.sampling:
-            raise NmtError(f"--{flag.replace('_', '-')} applies to sampling; add --sampling")
-    if not args.sampling and args.beam_size is not None and args.nbest > args.beam_size:
-        raise NmtError(f"--nbest {args.nbest} needs --beam-size of at least {args.nbest}")
-
-
 @user_errors
 def evaluate_main(argv=None) -> int:
     parser = argparse.ArgumentParser(
@@ -198,14 +196,18 @@ def evaluate_main(argv=None) -> int:
     if bool(args.model) == bool(args.hyp or args.ref):
         raise NmtError("give either a RUN_DIR (with --split) or --hyp and --ref files")
     quiet_libraries()
-    from nmt import evaluate
+    from nmt.evaluate import evaluate_files, format_split, format_table
+    from nmt.translate.evaluation import evaluate_checkpoint
 
     edges = [int(x) for x in args.buckets.split(",")] if args.buckets else None
     if args.model:
-        results = evaluate.evaluate_checkpoint(args.model if len(args.model) > 1 else args.model[0], args.split or ["test"], args.device,
-                                               args.beam_size, edges=edges, threshold=args.threshold)
+        model = args.model if len(args.model) > 1 else args.model[0]
+        results = evaluate_checkpoint(model, args.split or ["test"], args.device, args.beam_size, edges=edges,
+                                      threshold=args.threshold)
+        print("\n\n".join(format_split(split, result) for split, result in results.items()))
     else:
-        results = evaluate.evaluate_files(args.hyp, args.ref, args.src, edges, args.threshold)
+        results = evaluate_files(args.hyp, args.ref, args.src, edges, args.threshold)
+        print(format_table(results))
     if args.json == "-":
         print(json.dumps(results, indent=1))
     elif args.json:

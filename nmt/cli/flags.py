@@ -9,7 +9,9 @@ an error names the flag the user typed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import re
 
 from nmt.errors import NmtError
 from nmt.typed_yaml import build
@@ -37,11 +39,18 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, with_defaults: bool, 
                                choices=f.metadata["choices"] or None, help=text)
 
 
+@contextlib.contextmanager
+def flags_named(keys):
+    """Config errors raised inside name the flags the user typed: `beam_size: ...` reads `--beam-size: ...`."""
+    try:
+        yield
+    except NmtError as err:
+        words = re.compile(r"\b(" + "|".join(sorted(keys, key=len, reverse=True)) + r")\b")
+        raise NmtError(words.sub(lambda m: flag_name(m.group(1)), str(err)) if keys else str(err)) from None
+
+
 def config_from_flags(args: argparse.Namespace, cls, base: dict | None = None):
     """A checked `cls` from the flags given in `args` over `base` (a dict of its fields)."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
-    try:
+    with flags_named(given):
         return build(cls, {**(base or {}), **given}, "")
-    except NmtError as err:
-        key, _, rest = str(err).partition(":")
-        raise NmtError(f"{flag_name(key)}:{rest}" if key in given else str(err)) from None

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from nmt.data.tokenizer import BOS, EOS, PAD
+from nmt.vocab import BOS, EOS, PAD
 
 
 class Batch(NamedTuple):

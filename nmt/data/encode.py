@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from nmt.data.readers import Pairs
-from nmt.data.tokenizer import EOS, Tokenizer
+from nmt.data.tokenizer import Tokenizer
+from nmt.vocab import EOS
 
 
 class Encoded(NamedTuple):

@@ -25,12 +25,12 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from nmt.data import batching, cache, splits
 from nmt.config import Config, TokenizerConfig
+from nmt.data import batching, cache, splits
 from nmt.data.encode import write_tokenized
-from nmt.errors import NmtError
 from nmt.data.readers import Pairs
 from nmt.data.tokenizer import Tokenizer
+from nmt.errors import NmtError
 
 log = logging.getLogger("nmt.prepare")
 

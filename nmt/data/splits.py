@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from nmt.data import readers
 from nmt.config import DataConfig
+from nmt.data import readers
 from nmt.errors import NmtError
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ import sentencepiece as spm
 
 from nmt.config import TokenizerConfig
 from nmt.errors import NmtError
+from nmt.vocab import BOS, EOS, EOS_PIECE, PAD, UNK
 
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
 JOINT_FILE, SRC_FILE, TGT_FILE = "spm.model", "spm.src.model", "spm.tgt.model"
 SRC_VOCAB, TGT_VOCAB = "vocab.src.txt", "vocab.tgt.txt"
 
@@ -42,7 +42,7 @@ def _train_model(sentences: Iterable[str], cfg: TokenizerConfig) -> bytes:
         byte_fallback=cfg.byte_fallback,
         input_sentence_size=cfg.max_sentences,
         shuffle_input_sentence=True,
-        pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
+        pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, eos_piece=EOS_PIECE,
         minloglevel=2,
     )
     return proto.getvalue()
@@ -144,7 +144,7 @@ class Tokenizer:
         return self.tgt.encode(lines)
 
     def src_pieces(self, line: str) -> list[str]:
-        return self.src.pieces(self.src.encode([line])[0]) + ["</s>"]
+        return self.src.pieces(self.src.encode([line])[0]) + [EOS_PIECE]
 
     def tgt_pieces(self, ids: list[int]) -> list[str]:
         return self.tgt.pieces(ids)

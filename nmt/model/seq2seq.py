@@ -13,7 +13,7 @@ from nmt.config import ModelConfig
 from nmt.model.cells import StackedCell
 from nmt.model.decoder import Decoder, DecoderState, StepOutput
 from nmt.model.encoder import Encoder, EncoderOutput
-from nmt.data.tokenizer import PAD
+from nmt.vocab import PAD
 
 
 class Seq2Seq(nn.Module):

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from nmt.config import DecodeConfig
-from nmt.data.tokenizer import BOS, EOS
+from nmt.vocab import BOS, EOS
 
 FREE = -1  # a prefix position past the end of a sentence's prefix: the search chooses
 

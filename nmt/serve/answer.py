@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 
+import torch
+
+from nmt.search.common import max_lengths, prefix_caps
 from nmt.serve.parts import PartedDecoder
 from nmt.serve.schema import RequestError, Sentence, Settings
-from nmt.translate.translator import hypothesis_record
+from nmt.translate.translator import hypothesis_record, pad_prefixes
 
 # Why a budget: one legal request (100 sentences, nbest 16, attention) once made an answer of 123 MB.
 
@@ -20,14 +23,11 @@ def attention_size(translator, sentences: list[Sentence], settings: Settings) ->
     if not settings.attention:
         return 0
     opts = translator.cfg.decode
-    prefix_lengths = [len(ids) for ids in translator.tokenizer.encode_tgt([s.prefix for s in sentences])]
-    total = 0
-    for (pieces, _), prefix_length in zip(translator.pieces_read([s.text for s in sentences]), prefix_lengths):
-        columns = len(pieces)
-        if columns:
-            rows = max(int(columns * opts.max_len_a) + opts.max_len_b, prefix_length + 1)
-            total += settings.nbest * rows * columns
-    return total
+    columns = torch.tensor([len(pieces) for pieces, _ in translator.pieces_read([s.text for s in sentences])])
+    prefixes = pad_prefixes(translator.tokenizer.encode_tgt([s.prefix for s in sentences]), torch.device("cpu"))
+    # The search's own cap: if its rule changes, the budget follows.
+    rows = prefix_caps(max_lengths(columns, opts.max_len_a, opts.max_len_b), prefixes)
+    return settings.nbest * int((rows * columns).sum())  # a blank line has no columns
 
 
 def check_budget(translator, sentences: list[Sentence], settings: Settings, max_attention: int) -> None:

@@ -17,9 +17,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from nmt import __version__
-from nmt.config import ServeConfig
 from nmt.serve.answer import check_budget, encode, translate_records
 from nmt.serve.batcher import Batcher, QueueFull, ShuttingDown
+from nmt.serve.config import ServeConfig
 from nmt.serve.guard import Guard
 from nmt.serve.limit import InFlightLimit
 from nmt.serve.metrics import CONTENT_TYPE, CountResponses, Metrics
@@ -136,6 +136,16 @@ def decode_threads(cfg: ServeConfig, translator) -> tuple[int, int]:
     return parts, max(1, torch.get_num_threads() // parts)
 
 
+# POST /translate's refusals, as /openapi.json documents them.
+TRANSLATE_REFUSALS = {
+    400: {"description": "malformed JSON, a wrong type, a value out of range or an unknown setting", **ERROR},
+    413: {"description": "more sentences, characters, hypotheses or attention weights than this server sends",
+          **ERROR},
+    503: {"description": "the queue is full (Retry-After) or the server is shutting down", **ERROR},
+    504: {"description": "not answered within the server's --timeout", **ERROR},
+}
+
+
 def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = None) -> FastAPI:
     """The application for one loaded `Translator`; `info` is what GET /info reports about the model."""
     parts = PartedDecoder(*decode_threads(cfg, translator))
@@ -145,7 +155,6 @@ def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = N
     # JSON may spell a character as \\uXXXX (6 bytes); the rest is room for keys and settings.
     max_bytes = 6 * cfg.max_chars + 65536
     page = resources.files("nmt.serve").joinpath("page.html").read_text(encoding="utf-8")
-    default_beam = translator.cfg.decode.beam_size
     timeout = cfg.timeout or None
 
     @contextlib.asynccontextmanager
@@ -166,20 +175,13 @@ def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = N
         return HTMLResponse(page)
 
     @app.post("/translate", summary="Translate one sentence or a list of sentences", response_model=TranslateResponse,
-              responses={400: {"description": "malformed JSON, a wrong type, a value out of range or an unknown "
-                                               "setting", **ERROR},
-                         413: {"description": "more sentences, characters, hypotheses or attention weights than "
-                                              "this server sends", **ERROR},
-                         503: {"description": "the queue is full (Retry-After) or the server is shutting down",
-                               **ERROR},
-                         504: {"description": "not answered within the server's --timeout", **ERROR}},
-              openapi_extra={"requestBody": {"required": True, "content": {
+              responses=TRANSLATE_REFUSALS, openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": TranslateRequest.model_json_schema()}}}})
     async def translate(request: Request) -> Response:
         # The body is parsed here rather than by FastAPI so that every refusal is a one-line 400 or 413,
         # and `curl -d` works without a Content-Type header.
         arrived = time.perf_counter()
-        sentences, settings = parse_request(await read_body(request, max_bytes), cfg, default_beam)
+        sentences, settings = parse_request(await read_body(request, max_bytes), cfg, translator.cfg.decode)
         loop = asyncio.get_running_loop()
         # Tokenising 100 long sentences and encoding a large answer take milliseconds: not on the event loop.
         # Without attention the budget needs no tokens, and a few hypotheses encode faster than a thread hop.

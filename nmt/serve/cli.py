@@ -12,8 +12,8 @@ from pathlib import Path
 
 from nmt.cli.common import quiet_libraries, user_errors
 from nmt.cli.flags import add_config_flags, config_from_flags
-from nmt.config import ServeConfig
 from nmt.errors import NmtError
+from nmt.serve.config import ServeConfig
 
 log = logging.getLogger("nmt.serve")
 

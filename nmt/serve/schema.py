@@ -10,7 +10,9 @@ from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nmt.config import ServeConfig
+from nmt.config import DecodeConfig, decode_options
+from nmt.errors import NmtError
+from nmt.serve.config import ServeConfig
 
 
 class TranslateRequest(BaseModel):
@@ -148,8 +150,9 @@ def _prefixes(request: TranslateRequest, count: int) -> list[str]:
     return prefixes
 
 
-def parse_request(body: bytes, limits: ServeConfig, default_beam: int) -> tuple[list[Sentence], Settings]:
-    """The sentences and decode settings of a /translate body, or RequestError."""
+def parse_request(body: bytes, limits: ServeConfig, decode: DecodeConfig) -> tuple[list[Sentence], Settings]:
+    """The sentences and decode settings of a /translate body over the model's `decode` settings, or
+    RequestError."""
     try:
         data = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
     except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
@@ -172,12 +175,13 @@ def parse_request(body: bytes, limits: ServeConfig, default_beam: int) -> tuple[
     chars = sum(len(line) for line in lines) + sum(len(prefix) for prefix in prefixes)
     if chars > limits.max_chars:
         raise RequestError(413, f"{chars} characters; this server takes at most {limits.max_chars} per request")
-    beam = request.beam_size or max(request.nbest, default_beam)
+    try:
+        beam = decode_options(decode, request.nbest, beam_size=request.beam_size).beam_size
+    except NmtError as err:
+        raise RequestError(400, str(err)) from None
     if beam > limits.max_beam_size:
         name = "beam_size" if request.beam_size else "nbest"
         raise RequestError(400, f"{name}: at most {limits.max_beam_size} on this server, got {beam}")
-    if request.nbest > beam:
-        raise RequestError(400, f"nbest: {request.nbest} needs beam_size of at least {request.nbest}, got {beam}")
     if request.length_penalty is not None and request.length_penalty > limits.max_length_penalty:
         raise RequestError(400, f"length_penalty: at most {limits.max_length_penalty} on this server, "
                                 f"got {_describe(request.length_penalty)}")

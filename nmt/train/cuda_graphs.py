@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmt.train.buckets import Buckets, Shape, pad_rows_and_lengths
-from nmt.model.encoder import EncoderOutput
 from nmt.errors import NmtError
-from nmt.data.tokenizer import PAD
+from nmt.model.encoder import EncoderOutput
+from nmt.train.buckets import Buckets, Shape, pad_rows_and_lengths
+from nmt.vocab import PAD
+
 
 log = logging.getLogger("nmt.cuda_graphs")
 

@@ -17,14 +17,12 @@ from pathlib import Path
 import torch
 
 from nmt import checkpoint
-from nmt.config import Config, from_dict, read_values
+from nmt.config import Config, architecture_keys, from_dict, read_values
 from nmt.errors import NmtError
 from nmt.typed_yaml import merge
 
 log = logging.getLogger(__name__)
 
-# Model settings a fine-tuning run may change: they shape no weight.
-FREE_MODEL_KEYS = ("dropout",)
 WEIGHTS = "model.safetensors"
 HASH_BLOCK = 1 << 20
 
@@ -68,13 +66,15 @@ def with_parent(cfg: Config, resume: bool = False) -> Config:
         return cfg
     ckpt = parent_checkpoint(cfg.train.init_from)
     parent = checkpoint.read_config(ckpt)
-    for section, free in (("model", FREE_MODEL_KEYS), ("tokenizer", ())):
-        for field in dataclasses.fields(getattr(cfg, section)):
-            mine, theirs = getattr(getattr(cfg, section), field.name), getattr(getattr(parent, section), field.name)
-            if field.name not in free and mine != theirs:
-                raise NmtError(f"{section}.{field.name}: the parent {ckpt} was trained with {theirs!r}; a "
-                               f"fine-tuning run keeps its {'architecture' if section == 'model' else 'tokenizer'} "
-                               f"(only {', '.join(f'model.{k}' for k in FREE_MODEL_KEYS)} may change), not {mine!r}")
+    free = ", ".join(f"model.{f.name}" for f in dataclasses.fields(cfg.model) if f.name not in architecture_keys())
+    kept = (("model", architecture_keys()), ("tokenizer", tuple(f.name for f in dataclasses.fields(cfg.tokenizer))))
+    for section, keys in kept:
+        for key in keys:
+            mine, theirs = getattr(getattr(cfg, section), key), getattr(getattr(parent, section), key)
+            if mine != theirs:
+                raise NmtError(f"{section}.{key}: the parent {ckpt} was trained with {theirs!r}; a fine-tuning run "
+                               f"keeps its {'architecture' if section == 'model' else 'tokenizer'} (only {free} may "
+                               f"change), not {mine!r}")
     digest = weights_sha256(ckpt)
     if cfg.train.init_sha256 and cfg.train.init_sha256 != digest:
         raise NmtError(f"train.init_sha256: {ckpt / WEIGHTS} has sha256 {digest}, not the {cfg.train.init_sha256} "

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -21,22 +20,22 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from nmt.data import batching
 from nmt.config import Config, save_config
-from nmt.train.cuda_graphs import capture_training, use_cuda_graphs
-from nmt.errors import NmtError
-from nmt.evaluate import evaluate_checkpoint
-from nmt.train.finetune import init_model, with_parent
-from nmt.model.seq2seq import Seq2Seq, count_parameters
-from nmt.train.optim import build_optimizer, build_scheduler
-from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
+from nmt.data import batching
 from nmt.data.prepare import Prepared, prepare
+from nmt.errors import NmtError
+from nmt.model.seq2seq import Seq2Seq, count_parameters
+from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
+from nmt.train.cuda_graphs import capture_training, use_cuda_graphs
+from nmt.train.finetune import init_model, with_parent
+from nmt.train.log import MetricsLog, Window
+from nmt.train.optim import build_optimizer, build_scheduler
 from nmt.train.run_checks import check_free_space, check_replicas, check_resume, check_resume_data, check_run_dir
 from nmt.train.run_state import Progress, Run, observe_validation, restore, save
 from nmt.train.stop_signal import StopSignal
-from nmt.train.log import MetricsLog, Window
-from nmt.train.validate import validate
 from nmt.train.update import micro_batch_tokens, update, update_groups
+from nmt.train.validate import validate
+from nmt.translate.evaluation import evaluate_checkpoint
 
 log = logging.getLogger("nmt.train")
 MIN_LOSS_SCALE = 2.0 ** -14  # fp16: a loss scale below this means non-finite losses, not overflows
@@ -59,12 +58,8 @@ def load_data(cfg: Config, run_dir: Path, accelerator: Accelerator, resume: bool
     return ready
 
 
-def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
-    """Train a model as `cfg` says, in `run_dir`; returns the final validation and test scores."""
-    run_dir = Path(run_dir)
-    cfg = with_parent(cfg, resume)  # refuses a config the parent's weights cannot serve, before any file is written
-    check_run_dir(run_dir, resume)
-    # Accumulation is nmt.update's (no_sync over an update's micro-batches), not Accelerate's
+def _accelerator(cfg: Config, run_dir: Path) -> Accelerator:
+    # Accumulation is nmt.train.update's (no_sync over an update's micro-batches), not Accelerate's
     # gradient_accumulation_steps: the loss is normalised by the tokens of the whole update.
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision,
                               log_with="tensorboard" if cfg.train.tensorboard else None,
@@ -72,6 +67,16 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     if cfg.train.mixed_precision == "fp16" and accelerator.scaler is None:
         raise NmtError(f"train.mixed_precision: fp16 needs a GPU ({accelerator.device} has no fp16 autocast "
                        "with a gradient scaler in Accelerate); use bf16 or no")
+    return accelerator
+
+
+def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
+    """Train a model as `cfg` says, in `run_dir`; returns the final validation and test scores (or, for a run
+    stopped by a signal, where it stopped and, on the main process, the command that resumes it)."""
+    run_dir = Path(run_dir)
+    cfg = with_parent(cfg, resume)  # refuses a config the parent's weights cannot serve, before any file is written
+    check_run_dir(run_dir, resume)
+    accelerator = _accelerator(cfg, run_dir)
     graphs = use_cuda_graphs(cfg.train.cuda_graphs, accelerator.device)  # refuse `on` off CUDA before any work
     if resume:
         check_resume(run_dir, cfg, accelerator)
@@ -111,12 +116,9 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     finally:
         stop.restore()
     if stop.agreed:
-        if accelerator.is_main_process:
-            launcher = (f"accelerate launch --num_processes {accelerator.num_processes} ... -m nmt train"
-                        if accelerator.num_processes > 1 else "nmt-train")
-            print(f"stopped by {stop.agreed} at step {progress.step}; checkpoint saved. Continue with:\n"
-                  f"  {launcher} {run_dir / 'config.yaml'} --run-dir {run_dir} --resume", file=sys.stderr)
         results = {"stopped": stop.agreed, "step": progress.step}
+        if accelerator.is_main_process:
+            results["resume"] = _resume_command(accelerator, run_dir)
     else:
         check_replicas(run.accelerator, model, run.metrics, progress.step)
         if accelerator.is_main_process:
@@ -127,6 +129,13 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     del model, optimizer, loader, run
     _tear_down(accelerator)
     return results
+
+
+def _resume_command(accelerator: Accelerator, run_dir: Path) -> str:
+    """The command that continues a run stopped by a signal (the caller prints it)."""
+    launcher = (f"accelerate launch --num_processes {accelerator.num_processes} ... -m nmt train"
+                if accelerator.num_processes > 1 else "nmt-train")
+    return f"{launcher} {run_dir / 'config.yaml'} --run-dir {run_dir} --resume"
 
 
 def _tear_down(accelerator: Accelerator) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 from accelerate.utils import gather_object
 
 from nmt import checkpoint
-from nmt.config import Config, ModelConfig, TokenizerConfig
-from nmt.errors import NmtError
+from nmt.config import Config, TokenizerConfig, architecture_keys
 from nmt.data.tokenizer import JOINT_FILE, SRC_FILE, SRC_VOCAB, TGT_FILE, TGT_VOCAB
+from nmt.errors import NmtError
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ RESUME_FIXED = (
      "the epoch's batches would change under the position saved in it"),
     ("tokenizer", tuple(f.name for f in dataclasses.fields(TokenizerConfig)),
      "the run keeps the tokenizer it was started with"),
-    # Dropout may change: it shapes the updates to come, not the weights saved.
-    ("model", tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "dropout"),
+    # Dropout and the initialisation may change: they shape the updates to come, not the weights saved.
+    ("model", architecture_keys(),
      "the checkpoint's weights are of that model"),
 )
 

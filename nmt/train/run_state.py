@@ -16,9 +16,9 @@ from accelerate.utils import gather_object
 
 from nmt import checkpoint
 from nmt.config import Config
+from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NmtError
 from nmt.train.log import MetricsLog
-from nmt.data.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 

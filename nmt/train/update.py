@@ -27,7 +27,7 @@ from accelerate import Accelerator
 from nmt.config import TrainConfig
 from nmt.data.batching import Batch
 from nmt.errors import NmtError
-from nmt.data.tokenizer import PAD
+from nmt.vocab import PAD
 
 
 class UpdateOutcome(NamedTuple):

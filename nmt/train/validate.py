@@ -9,12 +9,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
-from nmt.data import batching
 from nmt.config import Config
+from nmt.data import batching
+from nmt.data.tokenizer import Tokenizer
 from nmt.evaluate import score
-from nmt.data.tokenizer import PAD, Tokenizer
-from nmt.translate.translator import decode_ids
 from nmt.train.update import token_loss_sum
+from nmt.translate.translator import decode_ids
+from nmt.vocab import PAD
 
 
 @torch.inference_mode()

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from nmt.model.decoder import StepOutput
 from nmt.errors import NmtError
+from nmt.model.decoder import StepOutput
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 
 from nmt.data.batching import Batch, collate
-from nmt.data.tokenizer import PAD
+from nmt.vocab import PAD
 
 
 class PairScore(NamedTuple):

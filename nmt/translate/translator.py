@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 from pathlib import Path
 
 import torch
 
-from nmt.translate.alignment import hard_alignment, pharaoh
 from nmt.checkpoint import load_checkpoint
-from nmt.config import DecodeConfig
+from nmt.config import INFERENCE_DTYPES, DecodeConfig, decode_options
 from nmt.data.batching import pad
-from nmt.translate.ensemble import Ensemble, check_vocabularies
 from nmt.errors import NmtError
 from nmt.precision import AUTOCAST_DTYPES, cpu_lacks_bf16, set_precision_policy
+from nmt.search import FREE, Hypothesis, beam_search, greedy_search, sample
+from nmt.translate.alignment import hard_alignment, pharaoh
+from nmt.translate.ensemble import Ensemble, check_vocabularies
 from nmt.translate.inference import InferenceModel
 from nmt.translate.score import PairScore, score_ids
-from nmt.search import FREE, Hypothesis, beam_search, greedy_search, sample
-from nmt.data.tokenizer import EOS
-from nmt.typed_yaml import build
+
+from nmt.vocab import EOS, EOS_PIECE
 
 log = logging.getLogger("nmt.translate")
 
@@ -61,14 +60,11 @@ def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torc
     return results
 
 
-DTYPES = ("fp32", "int8", "bf16", "fp16")
-
-
 def autocast(device: torch.device, dtype: str):
     """Inference autocast for 'fp16'/'bf16'; 'fp32' runs as is, and so does 'int8', whose products
     are quantized layers (nmt/translate/inference.py)."""
-    if dtype not in DTYPES:
-        raise NmtError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    if dtype not in INFERENCE_DTYPES:
+        raise NmtError(f"dtype {dtype!r}: expected one of {', '.join(INFERENCE_DTYPES)}")
     if dtype == "int8" and device.type != "cpu":
         raise NmtError(f"int8 decoding runs on the CPU (oneDNN int8 products), not on {device.type}; use --device cpu")
     if dtype in ("fp32", "int8"):
@@ -131,9 +127,9 @@ class Translator:
         if not paths:
             raise NmtError("no model given")
         loaded = [load_checkpoint(p) for p in paths]
-        check_vocabularies([tok for _, tok, _, _ in loaded], [str(p) for p in paths])
-        models = [m for m, _, _, _ in loaded]
-        _, tokenizer, cfg, _ = loaded[0]
+        check_vocabularies([c.tokenizer for c in loaded], [str(p) for p in paths])
+        models = [c.model for c in loaded]
+        tokenizer, cfg = loaded[0].tokenizer, loaded[0].cfg
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             torch.empty(0, device=device)
@@ -141,12 +137,11 @@ class Translator:
             raise NmtError(f"device {device}: not available ({str(err).splitlines()[0]})") from None
         return cls(models if len(models) > 1 else models[0], tokenizer, cfg, device, dtype)
 
-    def options(self, **overrides) -> DecodeConfig:
-        """The checkpoint's decode settings with `overrides` (None values ignored), checked by the
-        config's own rules (nmt/typed_yaml.py): an unknown key or a value out of range is an
-        NmtError naming the key."""
-        given = {key: value for key, value in overrides.items() if value is not None}
-        return build(DecodeConfig, {**dataclasses.asdict(self.cfg.decode), **given}, "")
+    def options(self, nbest: int = 1, **overrides) -> DecodeConfig:
+        """The checkpoint's decode settings with `overrides` (None values ignored) for `nbest`
+        hypotheses per line, checked by the config's rules (`nmt.config.decode_options`): an unknown
+        key or a value out of range is an NmtError naming the key."""
+        return decode_options(self.cfg.decode, nbest, **overrides)
 
     def encode(self, lines: list[str], line_numbers: list[int]) -> list[list[int]]:
         """Source ids; lines over decode.max_input_len pieces are truncated with a warning."""
@@ -167,8 +162,8 @@ class Translator:
         limit, src = self.cfg.decode.max_input_len, self.tokenizer.src
         found = []
         for line, ids in zip(lines, src.encode(lines)):
-            pieces = src.pieces(ids) + ["</s>"] if line.strip() else []
-            found.append((_cut(pieces, limit, "</s>"), len(pieces) > limit))
+            pieces = src.pieces(ids) + [EOS_PIECE] if line.strip() else []
+            found.append((_cut(pieces, limit, EOS_PIECE), len(pieces) > limit))
         return found
 
     def source_pieces(self, line: str) -> list[str]:
@@ -184,7 +179,7 @@ class Translator:
         `prefixes`: one target-side text per line ("" or None: none). Its pieces are forced through
         the decoder, then the search continues: each hypothesis starts with them and its score
         includes their log-probability (nmt/search/common.py)."""
-        opts = self.options(**overrides)
+        opts = self.options(nbest, **overrides)
         if prefixes is not None and len(prefixes) != len(lines):
             raise NmtError(f"prefixes: {len(prefixes)} given for {len(lines)} lines; give one per line (\"\" for none)")
         todo = [i for i, line in enumerate(lines) if line.strip()]

@@ -32,16 +32,16 @@ import torch
 import torch.nn.functional as F
 
 from common import clock, nmt_code
-from nmt.data import batching, splits
 from nmt.config import Config, load_config
-from nmt.train.cuda_graphs import capture_training, use_cuda_graphs
-from nmt.errors import NmtError
-from nmt.model.seq2seq import Seq2Seq, count_parameters
-from nmt.train.optim import build_optimizer
-from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
+from nmt.data import batching, splits
 from nmt.data.prepare import Prepared, prepare
 from nmt.data.readers import read_lines
 from nmt.data.tokenizer import PAD, Tokenizer
+from nmt.errors import NmtError
+from nmt.model.seq2seq import Seq2Seq, count_parameters
+from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
+from nmt.train.cuda_graphs import capture_training, use_cuda_graphs
+from nmt.train.optim import build_optimizer
 
 
 def peak_memory_mb(device: torch.device) -> float:

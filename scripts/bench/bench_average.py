@@ -20,10 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from nmt.data import splits
 from nmt.average import run_checkpoints, write_average
 from nmt.checkpoint import resolve
-from nmt.evaluate import resolve_splits, score
+from nmt.data import splits
+from nmt.evaluate import score
+from nmt.translate.evaluation import resolve_splits
 from nmt.translate.translator import Translator
 
 

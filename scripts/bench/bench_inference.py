@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from common import clock
 from nmt.config import DecodeConfig, ModelConfig
 from nmt.model.decoder import DecoderState, StepOutput
-from nmt.translate.inference import InferenceModel, PreparedSource, frozen_linear
 from nmt.model.seq2seq import Seq2Seq
 from nmt.search import beam_search, greedy_search
+from nmt.translate.inference import InferenceModel, PreparedSource, frozen_linear
 
 
 class NoPadding(InferenceModel):

@@ -15,10 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-from nmt.data import batching
-from nmt.train.buckets import Buckets, Shape, padding_ratio
 from nmt.config import load_config
+from nmt.data import batching
 from nmt.data.prepare import prepare
+from nmt.train.buckets import Buckets, Shape, padding_ratio
 
 
 def epoch_shapes(sampler: batching.TokenBatchSampler, epoch: int):
