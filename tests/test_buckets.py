@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
+import torch.nn.functional as F
 
-from nmt.data.batching import Batch, collate
-from nmt.train.buckets import Buckets, Ladder, Shape, batch_shape, decode_in_bucket, pad_batch, padding_ratio
+from conftest import REPO
 from nmt.config import DecodeConfig, ModelConfig
+from nmt.data.batching import Batch, collate
 from nmt.model.seq2seq import Seq2Seq
 from nmt.search import beam_search, greedy_search
-from nmt.data.tokenizer import EOS, PAD
+from nmt.train.buckets import Buckets, Ladder, Shape, pad_rows_and_lengths
 from nmt.train.update import token_loss_sum
+from nmt.vocab import EOS, PAD
 
 VOCAB = 23
 CELLS = ("rnn", "lstm", "gru")
@@ -40,6 +44,44 @@ def loss_and_grads(model: Seq2Seq, batch: Batch):
     tokens = (batch.tgt_out != PAD).sum()
     (loss / tokens).backward()
     return loss.item(), tokens.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+# Reference helpers, here because only the tests pad whole batches and decoding batches: training pads
+# inside nmt/train/cuda_graphs.py (BucketedForward), and decoding is not bucketed yet.
+def batch_shape(batch: Batch) -> Shape:
+    B, S = batch.src.shape
+    return Shape(B, S, batch.tgt_in.size(1))
+
+
+def pad_batch(batch: Batch, shape: Shape) -> Batch:
+    """`batch` padded to `shape` (at least as large in every dimension): the same loss and gradients."""
+    B, S, T = batch_shape(batch)
+    if shape.rows < B or shape.src < S or shape.tgt < T:
+        raise ValueError(f"bucket {tuple(shape)} is smaller than the batch {(B, S, T)}")
+    src, src_lengths = pad_rows_and_lengths(batch.src, batch.src_lengths, shape.rows, shape.src)
+    grow = (0, shape.tgt - T, 0, shape.rows - B)
+    return Batch(src, src_lengths, F.pad(batch.tgt_in, grow, value=PAD), F.pad(batch.tgt_out, grow, value=PAD))
+
+
+def pad_sources(src: torch.Tensor, src_lengths: torch.Tensor, buckets: Buckets) -> tuple[torch.Tensor, torch.Tensor]:
+    """A decoding batch, src (B, S), padded to its (rows, source length) bucket. Padded rows are the
+    empty sentence (EOS alone), a sentence like any other; their hypotheses are to be dropped."""
+    B, S = src.shape
+    return pad_rows_and_lengths(src, src_lengths, buckets.rows.round_up(B), buckets.src.round_up(S), EOS)
+
+
+def decode_in_bucket(search, src: torch.Tensor, src_lengths: torch.Tensor, buckets: Buckets) -> list:
+    """`search(src, src_lengths)` (greedy or beam: one result per row) run on the batch padded to its
+    bucket; the padded rows' results are dropped. Attention, if asked for, has the bucket's S columns."""
+    return search(*pad_sources(src, src_lengths, buckets))[: src.size(0)]
+
+
+def bench_script(name: str):
+    """scripts/bench/NAME.py as a module (scripts/ is no package): a benchmark's own helpers are tested here."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_a_ladder_rounds_up_to_few_multiples_of_its_step():
@@ -86,6 +128,7 @@ def test_padding_rows_are_pad_with_one_source_position():
 
 
 def test_padding_ratio_counts_bucket_tokens_over_real_ones():
+    padding_ratio = bench_script("bucket_padding").padding_ratio
     buckets = Buckets(rows=Ladder(8, 2.0), src=Ladder(4, 2.0), tgt=Ladder(4, 2.0))
     shapes = [(Shape(8, 3, 4), 30), (Shape(5, 5, 7), 30)]  # buckets (8, 4, 4) and (8, 8, 8)
     assert padding_ratio(shapes, buckets) == {"padded_over_real": round((32 + 64) / 60, 3),

@@ -11,14 +11,14 @@ from safetensors.torch import load_file
 
 from nmt.train import cuda_graphs
 from conftest import TINY, reverse_recipe, run_cli
-from nmt.train.buckets import Buckets, Shape, batch_shape
 from nmt.config import DecodeConfig, from_dict
-from nmt.train.cuda_graphs import BucketedForward, capture_training, use_cuda_graphs
 from nmt.errors import NmtError
 from nmt.search import beam_search, greedy_search
-from nmt.data.tokenizer import PAD
+from nmt.train.buckets import Buckets, Shape
+from nmt.train.cuda_graphs import BucketedForward, capture_training, use_cuda_graphs
 from nmt.train.loop import train
-from test_buckets import CELLS, loss_and_grads, random_batch, tiny_model
+from nmt.vocab import PAD
+from test_buckets import CELLS, batch_shape, loss_and_grads, random_batch, tiny_model
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

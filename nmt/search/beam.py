@@ -1,21 +1,25 @@
 """Batched beam search: all sentences x beams advance together as tensor operations.
 
 `select_candidates` is the pure selection step; `beam_search` is the bookkeeping around it:
-EOS candidates are set aside as finished hypotheses, finished sentences leave the active batch,
-and the decoder state follows the surviving beams through `state.select`. A sentence's search
-ends at its length cap or when `_done` says so: by default once no hypothesis still going can end
-better than its n-th best ended one (a true bound); with `stopping: early`, by Hugging Face's
-faster rule. Under either, the 1-best is the same whatever `nbest`.
+EOS candidates are set aside as finished hypotheses (`Finished`), finished sentences leave the
+active batch, and the live hypotheses (`Beams`), decoder state included, follow the surviving
+beams. A sentence's search ends at its length cap or when `_done` says so: by default once no
+hypothesis still going can end better than its n-th best ended one (a true bound); with
+`stopping: early`, by Hugging Face's faster rule. Under either, the 1-best is the same whatever `nbest`.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from nmt.config import DecodeConfig
 from nmt.search.common import Hypothesis, forced_at, log_probs, max_lengths, prefix_caps
-from nmt.data.tokenizer import BOS, EOS
+from nmt.vocab import BOS, EOS
 
 
 def length_penalty(length: int | torch.Tensor, alpha: float):
@@ -83,6 +87,87 @@ def _carry_on(scores, tokens, beams, K: int):
     return scores.gather(1, order), tokens.gather(1, order), beams.gather(1, order)
 
 
+@dataclass
+class Beams:
+    """The live hypotheses of the active sentences: what the search carries from one step to the next.
+
+    Rows are hypotheses, sentence-major, k per sentence: 1 at step 0 (a sentence's K beams would all
+    be the same), then K. `extend` follows the candidates that carry on and `keep` drops the sentences
+    that are done, as `DecoderState.select` does for the decoder's rows; `enc` keeps one row per sentence.
+    """
+    sentence: torch.Tensor  # (b,) original index of each active sentence
+    scores: torch.Tensor  # (b, k) each hypothesis's sum of log-probabilities
+    tokens: torch.Tensor  # (b*k,) each hypothesis's last token: the next step's input
+    history: torch.Tensor  # (b*k, t) the tokens so far, BOS left out
+    attention: torch.Tensor | None  # (b*k, t, S) the attention weights so far; None unless asked for
+    state: Any  # the decoder's state, b*k rows: search needs only its select(rows)
+    enc: Any  # the encoder's output, b rows, likewise
+
+    @classmethod
+    def start(cls, enc, state, B: int, device: torch.device) -> Beams:
+        """One hypothesis per sentence: BOS, scored 0."""
+        return cls(torch.arange(B, device=device), torch.zeros((B, 1), device=device),
+                   torch.full((B,), BOS, dtype=torch.long, device=device),
+                   torch.empty((B, 0), dtype=torch.long, device=device), None, state, enc)
+
+    def next_log_probs(self, logits, t: int, opts: DecodeConfig, at_cap, prefix) -> torch.Tensor:
+        """Step t's logits (b*k, V) -> log-probabilities (b, k, V); `at_cap` (b,) (None before the
+        batch's first cap) marks the sentences where only EOS may follow, `prefix` (B, P) the forced tokens."""
+        forced = forced_at(prefix, t)  # (B,) or None
+        forced = None if forced is None else forced[self.sentence, None]  # (b, 1): one per sentence
+        at_cap = None if at_cap is None else at_cap[:, None]  # (b, 1): the sentence's every hypothesis
+        return log_probs(logits.view(len(self.sentence), self.scores.size(1), -1), t, opts, at_cap, forced)
+
+    def rows(self, beams: torch.Tensor) -> torch.Tensor:
+        """Hypotheses (b, n) by their index within their sentence -> by their row."""
+        offsets = torch.arange(len(self.sentence), device=beams.device) * self.scores.size(1)  # (b,)
+        return beams + offsets[:, None]
+
+    def record(self, out, keep_attention: bool) -> Beams:
+        """After a decoder step: its new state, and its attention (b*k, S) appended if kept."""
+        attention = self.attention
+        if keep_attention:
+            now = out.attention.unsqueeze(1)  # (b*k, 1, S)
+            attention = now if attention is None else torch.cat([attention, now], 1)
+        return dataclasses.replace(self, state=out.state, attention=attention)
+
+    def extend(self, scores: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor) -> Beams:
+        """The next step's hypotheses, K per sentence: each extends row `rows` (b, K) with its token
+        `tokens` (b, K), for a sum of log-probabilities `scores` (b, K)."""
+        rows = rows.view(-1)  # (b*K,)
+        history = torch.cat([self.history.index_select(0, rows), tokens.view(-1, 1)], 1)
+        attention = None if self.attention is None else self.attention.index_select(0, rows)
+        return Beams(self.sentence, scores, tokens.view(-1), history, attention, self.state.select(rows), self.enc)
+
+    def keep(self, keep: torch.Tensor) -> Beams:
+        """Only the active sentences `keep` (n,), each with its K hypotheses."""
+        K = self.scores.size(1)
+        rows = (keep[:, None] * K + torch.arange(K, device=keep.device)).view(-1)  # (n*K,)
+        attention = None if self.attention is None else self.attention[rows]
+        return Beams(self.sentence[keep], self.scores[keep], self.tokens[rows], self.history[rows], attention,
+                     self.state.select(rows), self.enc.select(keep))
+
+
+@dataclass
+class Finished:
+    """The hypotheses ended so far, by original sentence: the host's lists, and on the device the
+    two tallies that the search's rules read at each step."""
+    hyps: list[list[Hypothesis]]
+    count: torch.Tensor  # (B,) how many each sentence has: one with none ends its best at the cap (_ending)
+    best: torch.Tensor  # (B, n) their n best normalised scores, -inf until n have ended (_done)
+
+    @classmethod
+    def start(cls, B: int, n: int, device: torch.device) -> Finished:
+        return cls([[] for _ in range(B)], torch.zeros(B, dtype=torch.long, device=device),
+                   torch.full((B, n), float("-inf"), device=device))
+
+    def count_in(self, sentence: torch.Tensor, ended: torch.Tensor, scores: torch.Tensor) -> None:
+        """The step's ended candidates ((b, K) mask `ended` of sentences `sentence` (b,), normalised
+        `scores` (b, K), -inf elsewhere) added to the tallies; `_set_aside` copies them to the lists."""
+        self.count.index_add_(0, sentence, ended.sum(1))
+        self.best[sentence] = torch.cat([self.best[sentence], scores], 1).topk(self.best.size(1), 1).values
+
+
 @torch.inference_mode()
 def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: DecodeConfig,
                 nbest: int = 1, return_attention: bool = False,
@@ -103,75 +188,47 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, opts: Decod
     first_cap = min(host_caps)
     penalty_at_cap = length_penalty(caps, opts.length_penalty)  # (B,) the largest a hypothesis can meet
     enc = model.encode(src, src_lengths)
-    # State rows are hypotheses, sentence-major: one per sentence at step 0 (its K beams would all be
-    # the same), then K; enc keeps one row per sentence.
-    state = model.init_state(enc)
-    scores = torch.zeros((B, 1), device=device)  # (b, hypotheses per sentence)
-    tokens = torch.full((B,), BOS, dtype=torch.long, device=device)
-    history = torch.empty((B, 0), dtype=torch.long, device=device)
-    attn_history = None
-    sentence = torch.arange(B, device=device)  # original index of each active sentence
-    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    n_finished = torch.zeros(B, dtype=torch.long, device=device)
+    beams = Beams.start(enc, model.init_state(enc), B, device)
     exact = opts.stopping == "exact"
-    # The best normalised scores of ended hypotheses, as many as the stopping rule compares with (_done).
-    top_finished = torch.full((B, min(nbest, K) if exact else K), float("-inf"), device=device)
+    finished = Finished.start(B, min(nbest, K) if exact else K, device)  # as many as _done compares with
     for t in range(max(host_caps)):
-        out = model.step(tokens, state, enc)
+        out = model.step(beams.tokens, beams.state, beams.enc)
+        beams = beams.record(out, return_attention)
+        sentence = beams.sentence  # (b,)
         last = t + 1 >= caps[sentence]  # (b,) at the cap: only EOS may follow
         # Before the first cap of the batch no row can be at its cap: skip two passes over (b, K, V).
-        at_cap = last[:, None] if t + 1 >= first_cap else None
-        per_sentence = scores.size(1)  # 1 at step 0, then K
-        forced = forced_at(prefix, t)  # (B,) or None
-        forced = None if forced is None else forced[sentence, None]  # (b, 1): one per sentence
-        logits = out.logits.view(len(sentence), per_sentence, -1)
-        step_scores = log_probs(logits, t, opts, at_cap, forced)  # (b, 1 or K, V)
-        cand_scores, cand_tokens, cand_beams = select_candidates(step_scores, scores, 2 * K)
-        flat_beams = cand_beams + (torch.arange(len(sentence), device=device) * per_sentence)[:, None]  # (b, 2K)
-        if return_attention:
-            attn_now = out.attention.unsqueeze(1)
-            attn_history = attn_now if attn_history is None else torch.cat([attn_history, attn_now], 1)
-        ended, ended_raw = _ending(cand_scores[:, :K], cand_tokens[:, :K], last & (n_finished[sentence] == 0))
-        n_finished.index_add_(0, sentence, ended.sum(1))
+        step_scores = beams.next_log_probs(out.logits, t, opts, last if t + 1 >= first_cap else None, prefix)
+        cand_scores, cand_tokens, cand_beams = select_candidates(step_scores, beams.scores, 2 * K)
+        cand_rows = beams.rows(cand_beams)  # (b, 2K)
+        ended, ended_raw = _ending(cand_scores[:, :K], cand_tokens[:, :K], last & (finished.count[sentence] == 0))
         step_penalty = length_penalty(t + 1, opts.length_penalty)  # t tokens and the EOS
-        ended_scores = ended_raw / step_penalty
-        top_finished[sentence] = torch.cat([top_finished[sentence], ended_scores], 1).topk(top_finished.size(1), 1).values
+        finished.count_in(sentence, ended, ended_raw / step_penalty)
         penalty = penalty_at_cap[sentence] if exact else step_penalty
-        done = _done(top_finished[sentence, -1], cand_scores, cand_tokens, penalty) | last
+        done = _done(finished.best[sentence, -1], cand_scores, cand_tokens, penalty) | last
         any_ended, all_done, any_done = torch.stack([ended.any(), done.all(), done.any()]).tolist()
         if any_ended:
-            _set_aside(finished, ended, sentence, flat_beams[:, :K], ended_raw, history, attn_history,
-                       t, host_caps, opts)
+            _set_aside(finished.hyps, beams, ended, cand_rows[:, :K], ended_raw, t, host_caps, opts)
         if all_done:
             break
-        scores, next_tokens, beams = _carry_on(cand_scores, cand_tokens, flat_beams, K)
-        rows = beams.view(-1)
-        history = torch.cat([history.index_select(0, rows), next_tokens.view(-1, 1)], 1)
-        if attn_history is not None:
-            attn_history = attn_history.index_select(0, rows)
-        state, tokens = out.state.select(rows), next_tokens.view(-1)
+        scores, next_tokens, rows = _carry_on(cand_scores, cand_tokens, cand_rows, K)
+        beams = beams.extend(scores, next_tokens, rows)
         if any_done:
-            keep = (~done).nonzero().flatten()
-            keep_rows = (keep[:, None] * K + torch.arange(K, device=device)).view(-1)
-            sentence, scores = sentence[keep], scores[keep]
-            enc, state = enc.select(keep), state.select(keep_rows)
-            tokens, history = tokens[keep_rows], history[keep_rows]
-            if attn_history is not None:
-                attn_history = attn_history[keep_rows]
-    return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in finished]
+            beams = beams.keep((~done).nonzero().flatten())
+    return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in finished.hyps]
 
 
-def _set_aside(finished: list[list[Hypothesis]], ended, sentence, beams, scores, history, attn_history,
+def _set_aside(finished: list[list[Hypothesis]], beams: Beams, ended, rows, scores,
                t: int, caps: list[int], opts: DecodeConfig) -> None:
-    """Append step t's ended candidates ((b, K) mask `ended`) to their sentences' finished lists,
-    copying their rows to the host at once."""
+    """Append step t's ended candidates ((b, K) mask `ended`, extending rows `rows` (b, K) of `beams`,
+    their sums of log-probabilities `scores` (b, K)) to their sentences' finished lists, copying them
+    to the host at once."""
     where = ended.flatten().nonzero().flatten()
-    rows = beams.flatten()[where]  # their histories' rows
-    sentences = sentence.repeat_interleave(ended.size(1))[where]
+    rows = rows.flatten()[where]  # their histories' rows
+    sentences = beams.sentence.repeat_interleave(ended.size(1))[where]
     # Token ids and sentence indices are exact in float64: one copy for all of them.
     table = torch.cat([sentences[:, None].double(), scores.flatten()[where, None].double(),
-                       history.index_select(0, rows).double()], 1).tolist()
-    weights = None if attn_history is None else attn_history.index_select(0, rows).float().cpu()
+                       beams.history.index_select(0, rows).double()], 1).tolist()
+    weights = None if beams.attention is None else beams.attention.index_select(0, rows).float().cpu()
     norm = length_penalty(t + 1, opts.length_penalty)  # t tokens and the EOS
     for i, (s, score, *tokens) in enumerate(table):
         s = int(s)

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from nmt.data.batching import Batch
-from nmt.data.tokenizer import EOS, PAD
+from nmt.vocab import PAD
 
 PAD_ROW_SOURCE_LENGTH = 1  # see the module docstring: packing needs one position, attention one unmasked
 
@@ -66,11 +65,6 @@ class Buckets:
         return Shape(self.rows.round_up(shape.rows), self.src.round_up(shape.src), self.tgt.round_up(shape.tgt))
 
 
-def batch_shape(batch: Batch) -> Shape:
-    B, S = batch.src.shape
-    return Shape(B, S, batch.tgt_in.size(1))
-
-
 def pad_rows_and_lengths(src: torch.Tensor, src_lengths: torch.Tensor, rows: int, src_len: int,
                          pad_row_token: int = PAD) -> tuple[torch.Tensor, torch.Tensor]:
     """src (B, S), src_lengths (B,) -> (rows, src_len), (rows,): PAD columns, then padded rows of
@@ -79,46 +73,3 @@ def pad_rows_and_lengths(src: torch.Tensor, src_lengths: torch.Tensor, rows: int
     src = F.pad(src, (0, src_len - S, 0, rows - B), value=PAD)  # (rows, src_len)
     src[B:, :PAD_ROW_SOURCE_LENGTH] = pad_row_token
     return src, F.pad(src_lengths, (0, rows - B), value=PAD_ROW_SOURCE_LENGTH)
-
-
-def pad_batch(batch: Batch, shape: Shape) -> Batch:
-    """`batch` padded to `shape` (at least as large in every dimension): the same loss and gradients."""
-    B, S, T = batch_shape(batch)
-    if shape.rows < B or shape.src < S or shape.tgt < T:
-        raise ValueError(f"bucket {tuple(shape)} is smaller than the batch {(B, S, T)}")
-    src, src_lengths = pad_rows_and_lengths(batch.src, batch.src_lengths, shape.rows, shape.src)
-    grow = (0, shape.tgt - T, 0, shape.rows - B)
-    return Batch(src, src_lengths, F.pad(batch.tgt_in, grow, value=PAD), F.pad(batch.tgt_out, grow, value=PAD))
-
-
-def pad_sources(src: torch.Tensor, src_lengths: torch.Tensor, buckets: Buckets) -> tuple[torch.Tensor, torch.Tensor]:
-    """A decoding batch, src (B, S), padded to its (rows, source length) bucket. Padded rows are the
-    empty sentence (EOS alone), a sentence like any other; their hypotheses are to be dropped."""
-    B, S = src.shape
-    return pad_rows_and_lengths(src, src_lengths, buckets.rows.round_up(B), buckets.src.round_up(S), EOS)
-
-
-def padding_ratio(shapes: Iterable[tuple[Shape, int]], buckets: Buckets) -> dict:
-    """Over (shape, real target tokens) pairs, e.g. an epoch's batches: padded target tokens
-    (bucket rows x bucket T) over real (non-PAD) ones, the same over the batches' own padding, and
-    the number of distinct buckets (graphs to capture)."""
-    real = own = padded = 0
-    seen = set()
-    for shape, tokens in shapes:
-        bucket = buckets.of(shape)
-        seen.add(bucket)
-        real, own, padded = real + tokens, own + shape.rows * shape.tgt, padded + bucket.rows * bucket.tgt
-    return {"padded_over_real": round(padded / max(real, 1), 3), "unbucketed_over_real": round(own / max(real, 1), 3),
-            "buckets": len(seen), "batches_tokens": real}
-
-
-def epoch_shapes(loader) -> Iterable[tuple[Shape, int]]:
-    """(shape, real target tokens) of each batch of a loader of `Batch`es."""
-    for batch in loader:
-        yield batch_shape(batch), int((batch.tgt_out != PAD).sum())
-
-
-def decode_in_bucket(search, src: torch.Tensor, src_lengths: torch.Tensor, buckets: Buckets) -> list:
-    """`search(src, src_lengths)` (greedy or beam: one result per row) run on the batch padded to its
-    bucket; the padded rows' results are dropped. Attention, if asked for, has the bucket's S columns."""
-    return search(*pad_sources(src, src_lengths, buckets))[: src.size(0)]

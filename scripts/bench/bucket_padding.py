@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Iterable
 
 from nmt.config import load_config
 from nmt.data import batching
 from nmt.data.prepare import prepare
-from nmt.train.buckets import Buckets, Shape, padding_ratio
+from nmt.train.buckets import Buckets, Shape
 
 
 def epoch_shapes(sampler: batching.TokenBatchSampler, epoch: int):
@@ -27,6 +28,20 @@ def epoch_shapes(sampler: batching.TokenBatchSampler, epoch: int):
     for rows in batching.token_batches(sampler.src_lens, sampler.tgt_lens, sampler.max_tokens, sampler.seed, epoch):
         src, tgt = sampler.src_lens[rows], sampler.tgt_lens[rows] + 1
         yield Shape(len(rows), int(src.max()), int(tgt.max())), int(tgt.sum())
+
+
+def padding_ratio(shapes: Iterable[tuple[Shape, int]], buckets: Buckets) -> dict:
+    """Over (shape, real target tokens) pairs, e.g. an epoch's batches: padded target tokens
+    (bucket rows x bucket T) over real (non-PAD) ones, the same over the batches' own padding, and
+    the number of distinct buckets (graphs to capture)."""
+    real = own = padded = 0
+    seen = set()
+    for shape, tokens in shapes:
+        bucket = buckets.of(shape)
+        seen.add(bucket)
+        real, own, padded = real + tokens, own + shape.rows * shape.tgt, padded + bucket.rows * bucket.tgt
+    return {"padded_over_real": round(padded / max(real, 1), 3), "unbucketed_over_real": round(own / max(real, 1), 3),
+            "buckets": len(seen), "batches_tokens": real}
 
 
 def main() -> None:
