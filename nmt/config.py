@@ -178,7 +178,7 @@ def decode_options(base: DecodeConfig, nbest: int = 1, **given) -> DecodeConfig:
         return opts
     for key in ("temperature", "top_k", "top_p"):
         if key in chosen:
-            raise NmtError(f"{key}: applies to sampling only (sampling is off)")
+            raise NmtError(f"{key}: applies to sampling only; add sampling")
     if "beam_size" not in chosen:
         return dataclasses.replace(opts, beam_size=max(opts.beam_size, nbest))
     if nbest > opts.beam_size:
