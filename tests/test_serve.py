@@ -202,6 +202,9 @@ def test_command_line_errors_are_one_line_and_exit_2(reverse_run):
                  "--max-sentences", "--max-chars", "--max-beam-size", "--limit-concurrency", "--device", "--dtype",
                  "--access-log", "ensemble", "int8"):
         assert flag in out.stdout
+    # A --no-X flag says what its absence does; "(default: True)" beside it read backwards.
+    no_batching = out.stdout.split("--no-batching ")[1].split("\n  --")[0]
+    assert "on by default" in no_batching and "default: True" not in no_batching
 
 
 def test_an_ensemble_and_int8_are_served(reverse_run, tmp_path):

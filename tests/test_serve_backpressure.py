@@ -197,6 +197,20 @@ def test_an_api_key_is_asked_for_and_compared(translator, tmp_path):
         assert call(url + "/health")[0] == 200 and call(url + "/ready")[0] == 200  # probes need no key
 
 
+@pytest.mark.parametrize("key", ["clé", "tab\tkey"])
+def test_a_key_no_http_header_can_carry_is_refused_at_start_up(tmp_path, monkeypatch, key):
+    """A header arrives as bytes read as latin-1: a key outside printable ASCII would answer every request 401."""
+    from nmt.errors import NmtError
+    from nmt.serve.guard import API_KEY_ENV, load_api_key
+
+    (tmp_path / "key").write_text(key + "\n", encoding="utf-8")
+    with pytest.raises(NmtError, match="must be printable ASCII"):
+        load_api_key(str(tmp_path / "key"))
+    monkeypatch.setenv(API_KEY_ENV, key)
+    with pytest.raises(NmtError, match=f"\\${API_KEY_ENV}: .*must be printable ASCII"):
+        load_api_key("")
+
+
 def test_shutdown_refuses_what_is_unanswered_after_the_drain_with_503(translator):
     gated = Gated(translator)
     with in_process(gated, drain_timeout=0.3) as (url, server):

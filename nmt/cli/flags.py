@@ -30,8 +30,10 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, with_defaults: bool, 
     for f in dataclasses.fields(cls):
         text, default = f.metadata["help"], f.default if with_defaults else None
         if f.type == "bool" and f.default and with_defaults:
+            # No default of its own: argparse would show "(default: True)" beside --no-X, which reads
+            # backwards; absent, the field's default (on) applies in config_from_flags.
             group.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
-                               help=f"turn off: {text}")
+                               default=argparse.SUPPRESS, help=f"turn off (on by default): {text}")
         elif f.type == "bool":
             group.add_argument(flag_name(f.name), action="store_const", const=True, default=default, help=text)
         else:
@@ -51,6 +53,6 @@ def flags_named(keys):
 
 def config_from_flags(args: argparse.Namespace, cls, base: dict | None = None):
     """A checked `cls` from the flags given in `args` over `base` (a dict of its fields)."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
     with flags_named(given):
         return build(cls, {**(base or {}), **given}, "")

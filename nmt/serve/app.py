@@ -90,7 +90,8 @@ def _refusals(app: FastAPI, metrics: Metrics) -> None:
     app.add_exception_handler(RequestError, _one_line(400))
     app.add_exception_handler(ShuttingDown, _one_line(503))
     app.add_exception_handler(QueueFull, _one_line(503, headers={"Retry-After": str(RETRY_AFTER_S)}))
-    app.add_exception_handler(TimeoutError, _one_line(504, "the request was not answered within this "
+    # asyncio.wait_for's timeout: asyncio.TimeoutError (the builtin TimeoutError only from Python 3.11).
+    app.add_exception_handler(asyncio.TimeoutError, _one_line(504, "the request was not answered within this "
                                                           "server's --timeout"))
     app.add_exception_handler(ClientGone, _one_line(CLIENT_GONE, "client closed the request"))
 

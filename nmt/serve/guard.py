@@ -32,8 +32,17 @@ def load_api_key(path: str) -> str | None:
             raise NmtError(f"--api-key-file {path}: {err.strerror}") from None
         if not key:
             raise NmtError(f"--api-key-file {path}: the file is empty")
-        return key
-    return os.environ.get(API_KEY_ENV) or None
+        return _ascii(key, f"--api-key-file {path}")
+    key = os.environ.get(API_KEY_ENV) or None
+    return key and _ascii(key, f"${API_KEY_ENV}")
+
+
+def _ascii(key: str, where: str) -> str:
+    """HTTP headers carry bytes that servers read as latin-1: a key outside ASCII would never match."""
+    bad = next((c for c in key if not c.isascii() or not c.isprintable()), None)
+    if bad is not None:
+        raise NmtError(f"{where}: the key holds {bad!r}; an API key must be printable ASCII, as HTTP headers carry it")
+    return key
 
 
 def _split(names: str) -> set[str]:
