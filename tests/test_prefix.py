@@ -115,6 +115,14 @@ def test_prefixes_must_match_the_lines(translator):
         translator.translate(["w1", "w2"], prefixes=["v1"])
 
 
+def test_a_prefix_word_outside_the_target_vocabulary_is_refused_naming_it(translator):
+    """Forced as <unk>, the word would be missing from the output, which must start with its prefix."""
+    assert translator.unspellable(["v1 v2", ""]) is None
+    assert translator.unspellable(["v1", "v2 Ωmega v1"]) == (1, "Ωmega")
+    with pytest.raises(NmtError, match="^line 2: its prefix's word 'Ωmega' is outside the target vocabulary"):
+        translator.translate(["w1", "w2 w3"], prefixes=["v1", "v2 Ωmega"])
+
+
 def test_cli_prefix_file(reverse_run, tmp_path):
     root, _, _ = reverse_run
     src = write_lines(tmp_path / "in.txt", LINES)
@@ -137,6 +145,8 @@ PREFIX_REFUSED = [
     ({"text": ["w1", "w2"], "prefix": "v1"}, 'prefix: expected a list of 2 strings, as text is, got "v1"'),
     ({"text": "w1", "prefix": ["v1"]}, 'prefix: expected a string, as text is one, got ["v1"]'),
     ({"text": ["w1"], "prefix": [3]}, "prefix[0]: expected a string, got 3"),
+    ({"text": ["w1", "w2"], "prefix": ["", "v2 Ωmega"]}, "prefix[1]: the word 'Ωmega' is outside the model's target"),
+    ({"text": "w1", "prefix": "Ωmega"}, "prefix: the word 'Ωmega' is outside the model's target vocabulary"),
 ]
 
 

@@ -30,6 +30,17 @@ def attention_size(translator, sentences: list[Sentence], settings: Settings) ->
     return settings.nbest * int((rows * columns).sum())  # a blank line has no columns
 
 
+def check_prefixes(translator, sentences: list[Sentence]) -> None:
+    """RequestError 400 naming a prefix word that the target vocabulary reads as <unk> (forced so, the
+    translation would not start with the prefix), before the request is queued."""
+    unknown = translator.unspellable([s.prefix for s in sentences])
+    if unknown is not None:
+        index, word = unknown
+        name = f"prefix[{index}]" if len(sentences) > 1 else "prefix"
+        raise RequestError(400, f"{name}: the word {word!r} is outside the model's target vocabulary (forced as "
+                                "<unk>, the translation would not start with the prefix)")
+
+
 def check_budget(translator, sentences: list[Sentence], settings: Settings, max_attention: int) -> None:
     """RequestError 413 when the answer's attention could exceed `max_attention` weights."""
     size = attention_size(translator, sentences, settings)

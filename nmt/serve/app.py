@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from nmt import __version__
-from nmt.serve.answer import check_budget, encode, translate_records
+from nmt.serve.answer import check_budget, check_prefixes, encode, translate_records
 from nmt.serve.batcher import Batcher, QueueFull, ShuttingDown
 from nmt.serve.config import ServeConfig
 from nmt.serve.guard import Guard
@@ -186,6 +186,8 @@ def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = N
         loop = asyncio.get_running_loop()
         # Tokenising 100 long sentences and encoding a large answer take milliseconds: not on the event loop.
         # Without attention the budget needs no tokens, and a few hypotheses encode faster than a thread hop.
+        if any(s.prefix for s in sentences):  # tokenising them is the tokenizer's work: off the loop too
+            await loop.run_in_executor(None, check_prefixes, translator, sentences)
         if settings.attention:
             await loop.run_in_executor(None, check_budget, translator, sentences, settings, cfg.max_attention)
         records = await unless_disconnected(batcher.translate(sentences, settings, timeout), request.receive)

@@ -20,7 +20,7 @@ from nmt.translate.ensemble import Ensemble, check_vocabularies
 from nmt.translate.inference import InferenceModel
 from nmt.translate.score import PairScore, score_ids
 
-from nmt.vocab import EOS, EOS_PIECE
+from nmt.vocab import EOS, EOS_PIECE, UNK
 
 log = logging.getLogger("nmt.translate")
 
@@ -170,6 +170,16 @@ class Translator:
         """`pieces_read` of one line: its pieces alone."""
         return self.pieces_read([line])[0][0]
 
+    def unspellable(self, prefixes: list[str]) -> tuple[int, str] | None:
+        """The first (index, word) of `prefixes` that the target vocabulary reads as <unk>, or None.
+        Forced as <unk>, such a word would not be in the output: the output would not start with
+        its prefix, so the callers refuse it."""
+        for i, ids in enumerate(self.tokenizer.encode_tgt(prefixes)):
+            if UNK in ids:
+                words = prefixes[i].split()
+                return i, next((w for w in words if UNK in self.tokenizer.encode_tgt([w])[0]), prefixes[i])
+        return None
+
     def translate_hyps(self, lines: list[str], nbest: int = 1, return_attention: bool = False,
                        first_line: int = 1, prefixes: list[str] | None = None, **overrides) -> list[list[Hypothesis]]:
         """N-best hypotheses (or samples) per line; an empty line gets one empty hypothesis without
@@ -182,6 +192,10 @@ class Translator:
         opts = self.options(nbest, **overrides)
         if prefixes is not None and len(prefixes) != len(lines):
             raise NmtError(f"prefixes: {len(prefixes)} given for {len(lines)} lines; give one per line (\"\" for none)")
+        if prefixes is not None and (unknown := self.unspellable([p or "" for p in prefixes])):
+            index, word = unknown
+            raise NmtError(f"line {first_line + index}: its prefix's word {word!r} is outside the target "
+                           "vocabulary (forced as <unk>, the output would not start with the prefix)")
         todo = [i for i, line in enumerate(lines) if line.strip()]
         ids = self.encode([lines[i] for i in todo], [first_line + i for i in todo])
         prefix_ids = self.tokenizer.encode_tgt([prefixes[i] or "" for i in todo]) if prefixes else None
