@@ -188,4 +188,3 @@ def test_the_scan_sees_a_long_function(tmp_path):
     body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
     root = _tree(tmp_path, {"search/beam.py": "def beam_search():\n" + body})
     assert long_code(root) == [f"nmt/search/beam.py:beam_search: {MAX_FUNCTION_LINES + 1} lines"]
-

@@ -33,7 +33,8 @@ def attention_size(translator, sentences: list[Sentence], settings: Settings) ->
 def check_prefixes(translator, sentences: list[Sentence]) -> None:
     """RequestError 400 naming a prefix word that the target vocabulary reads as <unk> (forced so, the
     translation would not start with the prefix), before the request is queued."""
-    unknown = translator.unspellable([s.prefix for s in sentences])
+    # A blank sentence is answered without decoding: its prefix is never forced.
+    unknown = translator.unspellable([s.prefix if s.text.strip() else "" for s in sentences])
     if unknown is not None:
         index, word = unknown
         name = f"prefix[{index}]" if len(sentences) > 1 else "prefix"

@@ -66,8 +66,9 @@ def with_parent(cfg: Config, resume: bool = False) -> Config:
         return cfg
     ckpt = parent_checkpoint(cfg.train.init_from)
     parent = checkpoint.read_config(ckpt)
-    free = ", ".join(f"model.{f.name}" for f in dataclasses.fields(cfg.model) if f.name not in architecture_keys())
-    kept = (("model", architecture_keys()), ("tokenizer", tuple(f.name for f in dataclasses.fields(cfg.tokenizer))))
+    architecture = architecture_keys()
+    free = ", ".join(f"model.{f.name}" for f in dataclasses.fields(cfg.model) if f.name not in architecture)
+    kept = (("model", architecture), ("tokenizer", tuple(f.name for f in dataclasses.fields(cfg.tokenizer))))
     for section, keys in kept:
         for key in keys:
             mine, theirs = getattr(getattr(cfg, section), key), getattr(getattr(parent, section), key)

@@ -234,4 +234,3 @@ def _validate_and_save(run: Run, valid_ds, progress: Progress, scheduled: bool =
                    f"BLEU {result['valid_bleu']:.2f}{' (best)' if improved else ''}")
     save(run, progress, result, improved)
     return result
-

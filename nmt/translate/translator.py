@@ -170,12 +170,12 @@ class Translator:
         """`pieces_read` of one line: its pieces alone."""
         return self.pieces_read([line])[0][0]
 
-    def unspellable(self, prefixes: list[str]) -> tuple[int, str] | None:
-        """The first (index, word) of `prefixes` that the target vocabulary reads as <unk>, or None.
-        Forced as <unk>, such a word would not be in the output: the output would not start with
-        its prefix, so the callers refuse it."""
-        for i, ids in enumerate(self.tokenizer.encode_tgt(prefixes)):
-            if UNK in ids:
+    def unspellable(self, prefixes: list[str], ids: list[list[int]] | None = None) -> tuple[int, str] | None:
+        """The first (index, word) of `prefixes` that the target vocabulary reads as <unk>, or None;
+        `ids`: their target ids, if already encoded. Forced as <unk>, such a word would not be in the
+        output: the output would not start with its prefix, so the callers refuse it."""
+        for i, seq in enumerate(self.tokenizer.encode_tgt(prefixes) if ids is None else ids):
+            if UNK in seq:
                 words = prefixes[i].split()
                 return i, next((w for w in words if UNK in self.tokenizer.encode_tgt([w])[0]), prefixes[i])
         return None
@@ -192,13 +192,14 @@ class Translator:
         opts = self.options(nbest, **overrides)
         if prefixes is not None and len(prefixes) != len(lines):
             raise NmtError(f"prefixes: {len(prefixes)} given for {len(lines)} lines; give one per line (\"\" for none)")
-        if prefixes is not None and (unknown := self.unspellable([p or "" for p in prefixes])):
-            index, word = unknown
-            raise NmtError(f"line {first_line + index}: its prefix's word {word!r} is outside the target "
-                           "vocabulary (forced as <unk>, the output would not start with the prefix)")
         todo = [i for i, line in enumerate(lines) if line.strip()]
         ids = self.encode([lines[i] for i in todo], [first_line + i for i in todo])
-        prefix_ids = self.tokenizer.encode_tgt([prefixes[i] or "" for i in todo]) if prefixes else None
+        texts = [prefixes[i] or "" for i in todo] if prefixes else None
+        prefix_ids = self.tokenizer.encode_tgt(texts) if texts else None
+        if prefix_ids and (unknown := self.unspellable(texts, prefix_ids)):
+            index, word = unknown
+            raise NmtError(f"line {first_line + todo[index]}: its prefix's word {word!r} is outside the target "
+                           "vocabulary (forced as <unk>, the output would not start with the prefix)")
         with torch.inference_mode(), autocast(self.device, self.dtype):
             found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention, prefix_ids)
         results = [[Hypothesis([], 0.0, True, None)] for _ in lines]
