@@ -1,84 +1,19 @@
-"""Decoding precision: int8 gives a sentence the same translation alone or in any batch and mostly
-fp32's translations on a model that is sure, every --dtype works or fails with one line."""
+"""Decoding precision end to end: on a model that is sure, int8 gives a sentence the same
+translation alone or in any batch and mostly fp32's translations; every --dtype works or fails
+with one line (int8's products themselves: tests/test_int8.py)."""
 
 import pytest
-import torch
 
 from conftest import run_cli
 from nmt import Translator
-from nmt.config import ModelConfig
 from nmt.errors import NmtError
-from nmt.model.seq2seq import Seq2Seq
-from nmt.translate.inference import InferenceModel, per_step_layers
 
 
-def small_model() -> Seq2Seq:
-    torch.manual_seed(0)
-    cfg = ModelConfig(cell="lstm", embed_size=32, hidden_size=32, decoder_hidden_size=48,
-                      attention_size=24, num_layers=2, dropout=0.0)
-    return Seq2Seq(cfg, 50, 40).eval()
-
-
-def test_int8_quantizes_every_per_step_product_of_a_copy():
-    from nmt.translate.int8 import Int8Linear  # here, not above: the other tests also run against torch.ao's layers
-
-    model = small_model()
-    fp32, int8 = InferenceModel(model), InferenceModel(model, int8=True)
-    names = ["out", "state_out"] + [f"model.{n}" for n in per_step_layers(model)]
-    layers = dict(int8.named_modules())
-    assert all(isinstance(layers[n], Int8Linear) for n in names), names
-    assert len(names) == 2 + 1 + 2 + 1  # output, readout, query, U of 2 layers, W of the second
-    assert not any(isinstance(m, Int8Linear) for m in model.modules())  # the model itself stays fp32
-
-    src, lengths = torch.randint(4, 50, (3, 9)), torch.tensor([9, 6, 3])
-    with torch.inference_mode():
-        a, b = fp32.encode(src, lengths), int8.encode(src, lengths)
-        tokens = torch.tensor([2, 2, 2])
-        step_a = fp32.step(tokens, fp32.init_state(a), a)
-        step_b = int8.step(tokens, int8.init_state(b), b)
-    # 8-bit weights and activations: close to fp32 (a few per cent of the logits' spread), not equal.
-    diff = (step_a.logits - step_b.logits).abs().max()
-    assert 0 < diff < 0.05 * step_a.logits.std(), (diff, step_a.logits.std())
-
-
-def test_an_int8_layer_gives_each_row_what_it_gives_that_row_alone():
-    """Each int8 layer of a step gives a row, bit for bit, what it gives that row alone: the
-    activations are scaled per row and the int8 sums are exact (dynamic quantization's one scale per
-    batch moved a quiet row's output with a loud batch-mate)."""
-    model = small_model()
-    int8 = InferenceModel(model, int8=True)
-    layers = dict(int8.named_modules())
-    names = ["out", "state_out"] + [f"model.{n}" for n in per_step_layers(model)]
-    for name in names:
-        layer = layers[name]
-        x = torch.randn(7, layer.in_features)  # (B, K)
-        x[2] *= 30  # one loud row, one quiet one: a shared scale would be set by row 2
-        x[5] *= 0.01
-        with torch.inference_mode():
-            batched = layer(x)
-            alone = torch.cat([layer(row.unsqueeze(0)) for row in x])
-            sub_batch = layer(x[4:])
-        assert torch.equal(alone, batched), name
-        assert torch.equal(sub_batch, batched[4:]), name
-
-
-def missing(a, b):
-    raise RuntimeError("_int_mm: not implemented for 'CPU'\nmore detail")
-
-
-def saturating(a, b):
-    """A kernel that sums in int16 and saturates (Int8Linear's 7-bit weights keep vpmaddubsw's
-    int16 pairs exact, not whole rows)."""
-    return (a.long() @ b.long()).clamp(-32768, 32767).int()
-
-
-@pytest.mark.parametrize("product, message", [
-    (missing, r"needs torch._int_mm .*not implemented for 'CPU'\); use --dtype fp32$"),
-    (saturating, r"int8 product saturates on this CPU; use --dtype fp32$")])
-def test_a_torch_without_an_exact_int8_product_is_refused_with_one_line(monkeypatch, product, message):
-    monkeypatch.setattr(torch, "_int_mm", product)
-    with pytest.raises(NmtError, match=message):
-        InferenceModel(small_model(), int8=True)
+@pytest.fixture(autouse=True)
+def even_if_slower(monkeypatch):
+    """In this process, int8 and bf16 load even where they are slower than fp32 on so small a model
+    (tests/test_int8.py checks that refusal); the command-line tests below see the real check."""
+    monkeypatch.setattr("nmt.translate.speed_check.SLOWER", float("inf"))
 
 
 def agreement(a: list[str], b: list[str]) -> float:
@@ -115,6 +50,9 @@ def test_every_dtype_works_or_fails_with_one_line(reverse_run):
     reference = run_cli("nmt-translate", str(root / "run"), "--device", "cpu", stdin=lines)
     for dtype in ("fp32", "int8", "bf16"):
         out = run_cli("nmt-translate", str(root / "run"), "--device", "cpu", "--dtype", dtype, stdin=lines)
+        if out.returncode == 2 and dtype != "fp32":  # slower than fp32 on this CPU (tests/test_int8.py)
+            assert out.stderr.strip().endswith("use --dtype fp32") and len(out.stderr.strip().splitlines()) == 1
+            continue
         assert out.returncode == 0, (dtype, out.stderr[-2000:])
         assert len(out.stdout.splitlines()) == 5
         if dtype == "fp32":  # int8 and bf16 round the products: fp32's lines are likely, not guaranteed

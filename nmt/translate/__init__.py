@@ -2,7 +2,8 @@
 
     translator.py  `Translator.load(path).translate(lines)`: length-sorted batches over the search
     inference.py   the model rewritten for decoding (the same function, precomputed where it can be)
-    int8.py        8-bit weights for the per-step products on a CPU (--dtype int8)
+    int8.py        8-bit weights for the per-step products on a CPU (--dtype int8), two kernels
+    speed_check.py int8 or bf16 slower than fp32 on this CPU refused at load; int8's fastest kernel kept
     ensemble.py    several models as one (mean of their log-probabilities per step)
     score.py       forced decoding: log p(target | source) per pair
     alignment.py   word alignments from the attention (Pharaoh format)

@@ -13,10 +13,10 @@ maps, so their shares of both are precomputed:
 - `padded_output`: MKL's sgemm runs faster when the output width is a multiple of 8, so the output
   rows are padded here, never in a checkpoint, and the extra logits cut.
 
-`int8=True` runs the products that run at every step (the output layer, the readout's state term,
+`int8_kernel` runs the products that run at every step (the output layer, the readout's state term,
 the query projection, the recurrent matrices) as `nmt.translate.int8.Int8Linear`: 7-bit weights with one scale
 per output row, 8-bit activations with one scale per row (per hypothesis) chosen on the fly, exact
-int32 sums (`torch._int_mm`). A row's int8 products are thus bit for bit the same whatever else is in
+integer sums (by that kernel: nmt/translate/int8.py). A row's int8 products are thus bit for bit the same whatever else is in
 the batch: int8 adds no batch dependence to fp32's. The encoder, attention, cells and the
 once-per-batch products stay fp32: the states they produce feed every step. Where a step's time
 goes: docs/decoding.md.
@@ -81,12 +81,12 @@ def per_step_layers(model) -> list[str]:
 
 class InferenceModel(nn.Module):
     """`encode` / `init_state` / `step` of a frozen `Seq2Seq`: a snapshot of its weights, so build
-    it again after changing them. With `int8`, the per-step products run on 8-bit weights (on a copy
-    of the model; `model` itself is left as it is)."""
+    it again after changing them. With `int8_kernel` (nmt.translate.int8.KERNELS), the per-step
+    products run on 8-bit weights summed by it (on a copy of the model; `model` is left as it is)."""
 
-    def __init__(self, model, int8: bool = False):
+    def __init__(self, model, int8_kernel=None):
         super().__init__()
-        self.model = copy.deepcopy(model).eval() if int8 else model.eval()
+        self.model = copy.deepcopy(model).eval() if int8_kernel else model.eval()
         dec = self.model.decoder
         with torch.no_grad():
             self.register_buffer("table", embedding_table(dec), persistent=False)
@@ -94,8 +94,15 @@ class InferenceModel(nn.Module):
             self.out = frozen_linear(padded_output(dec.out.weight))  # (V', R)
             self.state_out = frozen_linear(dec.readout.parts().state.clone())  # (R, H)
         self.gates, self.vocab_size = dec.context_gates.out_features, dec.out.out_features
-        if int8:
-            quantize_linears(self, ["out", "state_out"] + [f"model.{name}" for name in per_step_layers(self.model)])
+        if int8_kernel:
+            quantize_linears(self, self.per_step_names(), int8_kernel)
+
+    def per_step_names(self) -> list[str]:
+        """The nn.Linear layers under self that run once per step: int8 quantizes these."""
+        return ["out", "state_out"] + [f"model.{name}" for name in per_step_layers(self.model)]
+
+    def per_step_linears(self) -> list[nn.Module]:
+        return [self.get_submodule(name) for name in self.per_step_names()]
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> PreparedSource:
         enc = self.model.encode(src, src_lengths)

@@ -13,12 +13,13 @@ from nmt.checkpoint import load_checkpoint
 from nmt.config import INFERENCE_DTYPES, DecodeConfig, decode_options
 from nmt.data.batching import pad
 from nmt.errors import NmtError
-from nmt.precision import AUTOCAST_DTYPES, cpu_lacks_bf16, set_precision_policy
+from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
 from nmt.search import FREE, Hypothesis, beam_search, greedy_search, sample
 from nmt.translate.alignment import hard_alignment, pharaoh
 from nmt.translate.ensemble import Ensemble, check_vocabularies
 from nmt.translate.inference import InferenceModel
 from nmt.translate.score import PairScore, score_ids
+from nmt.translate.speed_check import check_bf16_on_cpu, fastest_int8_kernel
 
 from nmt.vocab import EOS, EOS_PIECE, UNK
 
@@ -71,9 +72,6 @@ def autocast(device: torch.device, dtype: str):
         return contextlib.nullcontext()
     if dtype == "fp16" and device.type != "cuda":
         raise NmtError("fp16 inference needs a CUDA device; use --dtype bf16, int8 or fp32 on CPU")
-    if dtype == "bf16" and device.type == "cpu" and cpu_lacks_bf16():
-        log.warning("bf16 on a CPU without bf16 matrix instructions (avx512_bf16, amx_bf16): every product "
-                    "takes a slow path, about 4x slower than fp32 here; --dtype int8 is the fast one")
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[dtype])
 
 
@@ -116,7 +114,13 @@ class Translator:
             set_precision_policy(m, self.device.type, AUTOCAST_DTYPES.get(dtype))
         self.model = self.models[0]
         # The same function, faster (nmt/translate/inference.py); with int8, on 8-bit weights.
-        members = [InferenceModel(m, int8=dtype == "int8") for m in self.models]
+        members = [InferenceModel(m) for m in self.models]
+        # A precision slower than fp32 on this CPU is refused now (nmt/translate/speed_check.py).
+        if dtype == "bf16" and self.device.type == "cpu":
+            check_bf16_on_cpu(members[0].per_step_linears())
+        if dtype == "int8":
+            kernel = fastest_int8_kernel([layer for m in members for layer in m.per_step_linears()])
+            members = [InferenceModel(m, int8_kernel=kernel) for m in self.models]
         self.decoding_model = members[0] if len(members) == 1 else Ensemble(members)
         self.tokenizer, self.cfg, self.dtype = tokenizer, cfg, dtype
 
