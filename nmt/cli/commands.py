@@ -20,9 +20,12 @@ from nmt.vocab import EOS_PIECE
 @user_errors
 def train_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="nmt-train", description="Train an attention RNN translation model.")
-    parser.add_argument("config", nargs="+", help="recipe YAML file(s), merged left to right")
+    parser.add_argument("config", nargs="*", help="recipe YAML file(s), merged left to right")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set model.cell=lstm (repeatable)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML (the "
+                        "recipes, --set and a parent's model and tokenizer applied: what config.yaml would hold) "
+                        "and exit without training; without a recipe, the defaults (docs/config.md)")
     parser.add_argument("--run-dir", help="output directory (default: runs/<config name>)")
     parser.add_argument("--data-root", help="folder the recipe's data.dir is relative to "
                         "(default: $NMT_DATA_ROOT or ../shared/data)")
@@ -31,7 +34,9 @@ def train_main(argv=None) -> int:
                         help="fine-tune: start a new run from this run's best checkpoint (or this checkpoint), "
                         "with its weights, tokenizer and architecture (train.init_from)")
     args = parser.parse_args(argv)
-    from nmt.config import load_saved_config
+    if not args.config and not args.print_config:
+        parser.error("the following arguments are required: config")
+    from nmt.config import load_saved_config, to_yaml
     from nmt.train import finetune
 
     overrides = args.overrides + ([f"data.root={args.data_root}"] if args.data_root else [])
@@ -46,6 +51,9 @@ def train_main(argv=None) -> int:
         # json.dumps: the path as a YAML string, whatever its characters
         init = [f"train.init_from={json.dumps(args.init_from)}"] if args.init_from else []
         cfg = finetune.load_config(args.config, overrides + init)
+    if args.print_config:
+        print(to_yaml(finetune.with_parent(cfg, args.resume)), end="")
+        return 0
     quiet_libraries()
     from nmt.evaluate import format_split
     from nmt.train.loop import train
