@@ -113,7 +113,8 @@ class TrainConfig:
     lr: float = option(1e-3, "peak learning rate", min=0)
     weight_decay: float = option(0.0, "weight decay", min=0)
     clip_norm: float = option(1.0, "gradient norm clipping (0 = off)", min=0)
-    schedule: str = option("plateau", "after warm-up", choices=("constant", "plateau", "inverse_sqrt"))
+    schedule: str = option("plateau", "learning-rate schedule after the warm-up",
+                           choices=("constant", "plateau", "inverse_sqrt"))
     warmup_steps: int = option(0, "linear warm-up updates", min=0)
     plateau_factor: float = option(0.5, "plateau: learning-rate factor on a stalled validation", min=0)
     plateau_patience: int = option(2, "plateau: decay after N validations in a row without a better BLEU", min=1)
@@ -234,5 +235,10 @@ def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def to_yaml(cfg: Config) -> str:
+    """The config as config.yaml holds it and `nmt-train --print-config` prints it."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+    Path(path).write_text(to_yaml(cfg), encoding="utf-8")

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,36 @@ def test_sampling_settings_pass_with_sampling_on():
 def test_architecture_keys_are_every_model_field_but_those_of_training():
     fields = set(ModelConfig.__dataclass_fields__)
     assert set(architecture_keys()) == fields - {"dropout", "init", "init_range"}
+
+
+def test_print_config_prints_the_resolved_config_and_trains_nothing(tmp_path, capsys, monkeypatch):
+    """`nmt-train --print-config`: the recipes and --set applied, as YAML that loads back to the same
+    config; no run directory is made. Without a recipe it prints the defaults."""
+    from nmt.cli.commands import train_main
+
+    monkeypatch.chdir(tmp_path)
+    recipe = write(tmp_path, "model:\n  cell: lstm\ntrain:\n  mixed_precision: bf16\n")
+    assert train_main([str(recipe), "--set", "model.hidden_size=64", "--print-config"]) == 0
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    cfg = load_config(printed)
+    assert cfg == load_config(recipe, ["model.hidden_size=64"])
+    assert (cfg.model.cell, cfg.model.hidden_size, cfg.train.mixed_precision) == ("lstm", 64, "bf16")
+    assert not (tmp_path / "runs").exists()
+    assert train_main(["--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == to_dict(Config())
+
+
+def test_the_configuration_reference_is_current():
+    """docs/config.md is what scripts/config_reference.py writes from the dataclasses now: after
+    changing a field, run the script."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("config_reference", REPO / "scripts" / "config_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.reference()
+    assert (REPO / "docs" / "config.md").read_text(encoding="utf-8") == text, "run scripts/config_reference.py"
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(section.default_factory):
+            assert f"| `{section.name}.{f.name}` |" in text

@@ -125,3 +125,22 @@ def test_frozen_parts_stay_the_parents_and_resume_continues_the_finetuning_run(p
     assert not (end["decoder.readout.weight"] == start["decoder.readout.weight"]).all()
     again = load_file(root / "stopped" / "last" / "model.safetensors")
     assert all((again[n] == end[n]).all() for n in end)
+
+
+def test_nmt_prepare_tokenises_with_the_parents_tokenizer_as_the_finetuning_run_will(parent):
+    """nmt-prepare reads train.init_from as nmt-train does: no tokenizer of its own is trained, and the
+    fine-tuning run then finds both splits in the cache."""
+    root, ckpt = parent
+    cache = root / "prepared-cache"
+    prepared = run_cli("nmt-prepare", str(new_corpus(root)), "--init-from", str(root / "parent"),
+                       "--cache-dir", str(cache))
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    assert f"tokenizer: the parent's, {ckpt}" in prepared.stdout
+    assert not (cache / "tokenizers").exists()  # the parent's, never one trained on the new corpus
+    run = finetune(root, "prepared", "--init-from", str(root / "parent"), "--set", f"data.cache_dir={cache}",
+                   "--set", "train.max_steps=1")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "train: 120 pairs from the cache" in run.stderr and "valid: 20 pairs from the cache" in run.stderr
+    refused = run_cli("nmt-prepare", str(new_corpus(root)), "--init-from", str(root / "parent"),
+                      "--cache-dir", str(cache), "--set", "tokenizer.vocab_size=50")
+    assert refused.returncode == 2 and refused.stderr.startswith("error: tokenizer.vocab_size: the parent ")

@@ -20,9 +20,12 @@ from nmt.vocab import EOS_PIECE
 @user_errors
 def train_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="nmt-train", description="Train an attention RNN translation model.")
-    parser.add_argument("config", nargs="+", help="recipe YAML file(s), merged left to right")
+    parser.add_argument("config", nargs="*", help="recipe YAML file(s), merged left to right")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set model.cell=lstm (repeatable)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML (the "
+                        "recipes, --set and a parent's model and tokenizer applied: what config.yaml would hold) "
+                        "and exit without training; without a recipe, the defaults (docs/config.md)")
     parser.add_argument("--run-dir", help="output directory (default: runs/<config name>)")
     parser.add_argument("--data-root", help="folder the recipe's data.dir is relative to "
                         "(default: $NMT_DATA_ROOT or ../shared/data)")
@@ -31,7 +34,9 @@ def train_main(argv=None) -> int:
                         help="fine-tune: start a new run from this run's best checkpoint (or this checkpoint), "
                         "with its weights, tokenizer and architecture (train.init_from)")
     args = parser.parse_args(argv)
-    from nmt.config import load_saved_config
+    if not args.config and not args.print_config:
+        parser.error("the following arguments are required: config")
+    from nmt.config import load_saved_config, to_yaml
     from nmt.train import finetune
 
     overrides = args.overrides + ([f"data.root={args.data_root}"] if args.data_root else [])
@@ -46,6 +51,9 @@ def train_main(argv=None) -> int:
         # json.dumps: the path as a YAML string, whatever its characters
         init = [f"train.init_from={json.dumps(args.init_from)}"] if args.init_from else []
         cfg = finetune.load_config(args.config, overrides + init)
+    if args.print_config:
+        print(to_yaml(finetune.with_parent(cfg, args.resume)), end="")
+        return 0
     quiet_libraries()
     from nmt.evaluate import format_split
     from nmt.train.loop import train
@@ -62,8 +70,9 @@ def train_main(argv=None) -> int:
 @user_errors
 def prepare_main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="nmt-prepare", description="Train the tokenizer and tokenise a recipe's training and validation "
-        "splits into the data cache, as nmt-train does first when they are not there (fairseq-preprocess).")
+        prog="nmt-prepare", description="Train the tokenizer (a fine-tuning run: take its parent's) and tokenise a "
+        "recipe's training and validation splits into the data cache, as nmt-train does first when they are not "
+        "there (fairseq-preprocess).")
     parser.add_argument("config", nargs="+", help="recipe YAML file(s), merged left to right")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set data.num_proc=8 (repeatable)")
@@ -71,15 +80,22 @@ def prepare_main(argv=None) -> int:
                         "(default: $NMT_DATA_ROOT or ../shared/data)")
     parser.add_argument("--cache-dir", help="where prepared splits are kept "
                         "(default: data.cache_dir, else $NMT_CACHE_DIR, else ~/.cache/nmt)")
+    parser.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT", help="for a fine-tuning run (nmt-train "
+                        "--init-from, train.init_from): tokenise with this model's tokenizer, as that run will")
     args = parser.parse_args(argv)
-    from nmt.config import load_config
+    from nmt.train import finetune
 
     overrides = args.overrides + ([f"data.root={args.data_root}"] if args.data_root else [])
-    cfg = load_config(args.config, overrides + ([f"data.cache_dir={args.cache_dir}"] if args.cache_dir else []))
+    overrides += [f"data.cache_dir={args.cache_dir}"] if args.cache_dir else []
+    overrides += [f"train.init_from={json.dumps(args.init_from)}"] if args.init_from else []
+    # As nmt-train reads it: a parent's tokenizer, and its refusals of settings the parent cannot serve.
+    cfg = finetune.with_parent(finetune.load_config(args.config, overrides))
     quiet_libraries()
     from nmt.data.prepare import prepare
 
-    ready = prepare(cfg)
+    ready = prepare(cfg, parent=Path(cfg.train.init_from) if cfg.train.init_from else None)
+    if cfg.train.init_from:
+        print(f"tokenizer: the parent's, {cfg.train.init_from}")
     print(f"prepared: {len(ready.train)} training pairs ({', '.join(f'{k} {v}' for k, v in ready.counts.items())}), "
           f"{len(ready.valid)} validation pairs")
     return 0

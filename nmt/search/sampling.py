@@ -3,7 +3,9 @@
 At every step the log-probabilities are reshaped in this order, as in Hugging Face's warpers:
 
     temperature  log p / T, renormalised (T < 1 sharpens, T > 1 flattens)
-    top-k        keep the k most probable tokens, exactly k (ties at the k-th value go to the lower id)
+    top-k        keep the k most probable tokens, exactly k: of the tokens tied at the k-th value,
+                 torch.topk chooses which stay (unspecified; on the CPU not the lowest ids for
+                 small vocabularies)
     top-p        renormalise the kept tokens, then keep the fewest most probable of them whose mass
                  reaches p (nucleus sampling): a token is kept when the mass of the tokens before
                  it is below p, so the most probable token always stays

@@ -5,7 +5,9 @@ about twenty small kernels per position forward and more backward, and the GPU w
 launches (issue 28). A CUDA graph records the whole teacher-forced pass, forward and backward, once
 per shape, then replays it as one launch. Graphs need fixed shapes, so each batch is padded to its
 bucket (nmt/train/buckets.py, where padding is shown to change nothing) and the logits are cut back to the
-batch's own (B, T): the loss and every gradient are the eager path's.
+batch's own (B, T). With dropout 0 the loss and every gradient are the eager path's; with dropout the
+captured pass draws its masks in another order and over the padded shape: other masks than eager's,
+so another loss and other gradients, of the same distribution.
 
 What is captured: the decoder from the encoder's output on (key projection, bridge, the loop, the
 readout and the output layer), via `torch.cuda.make_graphed_callables`. The encoder stays eager:

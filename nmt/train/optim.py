@@ -32,7 +32,7 @@ class LRSchedule:
 def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
     # The fused kernel (CPU and CUDA) updates all tensors in one pass: 4 ms instead of 14-18 ms per
-    # update for the 7.3M parameters of recipes/multi30k_de_en/joeynmt_equiv.yaml on 2 CPU threads.
+    # update, measured on a GRU of 7.3M parameters on 2 CPU threads.
     return kind(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
