@@ -56,6 +56,7 @@ def translate_records(translator, batch_size: int, parts: PartedDecoder, sentenc
     lines = [s.text for s in sentences]
     prefixes = [s.prefix for s in sentences] if any(s.prefix for s in sentences) else None
     read = translator.pieces_read(lines)  # (pieces, truncated) per line
+    words = translator.source_words(lines) if settings.alignments else [None] * len(lines)
 
     def decode(indices: list[int]) -> list:
         return translator.translate_hyps([lines[i] for i in indices], nbest=settings.nbest,
@@ -67,9 +68,8 @@ def translate_records(translator, batch_size: int, parts: PartedDecoder, sentenc
     found = parts.map(decode, [len(pieces) for pieces, _ in read])
     texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))
     records = []
-    for (source, truncated), hyps in zip(read, found):
+    for (source, truncated), aligned, hyps in zip(read, words, found):
         columns = len(source) if settings.attention else None
-        aligned = source if settings.alignments else None
         items = [hypothesis_record(translator.tokenizer, hyp, next(texts), columns, aligned) for hyp in hyps]
         if settings.nbest > 1:  # the best one's weights are in nbest[0]; never sent twice
             top = {k: v for k, v in items[0].items() if k != "attention"}
