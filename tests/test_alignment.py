@@ -100,10 +100,12 @@ def test_nmt_serve_sends_alignments_without_the_weights(reverse_run, served):
         assert [h["alignment"] for h in got["nbest"]] == [h["alignment"] for h in ref]
         assert got["alignment"] == got["nbest"][0]["alignment"]
         assert all("attention" not in h for h in [got, *got["nbest"]])
-    # Alignments need the weights on the worker but send none: the attention budget does not count them.
+    # Alignments send no weights, but the worker computes and keeps them: the budget counts them alike.
     translator = Translator.load(root / "run", device="cpu")
     aligned = Settings(beam_size=2, nbest=2, length_penalty=None, attention=False, alignments=True)
-    assert attention_size(translator, [Sentence(line) for line in LINES], aligned) == 0
+    weights = Settings(beam_size=2, nbest=2, length_penalty=None, attention=True, alignments=False)
+    sentences = [Sentence(line) for line in LINES]
+    assert attention_size(translator, sentences, aligned) == attention_size(translator, sentences, weights) > 0
 
 
 

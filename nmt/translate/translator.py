@@ -18,6 +18,7 @@ from nmt.search import FREE, Hypothesis, beam_search, greedy_search, sample
 from nmt.translate.alignment import hard_alignment, pharaoh, word_indices
 from nmt.translate.ensemble import Ensemble, check_vocabularies
 from nmt.translate.inference import InferenceModel
+from nmt.translate.prefix import long_prefix
 from nmt.translate.score import PairScore, score_ids
 
 from nmt.vocab import EOS, EOS_PIECE, UNK
@@ -197,7 +198,9 @@ class Translator:
 
         `prefixes`: one target-side text per line ("" or None: none). Its pieces are forced through
         the decoder, then the search continues: each hypothesis starts with them and its score
-        includes their log-probability (nmt/search/common.py)."""
+        includes their log-probability (nmt/search/common.py). A prefix with a word the target
+        vocabulary cannot spell, or longer than its line's length cap allows (nmt/translate/prefix.py),
+        is an NmtError naming its line."""
         opts = self.options(nbest, **overrides)
         if prefixes is not None and len(prefixes) != len(lines):
             raise NmtError(f"prefixes: {len(prefixes)} given for {len(lines)} lines; give one per line (\"\" for none)")
@@ -209,6 +212,8 @@ class Translator:
             index, word = unknown
             raise NmtError(f"line {first_line + todo[index]}: its prefix's word {word!r} is outside the target "
                            "vocabulary (forced as <unk>, the output would not start with the prefix)")
+        if prefix_ids and (long := long_prefix([len(seq) for seq in ids], [len(seq) for seq in prefix_ids], opts)):
+            raise NmtError(f"line {first_line + todo[long.index]}: its prefix has {long.reason()}")
         with torch.inference_mode(), autocast(self.device, self.dtype):
             found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention, prefix_ids)
         results = [[Hypothesis([], 0.0, True, None)] for _ in lines]
