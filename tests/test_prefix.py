@@ -1,6 +1,7 @@
 """Target-prefix decoding: forced tokens on hand-written tables, then on the trained reverse model."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -173,3 +174,36 @@ def test_the_attention_budget_counts_a_long_prefix(translator):
     plain = attention_size(translator, [Sentence("w1 w2")], settings)
     long_prefix = attention_size(translator, [Sentence("w1 w2", " ".join(["v1"] * 50))], settings)
     assert long_prefix > plain
+
+
+# "w1 w2" is 5 pieces with </s>: its output length cap is 1.5 x 5 + 10 = 17, room for 16 prefix pieces.
+WITHIN_CAP, PAST_CAP = " ".join(["v1"] * 8), " ".join(["v1"] * 9)  # 16 and 18 pieces
+PAST_CAP_REASON = "18 pieces, more than the 16 its source allows (the output length cap"
+
+
+def test_a_prefix_longer_than_its_sources_length_cap_allows_is_refused(translator, reverse_run, tmp_path):
+    """Forced past the cap, a prefix would raise it: its cost would grow with the prefix alone."""
+    assert translator.translate(["w1 w2"], prefixes=[WITHIN_CAP]) == [WITHIN_CAP]
+    with pytest.raises(NmtError, match=f"^line 2: its prefix has {re.escape(PAST_CAP_REASON)}"):
+        translator.translate(["w1", "w1 w2"], prefixes=["", PAST_CAP])
+    root, _, _ = reverse_run
+    src = write_lines(tmp_path / "in.txt", ["w3 w4 w5", "w1 w2"])
+    prefix_file = write_lines(tmp_path / "prefix.txt", ["v5", PAST_CAP])
+    failed = run_cli("nmt-translate", str(root / "run"), "-i", str(src), "--prefix-file", str(prefix_file),
+                     "--device", "cpu")
+    assert failed.returncode == 2 and failed.stdout == ""
+    assert failed.stderr.startswith(f"error: line 2: its prefix has {PAST_CAP_REASON}")
+    assert len(failed.stderr.strip().splitlines()) == 1
+
+
+def test_nmt_serve_refuses_a_prefix_longer_than_its_sources_length_cap_allows(served):
+    pytest.importorskip("fastapi")
+    from conftest import call
+
+    status, answer = call(served.url + "/translate", {"text": "w1 w2", "prefix": WITHIN_CAP})
+    assert (status, answer["translations"][0]["text"]) == (200, WITHIN_CAP)
+    for body, name in (({"text": "w1 w2", "prefix": PAST_CAP}, "prefix"),
+                       ({"text": ["w3", "w1 w2"], "prefix": ["v3", PAST_CAP]}, "prefix[1]")):
+        status, answer = call(served.url + "/translate", body)
+        assert status == 400 and answer["detail"].startswith(f"{name}: {PAST_CAP_REASON}"), answer
+        assert "\n" not in answer["detail"]

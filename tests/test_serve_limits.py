@@ -22,7 +22,9 @@ REFUSED = [
     (b'{"text": "w1", "length_penalty": 1000, "beam_size": 4}', 400, "length_penalty: at most 5.0 on this server"),
     (b'{"text": "w1", "nbest": 17}', 400, "nbest: at most 16 on this server, got 17"),
     (json.dumps(BLOW_UP).encode(), 413, "100 sentences x nbest 16 = 1600 hypotheses; this server answers at most 400"),
-    (json.dumps(WIDE).encode(), 413, "attention of up to "),
+    (json.dumps(WIDE).encode(), 413, "attention: up to "),
+    # The weights alignments are made from cost the decoding worker as much, though none is sent.
+    (json.dumps({**WIDE, "attention": False, "alignments": True}).encode(), 413, "alignments: up to "),
 ]
 
 

@@ -103,17 +103,16 @@ def prepare_main(argv=None) -> int:
 
 def _format(translator, index: int, line: str, hyps: list, texts: list[str], args) -> str:
     """The output line(s) for one input line (its hypotheses and their detokenized texts)."""
-    source = translator.source_pieces(line) if args.attention or args.alignments else None
+    columns = len(translator.source_pieces(line)) if args.attention else None
+    words = translator.source_words([line])[0] if args.alignments else None
     from nmt.translate.translator import hypothesis_record
 
     if args.format == "json":
-        columns = len(source) if args.attention else None
-        aligned = source if args.alignments else None
-        items = [hypothesis_record(translator.tokenizer, h, t, columns, aligned) for t, h in zip(texts, hyps)]
+        items = [hypothesis_record(translator.tokenizer, h, t, columns, words) for t, h in zip(texts, hyps)]
         record = {"line": index, **items[0]} if args.nbest == 1 else {"line": index, "nbest": items}
         return json.dumps(record, ensure_ascii=False) + "\n"
     if args.alignments:  # one more tab-separated column after the translation
-        texts = [f"{t}\t{hypothesis_record(translator.tokenizer, h, t, source=source)['alignment']}"
+        texts = [f"{t}\t{hypothesis_record(translator.tokenizer, h, t, source_words=words)['alignment']}"
                  for t, h in zip(texts, hyps)]
     if args.nbest > 1:
         return "".join(f"{index}\t{h.score:.4f}\t{t}\n" for t, h in zip(texts, hyps))

@@ -23,6 +23,7 @@ import numpy as np
 import sentencepiece as spm
 
 from nmt.config import TokenizerConfig
+from nmt.data.spans import Located, Span, located
 from nmt.errors import NmtError
 from nmt.vocab import BOS, EOS, EOS_PIECE, PAD, UNK
 
@@ -77,6 +78,15 @@ class Side:
 
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.proc.decode([self.to_spm(seq) for seq in ids])
+
+    def spans(self, lines: list[str]) -> list[list[Span]]:
+        """Per line, the byte span in it of each piece that `encode` cuts it into (nmt/data/spans.py)."""
+        return [located(blob).spans for blob in self.proc.encode(list(lines), out_type="serialized_proto")]
+
+    def decode_spans(self, ids: list[list[int]]) -> list[Located]:
+        """Per id sequence, the text that `decode` writes and the byte span in it of each piece."""
+        return [located(blob) for blob in self.proc.decode([self.to_spm(seq) for seq in ids],
+                                                            out_type="serialized_proto")]
 
 
 def _vocabulary(proc: spm.SentencePieceProcessor, lines: list[str], min_freq: int) -> list[str]:

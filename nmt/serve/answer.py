@@ -1,4 +1,4 @@
-"""What an answer costs and how it is built: the attention budget checked before decoding, the
+"""What an answer costs and how it is built: the prefix and attention checks made before decoding, the
 `Translation` records (decoded in parts, built on the decoding worker) and their JSON (encoded off the
 event loop)."""
 
@@ -11,16 +11,18 @@ import torch
 from nmt.search.common import max_lengths, prefix_caps
 from nmt.serve.parts import PartedDecoder
 from nmt.serve.schema import RequestError, Sentence, Settings
+from nmt.translate.prefix import long_prefix
 from nmt.translate.translator import hypothesis_record, pad_prefixes
 
 # Why a budget: one legal request (100 sentences, nbest 16, attention) once made an answer of 123 MB.
 
 
 def attention_size(translator, sentences: list[Sentence], settings: Settings) -> int:
-    """An upper bound on the attention weights of an answer: per hypothesis, rows (the output length
-    cap, EOS included, raised to fit a prefix as the search raises it) x columns (source pieces the
-    model reads). Alignments need the weights on the worker but send none: they count nothing."""
-    if not settings.attention:
+    """An upper bound on the attention weights that a request makes the decoding worker compute and
+    keep: per hypothesis, rows (the output length cap, EOS included, raised to fit a prefix as the
+    search raises it) x columns (source pieces the model reads). Alignments are made from those
+    weights, so they count as attention does, though only the pairs are sent; otherwise nothing."""
+    if not (settings.attention or settings.alignments):
         return 0
     opts = translator.cfg.decode
     columns = torch.tensor([len(pieces) for pieces, _ in translator.pieces_read([s.text for s in sentences])])
@@ -31,23 +33,36 @@ def attention_size(translator, sentences: list[Sentence], settings: Settings) ->
 
 
 def check_prefixes(translator, sentences: list[Sentence]) -> None:
-    """RequestError 400 naming a prefix word that the target vocabulary reads as <unk> (forced so, the
-    translation would not start with the prefix), before the request is queued."""
+    """RequestError 400 naming a prefix that the target vocabulary cannot spell (a word it reads as
+    <unk>: forced so, the translation would not start with the prefix) or that is longer than its
+    sentence allows (nmt/translate/prefix.py), before the request is queued."""
     # A blank sentence is answered without decoding: its prefix is never forced.
-    unknown = translator.unspellable([s.prefix if s.text.strip() else "" for s in sentences])
+    prefixes = [s.prefix if s.text.strip() else "" for s in sentences]
+    ids = translator.tokenizer.encode_tgt(prefixes)
+    unknown = translator.unspellable(prefixes, ids)
     if unknown is not None:
         index, word = unknown
-        name = f"prefix[{index}]" if len(sentences) > 1 else "prefix"
-        raise RequestError(400, f"{name}: the word {word!r} is outside the model's target vocabulary (forced as "
-                                "<unk>, the translation would not start with the prefix)")
+        raise RequestError(400, f"{_prefix_name(index, sentences)}: the word {word!r} is outside the model's "
+                                "target vocabulary (forced as <unk>, the translation would not start with the prefix)")
+    sources = [len(pieces) for pieces, _ in translator.pieces_read([s.text for s in sentences])]
+    long = long_prefix(sources, [len(seq) for seq in ids], translator.cfg.decode)
+    if long is not None:
+        raise RequestError(400, f"{_prefix_name(long.index, sentences)}: {long.reason()}")
+
+
+def _prefix_name(index: int, sentences: list[Sentence]) -> str:
+    """The JSON field of sentence `index`'s prefix."""
+    return f"prefix[{index}]" if len(sentences) > 1 else "prefix"
 
 
 def check_budget(translator, sentences: list[Sentence], settings: Settings, max_attention: int) -> None:
-    """RequestError 413 when the answer's attention could exceed `max_attention` weights."""
+    """RequestError 413 naming `attention` (or `alignments`) when the request's attention could exceed
+    `max_attention` weights."""
     size = attention_size(translator, sentences, settings)
     if size > max_attention:
-        raise RequestError(413, f"attention of up to {size} weights (sentences x nbest x output cap x source "
-                                f"pieces); this server sends at most {max_attention} per request")
+        name = "attention" if settings.attention else "alignments"
+        raise RequestError(413, f"{name}: up to {size} attention weights (sentences x nbest x output cap x "
+                                f"source pieces); this server computes at most {max_attention} per request")
 
 
 def translate_records(translator, batch_size: int, parts: PartedDecoder, sentences: list[Sentence],
@@ -56,6 +71,7 @@ def translate_records(translator, batch_size: int, parts: PartedDecoder, sentenc
     lines = [s.text for s in sentences]
     prefixes = [s.prefix for s in sentences] if any(s.prefix for s in sentences) else None
     read = translator.pieces_read(lines)  # (pieces, truncated) per line
+    words = translator.source_words(lines) if settings.alignments else [None] * len(lines)
 
     def decode(indices: list[int]) -> list:
         return translator.translate_hyps([lines[i] for i in indices], nbest=settings.nbest,
@@ -67,9 +83,8 @@ def translate_records(translator, batch_size: int, parts: PartedDecoder, sentenc
     found = parts.map(decode, [len(pieces) for pieces, _ in read])
     texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))
     records = []
-    for (source, truncated), hyps in zip(read, found):
+    for (source, truncated), aligned, hyps in zip(read, words, found):
         columns = len(source) if settings.attention else None
-        aligned = source if settings.alignments else None
         items = [hypothesis_record(translator.tokenizer, hyp, next(texts), columns, aligned) for hyp in hyps]
         if settings.nbest > 1:  # the best one's weights are in nbest[0]; never sent twice
             top = {k: v for k, v in items[0].items() if k != "attention"}

@@ -185,11 +185,11 @@ def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = N
         sentences, settings = parse_request(await read_body(request, max_bytes), cfg, translator.cfg.decode)
         loop = asyncio.get_running_loop()
         # Tokenising 100 long sentences and encoding a large answer take milliseconds: not on the event loop.
-        # Without prefixes or attention these checks need no tokens, and a few hypotheses encode faster
-        # than a thread hop.
+        # Without prefixes, attention or alignments these checks need no tokens, and a few hypotheses
+        # encode faster than a thread hop.
         if any(s.prefix for s in sentences):
             await loop.run_in_executor(None, check_prefixes, translator, sentences)
-        if settings.attention:
+        if settings.attention or settings.alignments:
             await loop.run_in_executor(None, check_budget, translator, sentences, settings, cfg.max_attention)
         records = await unless_disconnected(batcher.translate(sentences, settings, timeout), request.receive)
         if settings.attention or len(sentences) * settings.nbest > SMALL_ANSWER:

@@ -29,9 +29,10 @@ class ServeConfig:
     max_length_penalty: float = option(5.0, "largest length_penalty a request may ask for (larger ones "
                                             "overflow the score of long hypotheses)", min=0)
     max_hypotheses: int = option(400, "sentences x nbest per request; more is refused with 413", min=1)
-    max_attention: int = option(250_000, "attention weights per request, counted at the output length cap "
-                                         "(sentences x nbest x rows x columns, about 20 bytes of JSON each); "
-                                         "more is refused with 413", min=1)
+    max_attention: int = option(250_000, "attention weights per request with attention or alignments (made "
+                                         "from them on the decoding worker), counted at the output length cap "
+                                         "(sentences x nbest x rows x columns; sent, about 20 bytes of JSON "
+                                         "each); more is refused with 413", min=1)
     max_queue: int = option(1000, "sentences waiting for the decoding worker; a request that would pass it is "
                                   "refused with 503 and Retry-After", min=1)
     timeout: float = option(60.0, "seconds a request may wait and decode; later it is answered 504 and its "

@@ -7,6 +7,8 @@
     ensemble.py    several models as one (mean of their log-probabilities per step)
     score.py       forced decoding: log p(target | source) per pair
     alignment.py   word alignments from the attention (Pharaoh format)
+    prefix.py      how long a target prefix may be (its source's length cap)
+    evaluation.py  a checkpoint's BLEU and chrF on its splits (nmt-evaluate)
 """
 
 from nmt.translate.translator import Translator

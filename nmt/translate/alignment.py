@@ -2,12 +2,17 @@
 
 Pharaoh format is what fast_align, Moses and Marian write: space-separated "i-j" pairs, source word i
 aligned to target word j, both 0-based indices into the whitespace-separated words of the input
-line and of the output line.
+line and of the output line as it is printed.
 
 The rule: each target piece is aligned to the source piece that its attention row weighs most
 (argmax over the source pieces; the source's </s> column is left out, as it is no word), and each
-piece stands for the whitespace word it belongs to: a piece that starts with ▁ starts a new word,
-the others continue the word before. The row of the target's </s> is left out too, so EOS never
+piece stands for the whitespace word of its text that holds it, found from offsets, not from the
+piece's string: SentencePiece gives each piece's byte span in the line it encoded (and in the text
+it decoded: nmt/data/spans.py), and a piece belongs to the word of the first non-space character at
+or after the start of its span. So a piece that a side's vocabulary reads as <unk> keeps its word;
+a space that the normaliser made (`´` becomes a space and a combining accent) starts none; a target
+<unk>, printed " ⁇ ", is the word the reader sees; a piece with no text of its own (an empty span, a
+lone ▁) belongs to the word after it. The row of the target's </s> is left out too, so EOS never
 appears; pairs are deduplicated and sorted.
 
 Row t is the attention the decoder computed while predicting target piece t: in Bahdanau's order
@@ -22,33 +27,38 @@ from __future__ import annotations
 
 import torch
 
-WORD_START = "▁"  # SentencePiece's mark of a piece that follows a space
+from nmt.data.spans import Span
+
+NO_WORD = -1  # the word of a piece in a text without any (a hypothesis of spaces alone)
 
 
-def word_indices(pieces: list[str]) -> list[int]:
-    """Per SentencePiece piece, the index of the whitespace word it belongs to.
-
-    A piece starting with ▁ starts a new word; so does the first piece, whatever it is (a line
-    never starts with a space after normalisation, but a target may start without ▁)."""
-    indices, word = [], -1
-    for piece in pieces:
-        if piece.startswith(WORD_START) or word < 0:
+def word_indices(text: str, spans: list[Span]) -> list[int]:
+    """Per piece (its byte span in `text`'s UTF-8), the index of the whitespace word of `text` that
+    holds the first non-space character at or after the span's start: past the last word, the last
+    word; NO_WORD if `text` has none."""
+    owner: list[int] = []  # per byte of `text`: its character's word, or for a space the next word
+    word = -1
+    for i, char in enumerate(text):
+        space = char.isspace()  # what str.split() splits at
+        if not space and (i == 0 or text[i - 1].isspace()):
             word += 1
-        indices.append(word)
-    return indices
+        owner += [word + space] * len(char.encode("utf-8"))
+    owner.append(word + 1)  # the end of the text
+    return [min(owner[min(begin, len(owner) - 1)], word) for begin, _ in spans]
 
 
-def hard_alignment(attention: torch.Tensor | None, source: list[str], target: list[str]) -> list[tuple[int, int]]:
-    """attention (T + 1, S) of a hypothesis, `source` the S' <= S pieces the model read (</s> last),
-    `target` its T pieces (without </s>) -> sorted, distinct (source word, target word) pairs."""
-    src_words = word_indices(source[:-1])  # the </s> column is no word
-    if attention is None or not src_words or not target:
+def hard_alignment(attention: torch.Tensor | None, src_words: list[int],
+                   tgt_words: list[int]) -> list[tuple[int, int]]:
+    """attention (T + 1, S) of a hypothesis, `src_words` the word of each source piece the model read
+    (</s> left out: S' - 1 <= S - 1 of them), `tgt_words` the word of each of its T target pieces ->
+    sorted, distinct (source word, target word) pairs; a piece of NO_WORD is in none."""
+    if attention is None or not src_words or not tgt_words:
         return []
     # (T, S' - 1): the </s> row and column dropped, and the columns past the line (its batch's padding)
-    rows = attention[:len(target), :len(src_words)]
+    rows = attention[:len(tgt_words), :len(src_words)]
     best = rows.argmax(-1).tolist()  # (T,) the source piece each target piece weighs most
-    tgt_words = word_indices(target)
-    return sorted({(src_words[j], tgt_words[t]) for t, j in enumerate(best)})
+    pairs = {(src_words[j], tgt_words[t]) for t, j in enumerate(best)}
+    return sorted((i, j) for i, j in pairs if NO_WORD not in (i, j))
 
 
 def pharaoh(pairs: list[tuple[int, int]]) -> str:

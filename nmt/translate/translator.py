@@ -15,9 +15,10 @@ from nmt.data.batching import pad
 from nmt.errors import NmtError
 from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
 from nmt.search import FREE, Hypothesis, beam_search, greedy_search, sample
-from nmt.translate.alignment import hard_alignment, pharaoh
+from nmt.translate.alignment import hard_alignment, pharaoh, word_indices
 from nmt.translate.ensemble import Ensemble, check_vocabularies
 from nmt.translate.inference import InferenceModel
+from nmt.translate.prefix import long_prefix
 from nmt.translate.score import PairScore, score_ids
 from nmt.translate.speed_check import check_bf16_on_cpu, fastest_int8_kernel
 
@@ -81,18 +82,21 @@ def _cut(seq: list, limit: int, end) -> list:
 
 
 def hypothesis_record(tokenizer, hyp: Hypothesis, text: str, columns: int | None = None,
-                      source: list[str] | None = None) -> dict:
+                      source_words: list[int] | None = None) -> dict:
     """A hypothesis as JSON fields, the same in nmt-translate's JSON lines and nmt-serve's answers:
     text, score (null where not finite: strict JSON has no -Infinity), finished, target pieces and,
     with `columns` (the source pieces the model read), its attention rows cut to them: columns
-    past them are the batch's padding, and a record must not depend on the batch. With `source`
-    (those pieces, </s> included), its word alignment in Pharaoh format (nmt/translate/alignment.py)."""
+    past them are the batch's padding, and a record must not depend on the batch. With
+    `source_words` (`Translator.source_words` of its line), its word alignment in Pharaoh format
+    (nmt/translate/alignment.py), over the words of `text`."""
     record = {"text": text, "score": round(hyp.score, 4) if math.isfinite(hyp.score) else None,
               "finished": hyp.finished, "tokens": tokenizer.tgt_pieces(hyp.tokens)}
     if columns is not None:
         record["attention"] = [] if hyp.attention is None else hyp.attention[:, :columns].tolist()
-    if source is not None:
-        record["alignment"] = pharaoh(hard_alignment(hyp.attention, source, record["tokens"]))
+    if source_words is not None:
+        written = tokenizer.tgt.decode_spans([hyp.tokens])[0]  # `text` and where each piece is in it
+        target_words = word_indices(written.text, written.spans)
+        record["alignment"] = pharaoh(hard_alignment(hyp.attention, source_words, target_words))
     return record
 
 
@@ -174,6 +178,12 @@ class Translator:
         """`pieces_read` of one line: its pieces alone."""
         return self.pieces_read([line])[0][0]
 
+    def source_words(self, lines: list[str]) -> list[list[int]]:
+        """Per line, the whitespace word of the line that each piece the model reads stands for, </s>
+        left out (nmt/translate/alignment.py): one per piece of `pieces_read` but the last."""
+        kept = self.cfg.decode.max_input_len - 1  # the pieces before </s> that `encode` keeps
+        return [word_indices(line, spans)[:kept] for line, spans in zip(lines, self.tokenizer.src.spans(lines))]
+
     def unspellable(self, prefixes: list[str], ids: list[list[int]] | None = None) -> tuple[int, str] | None:
         """The first (index, word) of `prefixes` that the target vocabulary reads as <unk>, or None;
         `ids`: their target ids, if already encoded. Forced as <unk>, such a word would not be in the
@@ -192,7 +202,9 @@ class Translator:
 
         `prefixes`: one target-side text per line ("" or None: none). Its pieces are forced through
         the decoder, then the search continues: each hypothesis starts with them and its score
-        includes their log-probability (nmt/search/common.py)."""
+        includes their log-probability (nmt/search/common.py). A prefix with a word the target
+        vocabulary cannot spell, or longer than its line's length cap allows (nmt/translate/prefix.py),
+        is an NmtError naming its line."""
         opts = self.options(nbest, **overrides)
         if prefixes is not None and len(prefixes) != len(lines):
             raise NmtError(f"prefixes: {len(prefixes)} given for {len(lines)} lines; give one per line (\"\" for none)")
@@ -204,6 +216,8 @@ class Translator:
             index, word = unknown
             raise NmtError(f"line {first_line + todo[index]}: its prefix's word {word!r} is outside the target "
                            "vocabulary (forced as <unk>, the output would not start with the prefix)")
+        if prefix_ids and (long := long_prefix([len(seq) for seq in ids], [len(seq) for seq in prefix_ids], opts)):
+            raise NmtError(f"line {first_line + todo[long.index]}: its prefix has {long.reason()}")
         with torch.inference_mode(), autocast(self.device, self.dtype):
             found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention, prefix_ids)
         results = [[Hypothesis([], 0.0, True, None)] for _ in lines]
