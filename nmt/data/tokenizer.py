@@ -81,12 +81,11 @@ class Side:
 
     def spans(self, lines: list[str]) -> list[list[Span]]:
         """Per line, the byte span in it of each piece that `encode` cuts it into (nmt/data/spans.py)."""
-        return [located(blob).spans for blob in self.proc.encode(list(lines), out_type="serialized_proto")]
+        return [located(message).spans for message in self.proc.encode(list(lines), out_type="proto")]
 
     def decode_spans(self, ids: list[list[int]]) -> list[Located]:
         """Per id sequence, the text that `decode` writes and the byte span in it of each piece."""
-        return [located(blob) for blob in self.proc.decode([self.to_spm(seq) for seq in ids],
-                                                            out_type="serialized_proto")]
+        return [located(message) for message in self.proc.decode([self.to_spm(seq) for seq in ids], out_type="proto")]
 
 
 def _vocabulary(proc: spm.SentencePieceProcessor, lines: list[str], min_freq: int) -> list[str]:
