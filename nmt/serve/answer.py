@@ -10,7 +10,7 @@ import torch
 
 from nmt.search.common import max_lengths, prefix_caps
 from nmt.serve.parts import PartedDecoder
-from nmt.serve.schema import RequestError, Sentence, Settings
+from nmt.serve.schema import CONFLICTING, TOO_LARGE, RequestError, Sentence, Settings
 from nmt.translate.translator import hypothesis_record, pad_prefixes
 
 # Why a budget: one legal request (100 sentences, nbest 16, attention) once made an answer of 123 MB.
@@ -31,23 +31,23 @@ def attention_size(translator, sentences: list[Sentence], settings: Settings) ->
 
 
 def check_prefixes(translator, sentences: list[Sentence]) -> None:
-    """RequestError 400 naming a prefix word that the target vocabulary reads as <unk> (forced so, the
+    """RequestError CONFLICTING (422) naming a prefix word that the target vocabulary reads as <unk> (forced so, the
     translation would not start with the prefix), before the request is queued."""
     # A blank sentence is answered without decoding: its prefix is never forced.
     unknown = translator.unspellable([s.prefix if s.text.strip() else "" for s in sentences])
     if unknown is not None:
         index, word = unknown
         name = f"prefix[{index}]" if len(sentences) > 1 else "prefix"
-        raise RequestError(400, f"{name}: the word {word!r} is outside the model's target vocabulary (forced as "
-                                "<unk>, the translation would not start with the prefix)")
+        raise RequestError(CONFLICTING, f"{name}: the word {word!r} is outside the model's target vocabulary "
+                                        "(forced as <unk>, the translation would not start with the prefix)")
 
 
 def check_budget(translator, sentences: list[Sentence], settings: Settings, max_attention: int) -> None:
-    """RequestError 413 when the answer's attention could exceed `max_attention` weights."""
+    """RequestError TOO_LARGE (413) when the answer's attention could exceed `max_attention` weights."""
     size = attention_size(translator, sentences, settings)
     if size > max_attention:
-        raise RequestError(413, f"attention of up to {size} weights (sentences x nbest x output cap x source "
-                                f"pieces); this server sends at most {max_attention} per request")
+        raise RequestError(TOO_LARGE, f"attention of up to {size} weights (sentences x nbest x output cap x "
+                                      f"source pieces); this server sends at most {max_attention} per request")
 
 
 def translate_records(translator, batch_size: int, parts: PartedDecoder, sentences: list[Sentence],
