@@ -141,13 +141,15 @@ def test_cli_prefix_file(reverse_run, tmp_path):
                                          "give one prefix per input line (an empty line for none)")
 
 
+# 400: outside the request's schema (a prefix of another shape than the text); 422: within it, but
+# another count than the sentences', or a word the model cannot spell (no JSON Schema can say either).
 PREFIX_REFUSED = [
-    ({"text": ["w1", "w2"], "prefix": ["v1"]}, "prefix: 1 given for 2 sentences; give one per sentence"),
-    ({"text": ["w1", "w2"], "prefix": "v1"}, 'prefix: expected a list of 2 strings, as text is, got "v1"'),
-    ({"text": "w1", "prefix": ["v1"]}, 'prefix: expected a string, as text is one, got ["v1"]'),
-    ({"text": ["w1"], "prefix": [3]}, "prefix[0]: expected a string, got 3"),
-    ({"text": ["w1", "w2"], "prefix": ["", "v2 Ωmega"]}, "prefix[1]: the word 'Ωmega' is outside the model's target"),
-    ({"text": "w1", "prefix": "Ωmega"}, "prefix: the word 'Ωmega' is outside the model's target vocabulary"),
+    ({"text": ["w1", "w2"], "prefix": ["v1"]}, 422, "prefix: 1 given for 2 sentences; give one per sentence"),
+    ({"text": ["w1", "w2"], "prefix": "v1"}, 400, 'prefix: expected a list of 2 strings, as text is, got "v1"'),
+    ({"text": "w1", "prefix": ["v1"]}, 400, 'prefix: expected a string, as text is one, got ["v1"]'),
+    ({"text": ["w1"], "prefix": [3]}, 400, "prefix[0]: expected a string, got 3"),
+    ({"text": ["w1", "w2"], "prefix": ["", "v2 Ωmega"]}, 422, "prefix[1]: the word 'Ωmega' is outside the model's"),
+    ({"text": "w1", "prefix": "Ωmega"}, 422, "prefix: the word 'Ωmega' is outside the model's target vocabulary"),
 ]
 
 
@@ -160,9 +162,9 @@ def test_nmt_serve_takes_a_prefix_per_sentence(served, translator):
     assert [t["text"] for t in answer["translations"]] == translator.translate(LINES, prefixes=PREFIXES, beam_size=3)
     status, answer = call(served.url + "/translate", {"text": LINES[0], "prefix": "v9 v8"})
     assert status == 200 and answer["translations"][0]["text"].startswith("v9 v8")
-    for body, message in PREFIX_REFUSED:
-        status, answer = call(served.url + "/translate", body)
-        assert (status, answer["detail"][:len(message)]) == (400, message)
+    for body, status, message in PREFIX_REFUSED:
+        got, answer = call(served.url + "/translate", body)
+        assert (got, answer["detail"][:len(message)]) == (status, message)
 
 
 def test_the_attention_budget_counts_a_long_prefix(translator):
@@ -205,5 +207,5 @@ def test_nmt_serve_refuses_a_prefix_longer_than_its_sources_length_cap_allows(se
     for body, name in (({"text": "w1 w2", "prefix": PAST_CAP}, "prefix"),
                        ({"text": ["w3", "w1 w2"], "prefix": ["v3", PAST_CAP]}, "prefix[1]")):
         status, answer = call(served.url + "/translate", body)
-        assert status == 400 and answer["detail"].startswith(f"{name}: {PAST_CAP_REASON}"), answer
+        assert status == 422 and answer["detail"].startswith(f"{name}: {PAST_CAP_REASON}"), answer
         assert "\n" not in answer["detail"]

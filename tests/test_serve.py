@@ -79,7 +79,8 @@ BAD = [
     (b'{"text": "w1", "attention": "yes"}', 400, "attention: input should be a valid boolean"),
     (b'{"text": "w1", "length_penalty": -1}', 400, "length_penalty: input should be greater than or equal to 0"),
     (b'{"text": "w1", "beam_size": 50}', 400, "beam_size: at most 16 on this server, got 50"),
-    (b'{"text": "w1", "nbest": 3, "beam_size": 2}', 400, "nbest: 3 needs beam_size of at least 3, got 2"),
+    (b'{"text": "w1", "nbest": 3, "beam_size": 2}', 422, "nbest: 3 needs beam_size of at least 3, got 2"),
+    (b'{"text": "w1", "beam_size": 2.5}', 400, "beam_size: input should be a valid integer, got 2.5"),
     (json.dumps({"text": ["w1"] * 101}).encode(), 413, "101 sentences; this server takes at most 100 per request"),
     (json.dumps({"text": "w1 " * 7000}).encode(), 413, "21000 characters; this server takes at most 20000"),
     (b'{"text": "' + b"w" * 200_000 + b'"}', 413, "request body of 200012 bytes; this server takes at most 185536"),
@@ -118,9 +119,18 @@ def test_health_info_and_openapi(served, translator):
                               "max_queue": 1000, "timeout": 60.0}
     status, schema = call(served.url + "/openapi.json")
     post = schema["paths"]["/translate"]["post"]
-    assert {"200", "400", "413", "503", "504"} <= set(post["responses"])
-    assert set(post["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {
-        "text", "beam_size", "nbest", "length_penalty", "attention", "alignments", "prefix"}
+    assert {"200", "400", "403", "413", "422", "500", "503", "504"} <= set(post["responses"])
+    assert "401" not in post["responses"] and "security" not in post  # no key asked for
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["properties"]) == {"text", "beam_size", "nbest", "length_penalty", "attention", "alignments",
+                                       "prefix"}
+    fields, limits = body["properties"], info["limits"]  # this server's limits are the schema's bounds
+    assert fields["nbest"]["maximum"] == fields["beam_size"]["anyOf"][0]["maximum"] == limits["max_beam_size"]
+    assert fields["length_penalty"]["anyOf"][0]["maximum"] == limits["max_length_penalty"]
+    assert fields["text"]["anyOf"][1]["maxItems"] == limits["max_sentences"]
+    assert [shape["properties"]["text"]["type"] for shape in body["oneOf"]] == ["string", "array"]
+    assert list(schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == [
+        "text/plain; version=1.0.0; charset=utf-8"]  # what prometheus-client's text format is served as
 
 
 def test_32_clients_share_batches_and_get_their_own_answers_in_order(reverse_run, served, translator):

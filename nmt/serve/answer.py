@@ -10,7 +10,7 @@ import torch
 
 from nmt.search.common import max_lengths, prefix_caps
 from nmt.serve.parts import PartedDecoder
-from nmt.serve.schema import RequestError, Sentence, Settings
+from nmt.serve.schema import CONFLICTING, TOO_LARGE, RequestError, Sentence, Settings
 from nmt.translate.prefix import long_prefix
 from nmt.translate.translator import hypothesis_record, pad_prefixes
 
@@ -33,21 +33,23 @@ def attention_size(translator, sentences: list[Sentence], settings: Settings) ->
 
 
 def check_prefixes(translator, sentences: list[Sentence]) -> None:
-    """RequestError 400 naming a prefix that the target vocabulary cannot spell (a word it reads as
-    <unk>: forced so, the translation would not start with the prefix) or that is longer than its
-    sentence allows (nmt/translate/prefix.py), before the request is queued."""
+    """RequestError CONFLICTING (422) naming a prefix that the target vocabulary cannot spell (a word it
+    reads as <unk>: forced so, the translation would not start with the prefix) or that is longer than
+    its sentence allows (nmt/translate/prefix.py), before the request is queued. The schema cannot
+    say either, so a request that it accepts may still be refused here."""
     # A blank sentence is answered without decoding: its prefix is never forced.
     prefixes = [s.prefix if s.text.strip() else "" for s in sentences]
     ids = translator.tokenizer.encode_tgt(prefixes)
     unknown = translator.unspellable(prefixes, ids)
     if unknown is not None:
         index, word = unknown
-        raise RequestError(400, f"{_prefix_name(index, sentences)}: the word {word!r} is outside the model's "
-                                "target vocabulary (forced as <unk>, the translation would not start with the prefix)")
+        raise RequestError(CONFLICTING, f"{_prefix_name(index, sentences)}: the word {word!r} is outside the "
+                                        "model's target vocabulary (forced as <unk>, the translation would not "
+                                        "start with the prefix)")
     sources = [len(pieces) for pieces, _ in translator.pieces_read([s.text for s in sentences])]
     long = long_prefix(sources, [len(seq) for seq in ids], translator.cfg.decode)
     if long is not None:
-        raise RequestError(400, f"{_prefix_name(long.index, sentences)}: {long.reason()}")
+        raise RequestError(CONFLICTING, f"{_prefix_name(long.index, sentences)}: {long.reason()}")
 
 
 def _prefix_name(index: int, sentences: list[Sentence]) -> str:
@@ -56,13 +58,13 @@ def _prefix_name(index: int, sentences: list[Sentence]) -> str:
 
 
 def check_budget(translator, sentences: list[Sentence], settings: Settings, max_attention: int) -> None:
-    """RequestError 413 naming `attention` (or `alignments`) when the request's attention could exceed
-    `max_attention` weights."""
+    """RequestError TOO_LARGE (413) naming `attention` (or `alignments`) when the request's attention
+    could exceed `max_attention` weights."""
     size = attention_size(translator, sentences, settings)
     if size > max_attention:
         name = "attention" if settings.attention else "alignments"
-        raise RequestError(413, f"{name}: up to {size} attention weights (sentences x nbest x output cap x "
-                                f"source pieces); this server computes at most {max_attention} per request")
+        raise RequestError(TOO_LARGE, f"{name}: up to {size} attention weights (sentences x nbest x output cap "
+                                      f"x source pieces); this server computes at most {max_attention} per request")
 
 
 def translate_records(translator, batch_size: int, parts: PartedDecoder, sentences: list[Sentence],

@@ -22,13 +22,13 @@ from nmt.serve.batcher import Batcher, QueueFull, ShuttingDown
 from nmt.serve.config import ServeConfig
 from nmt.serve.guard import Guard
 from nmt.serve.limit import InFlightLimit
-from nmt.serve.metrics import CONTENT_TYPE, CountResponses, Metrics
+from nmt.serve.metrics import CountResponses, Metrics, PrometheusText
+from nmt.serve.openapi import RETRY_AFTER, TRANSLATE_REFUSALS, Health, Info, Ready, complete_document, error
 from nmt.serve.parts import PartedDecoder
-from nmt.serve.schema import RequestError, TranslateRequest, TranslateResponse, parse_request
+from nmt.serve.schema import MALFORMED, TOO_LARGE, RequestError, TranslateResponse, parse_request, request_schema
 
 log = logging.getLogger("nmt.serve")
 
-ERROR = {"content": {"application/json": {"example": {"detail": "beam_size: at most 16 on this server, got 50"}}}}
 # A full queue drains within about a second at the throughput of a small CPU model; clients retry then.
 RETRY_AFTER_S = 1
 # Hypotheses (without attention) in an answer encoded on the event loop: tens of microseconds.
@@ -42,15 +42,15 @@ class ClientGone(Exception):
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `max_bytes`."""
+    """The request body, refused with TOO_LARGE (413) as soon as it is known to exceed `max_bytes`."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise RequestError(413, f"request body of {declared} bytes; this server takes at most {max_bytes}")
+        raise RequestError(TOO_LARGE, f"request body of {declared} bytes; this server takes at most {max_bytes}")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
-            raise RequestError(413, f"request body over {max_bytes} bytes")
+            raise RequestError(TOO_LARGE, f"request body over {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -87,7 +87,7 @@ def _one_line(status: int, detail: str | None = None, headers: dict | None = Non
 
 def _refusals(app: FastAPI, metrics: Metrics) -> None:
     """Every error is one JSON line: {"detail": ...}, and for a 500 the id of its logged traceback."""
-    app.add_exception_handler(RequestError, _one_line(400))
+    app.add_exception_handler(RequestError, _one_line(MALFORMED))
     app.add_exception_handler(ShuttingDown, _one_line(503))
     app.add_exception_handler(QueueFull, _one_line(503, headers={"Retry-After": str(RETRY_AFTER_S)}))
     # asyncio.wait_for's timeout: asyncio.TimeoutError (the builtin TimeoutError only from Python 3.11).
@@ -104,13 +104,16 @@ def _refusals(app: FastAPI, metrics: Metrics) -> None:
 
 
 def _status_routes(app: FastAPI, batcher: Batcher, metrics: Metrics, cfg: ServeConfig, info: dict) -> None:
-    @app.get("/health", summary="Liveness (503 once the decoding worker has stopped) and batching counters")
+    @app.get("/health", summary="Liveness (503 once the decoding worker has stopped) and batching counters",
+             response_model=Health, responses={503: {"model": Health, "description": "the worker has stopped"}})
     async def health() -> JSONResponse:
         alive = batcher.alive or batcher.closing
         body = {"status": "ok" if alive else "worker stopped", **dataclasses.asdict(batcher.stats)}
         return JSONResponse(body, status_code=200 if alive else 503)
 
-    @app.get("/ready", summary="Readiness: model loaded, worker running, queue below --max-queue, not shutting down")
+    @app.get("/ready", summary="Readiness: model loaded, worker running, queue below --max-queue, not shutting down",
+             response_model=Ready, responses={503: error("shutting down, the worker stopped, or the queue full "
+                                                         "(Retry-After)", headers=RETRY_AFTER)})
     async def ready() -> JSONResponse:
         if batcher.closing:
             return JSONResponse({"detail": "the server is shutting down"}, status_code=503)
@@ -121,13 +124,14 @@ def _status_routes(app: FastAPI, batcher: Batcher, metrics: Metrics, cfg: ServeC
                                 status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
         return JSONResponse({"status": "ready", "queued_sentences": batcher.queued_sentences})
 
-    @app.get("/metrics", summary="Prometheus metrics (text format)")
-    async def prometheus() -> Response:
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+    @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=PrometheusText)
+    async def prometheus() -> PrometheusText:
+        return PrometheusText(metrics.exposition())
 
-    @app.get("/info", summary="The model, its languages, parameters, decode defaults and this server's limits")
-    async def model_info() -> dict:
-        return info
+    @app.get("/info", summary="The model, its languages, parameters, decode defaults and this server's limits",
+             response_model=Info)
+    async def model_info() -> JSONResponse:
+        return JSONResponse(info)  # as model_info built it: the document describes it, never filters it
 
 
 def decode_threads(cfg: ServeConfig, translator) -> tuple[int, int]:
@@ -135,16 +139,6 @@ def decode_threads(cfg: ServeConfig, translator) -> tuple[int, int]:
     threads for each: together, what one batch would have had."""
     parts = cfg.decode_threads or (1 if translator.device.type == "cuda" else min(2, torch.get_num_threads()))
     return parts, max(1, torch.get_num_threads() // parts)
-
-
-# POST /translate's refusals, as /openapi.json documents them.
-TRANSLATE_REFUSALS = {
-    400: {"description": "malformed JSON, a wrong type, a value out of range or an unknown setting", **ERROR},
-    413: {"description": "more sentences, characters, hypotheses or attention weights than this server sends",
-          **ERROR},
-    503: {"description": "the queue is full (Retry-After) or the server is shutting down", **ERROR},
-    504: {"description": "not answered within the server's --timeout", **ERROR},
-}
 
 
 def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = None) -> FastAPI:
@@ -177,9 +171,9 @@ def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = N
 
     @app.post("/translate", summary="Translate one sentence or a list of sentences", response_model=TranslateResponse,
               responses=TRANSLATE_REFUSALS, openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": TranslateRequest.model_json_schema()}}}})
+                  "application/json": {"schema": request_schema(cfg)}}}})
     async def translate(request: Request) -> Response:
-        # The body is parsed here rather than by FastAPI so that every refusal is a one-line 400 or 413,
+        # The body is parsed here rather than by FastAPI so that every refusal is a one-line 400, 413 or 422,
         # and `curl -d` works without a Content-Type header.
         arrived = time.perf_counter()
         sentences, settings = parse_request(await read_body(request, max_bytes), cfg, translator.cfg.decode)
@@ -199,6 +193,7 @@ def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = N
         metrics.request_seconds.observe(time.perf_counter() - arrived)
         return Response(body, media_type="application/json")
 
+    complete_document(app, cfg, keyed=api_key is not None)
     app.state.batcher, app.state.metrics = batcher, metrics
     if cfg.limit_concurrency:
         app.add_middleware(InFlightLimit, limit=cfg.limit_concurrency, retry_after_s=RETRY_AFTER_S)

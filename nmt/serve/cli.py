@@ -13,7 +13,7 @@ from pathlib import Path
 from nmt.cli.common import quiet_libraries, user_errors
 from nmt.cli.flags import add_config_flags, config_from_flags
 from nmt.errors import NmtError
-from nmt.serve.config import ServeConfig
+from nmt.serve.config import INFO_LIMITS, ServeConfig
 
 log = logging.getLogger("nmt.serve")
 
@@ -64,10 +64,7 @@ def model_info(translator, paths: list[str], cfg: ServeConfig) -> dict:
             "architecture": dataclasses.asdict(mcfg.model),
             "vocabulary": {"source": tokenizer.src_vocab_size, "target": tokenizer.tgt_vocab_size},
             "decode": dataclasses.asdict(mcfg.decode), "device": str(translator.device), "dtype": translator.dtype,
-            "limits": {"max_sentences": cfg.max_sentences, "max_chars": cfg.max_chars,
-                       "max_beam_size": cfg.max_beam_size, "max_length_penalty": cfg.max_length_penalty,
-                       "max_hypotheses": cfg.max_hypotheses, "max_attention": cfg.max_attention,
-                       "max_queue": cfg.max_queue, "timeout": cfg.timeout},
+            "limits": {name: getattr(cfg, name) for name in INFO_LIMITS},
             "batching": {"enabled": cfg.batching, "wait_ms": cfg.batch_wait_ms, "sentences": cfg.batch_sentences,
                          "decode_threads": decode_threads(cfg, translator)[0]}}
 

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from nmt.config import INFERENCE_DTYPES
 from nmt.typed_yaml import option
 
+# The limits GET /info reports, by ServeConfig field (its document takes their types from there).
+INFO_LIMITS = ("max_sentences", "max_chars", "max_beam_size", "max_length_penalty", "max_hypotheses",
+               "max_attention", "max_queue", "timeout")
+
 
 @dataclass
 class ServeConfig:

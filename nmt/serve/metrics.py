@@ -7,6 +7,7 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.responses import Response
 
 # Batch sizes in sentences, up to a few hundred (--batch-sentences is 64 by default; a request goes whole).
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -14,6 +15,12 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class PrometheusText(Response):
+    """GET /metrics's answer; as a route's response_class, its media type is what /openapi.json states."""
+
+    media_type = CONTENT_TYPE
 ROUTES = frozenset({"/", "/translate", "/health", "/ready", "/info", "/metrics", "/openapi.json", "/docs", "/redoc"})
 
 

@@ -2,33 +2,59 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from nmt.config import DecodeConfig, decode_options
 from nmt.errors import NmtError
 from nmt.serve.config import ServeConfig
+
+# A refusal's status says whose rule it breaks. MALFORMED: JSON (in valid Unicode), or the request's
+# schema as /openapi.json states it. TOO_LARGE: a limit of this server on sizes JSON Schema cannot add
+# up (characters of all sentences, sentences x nbest, attention weights). CONFLICTING: a rule between
+# values, or between a value and the model, that JSON Schema cannot state (a prefix per sentence,
+# nbest <= beam_size, a prefix's words in the target vocabulary).
+MALFORMED, TOO_LARGE, CONFLICTING = 400, 413, 422
+
+
+def _decode_min(name: str) -> float:
+    """DecodeConfig's lower bound of `name`: the request is checked, and documented, by the rule that
+    decode_options applies, stated once."""
+    return next(f for f in dataclasses.fields(DecodeConfig) if f.name == name).metadata["min"]
+
+
+def _integral(value):
+    """9.0 as 9: JSON Schema's integer is any number without a fraction, so the document allows 9.0."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _integer(minimum: int):
+    """An integer of at least `minimum` (strict but for 9.0: "5", 9.5 and true are refused)."""
+    return Annotated[int, Field(ge=minimum), BeforeValidator(_integral)]
 
 
 class TranslateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     text: str | list[str] = Field(description="a sentence, or a list of sentences answered in the same order")
-    beam_size: int | None = Field(None, ge=1, description="beam size, 1 = greedy "
-                                  "(default: the model's decode.beam_size, raised to nbest)")
-    nbest: int = Field(1, ge=1, description="hypotheses per sentence, best first (needs beam_size >= nbest)")
-    length_penalty: float | None = Field(None, ge=0, description="GNMT length penalty alpha, 0 = none "
-                                         "(default: the model's decode.length_penalty)")
+    beam_size: _integer(_decode_min("beam_size")) | None = Field(
+        None, description="beam size, 1 = greedy (default: the model's decode.beam_size, raised to nbest)")
+    nbest: _integer(1) = Field(1, description="hypotheses per sentence, best first (needs beam_size >= nbest, "
+                                              "else 422)")
+    length_penalty: float | None = Field(None, ge=_decode_min("length_penalty"), description="GNMT length "
+                                         "penalty alpha, 0 = none (default: the model's decode.length_penalty)")
     attention: bool = Field(False, description="include the attention weights of each hypothesis")
     alignments: bool = Field(False, description="include each hypothesis's word alignment (Pharaoh 'i-j' pairs, "
                              "source word i to target word j, from the attention; the weights are not sent)")
     prefix: str | list[str] | None = Field(None, description="target-side text each translation must start with: "
-                                           "a string for a string text, a list of as many for a list (\"\": none)")
+                                           "a string for a string text, a list of as many for a list (\"\": none; "
+                                           "another count, or a word the model cannot spell: 422)")
 
 
 class Hypothesis(BaseModel):
@@ -56,8 +82,28 @@ class TranslateResponse(BaseModel):
     translations: list[Translation]
 
 
+def _branch(field: dict, kind: str) -> dict:
+    """The member of type `kind` of a field's JSON schema (`str | list[str]` is an anyOf of two)."""
+    return next(member for member in field.get("anyOf", [field]) if member.get("type") == kind)
+
+
+def request_schema(limits: ServeConfig) -> dict:
+    """TranslateRequest's JSON schema as this server checks it: its limits as bounds, and a prefix of
+    the text's shape. A schema-valid request is refused only by TOO_LARGE and CONFLICTING."""
+    schema = TranslateRequest.model_json_schema()
+    fields = schema["properties"]
+    _branch(fields["text"], "array")["maxItems"] = limits.max_sentences
+    _branch(fields["beam_size"], "integer")["maximum"] = limits.max_beam_size
+    fields["nbest"]["maximum"] = limits.max_beam_size  # the beam is raised to nbest
+    _branch(fields["length_penalty"], "number")["maximum"] = limits.max_length_penalty
+    # A string text takes a string prefix, a list a list: each shape is one member (null: no prefix).
+    schema["oneOf"] = [{"properties": {"text": {"type": kind}, "prefix": {"type": [kind, "null"]}}}
+                       for kind in ("string", "array")]
+    return schema
+
+
 class RequestError(Exception):
-    """A request refused with `status` (400: malformed, 413: too large) and a one-line `message`."""
+    """A request refused with `status` (MALFORMED, TOO_LARGE or CONFLICTING) and a one-line `message`."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -140,13 +186,13 @@ def _prefixes(request: TranslateRequest, count: int) -> list[str]:
     if isinstance(request.text, str) != isinstance(given, str):
         one = isinstance(request.text, str)
         shape = "a string, as text is one" if one else f"a list of {count} strings, as text is"
-        raise RequestError(400, f"prefix: expected {shape}, got {_describe(given)}")
+        raise RequestError(MALFORMED, f"prefix: expected {shape}, got {_describe(given)}")
     prefixes = [given] if isinstance(given, str) else given
     if len(prefixes) != count:
-        raise RequestError(400, f"prefix: {len(prefixes)} given for {count} sentences; "
-                                "give one per sentence (\"\" for none)")
+        raise RequestError(CONFLICTING, f"prefix: {len(prefixes)} given for {count} sentences; "
+                                        "give one per sentence (\"\" for none)")
     if (problem := _unencodable(prefixes, "prefix")) is not None:
-        raise RequestError(400, problem)
+        raise RequestError(MALFORMED, problem)
     return prefixes
 
 
@@ -157,36 +203,40 @@ def parse_request(body: bytes, limits: ServeConfig, decode: DecodeConfig) -> tup
         data = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
     except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
         reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
-        raise RequestError(400, f"malformed JSON: {reason}") from None
+        raise RequestError(MALFORMED, f"malformed JSON: {reason}") from None
     if not isinstance(data, dict):
-        raise RequestError(400, f"expected a JSON object such as {{\"text\": \"...\"}}, got {_describe(data)}")
+        raise RequestError(MALFORMED, f"expected a JSON object such as {{\"text\": \"...\"}}, "
+                                      f"got {_describe(data)}")
     if _unencodable(list(data)):
-        raise RequestError(400, "a setting's name is not valid Unicode (a lone surrogate)")
+        raise RequestError(MALFORMED, "a setting's name is not valid Unicode (a lone surrogate)")
     try:
         request = TranslateRequest.model_validate(data)
     except ValidationError as err:
-        raise RequestError(400, validation_message(err)) from None
+        raise RequestError(MALFORMED, validation_message(err)) from None
     lines = [request.text] if isinstance(request.text, str) else request.text
     if (problem := _unencodable(lines)) is not None:
-        raise RequestError(400, problem)
+        raise RequestError(MALFORMED, problem)
     if len(lines) > limits.max_sentences:
-        raise RequestError(413, f"{len(lines)} sentences; this server takes at most {limits.max_sentences} per request")
+        raise RequestError(TOO_LARGE, f"{len(lines)} sentences; this server takes at most {limits.max_sentences} "
+                                      "per request")
     prefixes = _prefixes(request, len(lines))
     chars = sum(len(line) for line in lines) + sum(len(prefix) for prefix in prefixes)
     if chars > limits.max_chars:
-        raise RequestError(413, f"{chars} characters; this server takes at most {limits.max_chars} per request")
+        raise RequestError(TOO_LARGE, f"{chars} characters; this server takes at most {limits.max_chars} "
+                                      "per request")
     try:
         beam = decode_options(decode, request.nbest, beam_size=request.beam_size).beam_size
-    except NmtError as err:
-        raise RequestError(400, str(err)) from None
+    except NmtError as err:  # nbest over an explicit beam_size: the fields' own bounds are the schema's
+        raise RequestError(CONFLICTING, str(err)) from None
     if beam > limits.max_beam_size:
         name = "beam_size" if request.beam_size else "nbest"
-        raise RequestError(400, f"{name}: at most {limits.max_beam_size} on this server, got {beam}")
+        raise RequestError(MALFORMED, f"{name}: at most {limits.max_beam_size} on this server, got {beam}")
     if request.length_penalty is not None and request.length_penalty > limits.max_length_penalty:
-        raise RequestError(400, f"length_penalty: at most {limits.max_length_penalty} on this server, "
-                                f"got {_describe(request.length_penalty)}")
+        raise RequestError(MALFORMED, f"length_penalty: at most {limits.max_length_penalty} on this server, "
+                                      f"got {_describe(request.length_penalty)}")
     if len(lines) * request.nbest > limits.max_hypotheses:
-        raise RequestError(413, f"{len(lines)} sentences x nbest {request.nbest} = {len(lines) * request.nbest} "
-                                f"hypotheses; this server answers at most {limits.max_hypotheses} per request")
+        hypotheses = len(lines) * request.nbest
+        raise RequestError(TOO_LARGE, f"{len(lines)} sentences x nbest {request.nbest} = {hypotheses} hypotheses; "
+                                      f"this server answers at most {limits.max_hypotheses} per request")
     settings = Settings(beam, request.nbest, request.length_penalty, request.attention, request.alignments)
     return [Sentence(line, prefix) for line, prefix in zip(lines, prefixes)], settings

@@ -1,0 +1,153 @@
+"""What GET /openapi.json states beyond what FastAPI derives from the routes: the bodies of the status
+routes and of every refusal, and the refusals that come from the middleware rather than from a route
+(a foreign Host or Origin, a missing API key, --limit-concurrency, a 500), with the API key as a
+security scheme when one is asked for. tests/test_serve_contract.py fuzzes a real server against it."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from nmt.config import DecodeConfig, ModelConfig
+from nmt.serve.batcher import Stats
+from nmt.serve.config import INFO_LIMITS, ServeConfig
+from nmt.serve.guard import OPEN_PATHS
+from nmt.serve.schema import CONFLICTING, MALFORMED, TOO_LARGE
+
+# The Retry-After header of a 503 (app.py sends RETRY_AFTER_S: the queue, the in-flight limit, /ready).
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before sending again",
+                               "schema": {"type": "integer"}}}
+
+
+class Error(BaseModel):
+    detail: str = Field(description="why, in one line")
+
+
+class InternalError(Error):
+    request_id: str = Field(description="the id under which the server logged the traceback")
+
+
+def _counters() -> dict:
+    """Stats's fields as pydantic fields: /health sends them all, whatever they are."""
+    hints = typing.get_type_hints(Stats)
+    return {f.name: (hints[f.name], ...) for f in dataclasses.fields(Stats)}
+
+
+# Bodies are documented as closed (no other keys): a key the server adds without a word here fails the fuzzer.
+CLOSED = ConfigDict(extra="forbid")
+Health = create_model("Health", __config__=CLOSED, __doc__="Liveness and the batcher's counters.",
+                      status=(typing.Literal["ok", "worker stopped"], ...), **_counters())
+
+
+class Ready(BaseModel):
+    model_config = CLOSED
+    status: typing.Literal["ready"]
+    queued_sentences: int
+
+
+Limits = create_model("Limits", __config__=CLOSED,
+                      **{name: (typing.get_type_hints(ServeConfig)[name], ...) for name in INFO_LIMITS})
+
+
+class Batching(BaseModel):
+    model_config = CLOSED
+    enabled: bool
+    wait_ms: float
+    sentences: int
+    decode_threads: int
+
+
+class Vocabulary(BaseModel):
+    model_config = CLOSED
+    source: int
+    target: int
+
+
+class Info(BaseModel):
+    model_config = CLOSED
+    model: str = Field(description="the run directory's name (several: an ensemble, joined by ' + ')")
+    checkpoint: str
+    step: int | None
+    ensemble: int = Field(description="models averaged")
+    source_language: str
+    target_language: str
+    parameters: int
+    architecture: ModelConfig
+    vocabulary: Vocabulary
+    decode: DecodeConfig = Field(description="the model's decode settings: a request's defaults")
+    device: str
+    dtype: str
+    limits: Limits
+    batching: Batching
+
+
+def error(description: str, **extra) -> dict:
+    """A refusal as a route's `responses` entry: {"detail": ...} with its cause."""
+    return {"description": description, "model": Error, **extra}
+
+
+# POST /translate's refusals, as /openapi.json documents them (the middleware's join them there).
+TRANSLATE_REFUSALS = {
+    MALFORMED: error("malformed JSON, invalid Unicode, or a request outside the schema: a wrong type, an unknown "
+                     "setting, a value out of range (this server's limits included)"),
+    TOO_LARGE: error("more sentences, characters (prefixes included), sentences x nbest or attention weights than "
+                     "this server takes, or a larger body"),
+    CONFLICTING: error("values the schema cannot relate: another count of prefixes than of sentences, nbest over "
+                       "beam_size, a prefix word outside the model's target vocabulary"),
+    503: error("the queue is full (Retry-After) or the server is shutting down", headers=RETRY_AFTER),
+    504: error("not answered within the server's --timeout"),
+}
+
+
+def _refusal(description: str, schema: str = "Error", headers: dict | None = None) -> dict:
+    """The same in the document's own words, for a status that no route declares."""
+    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    return {"description": description, "content": content, **({"headers": headers} if headers else {})}
+
+
+def _middleware_refusals(path: str, cfg: ServeConfig, keyed: bool) -> dict:
+    """What Guard, InFlightLimit and the 500 handler may answer on `path`, before or around its route."""
+    refusals = {400: _refusal("a Host header that is not a name of this server (--allow-host)"),
+                403: _refusal("an Origin header that may not use this server (--allow-origin)")}
+    if keyed and path not in OPEN_PATHS:
+        refusals[401] = _refusal("no API key, or another one (Authorization: Bearer KEY or X-API-Key: KEY)",
+                                 headers={"WWW-Authenticate": {"schema": {"type": "string"}}})
+    if cfg.limit_concurrency and path not in OPEN_PATHS:
+        refusals[503] = _refusal(f"{cfg.limit_concurrency} requests are in flight (--limit-concurrency)",
+                                 headers=RETRY_AFTER)
+    refusals[500] = _refusal("a bug; its traceback is in the server's log under request_id", "InternalError")
+    return refusals
+
+
+def complete_document(app: FastAPI, cfg: ServeConfig, keyed: bool) -> None:
+    """Make `app.openapi()` FastAPI's document with the middleware's refusals on every route, and, when
+    `keyed` (an API key is asked for), the key as a security scheme of the routes that need it."""
+    derive = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = derive()  # FastAPI keeps it as app.openapi_schema: completed once, here
+        for path, operations in document["paths"].items():
+            for operation in operations.values():
+                responses = operation["responses"]
+                for status, refusal in _middleware_refusals(path, cfg, keyed).items():
+                    if str(status) in responses:  # the route's own says more; the middleware's cause joins it
+                        responses[str(status)]["description"] += "; or " + refusal["description"]
+                    else:
+                        responses[str(status)] = refusal
+                if keyed and path not in OPEN_PATHS:
+                    operation["security"] = [{"bearer": []}, {"apiKey": []}]  # either one
+        components = document.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        for model in (Error, InternalError):
+            schemas[model.__name__] = model.model_json_schema()
+        if keyed:
+            components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"},
+                                             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+        return document
+
+    app.openapi = openapi
