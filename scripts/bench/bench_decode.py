@@ -116,8 +116,19 @@ def one_precision(args) -> dict:
                                  "bleu": round(score(hyps, refs)["bleu"], 2), "steps": len(shapes),
                                  "products_s": round(bare, 2), "step_over_products": round(seconds / bare, 2),
                                  "gflops_per_s": round(work / seconds / 1e9, 1)}
+    if args.alone:
+        result["alone_differs"] = alone_differs(translator, lines[:args.alone], args.batch_size)
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
+
+
+def alone_differs(translator: Translator, lines: list[str], batch: int) -> dict:
+    """Beam 5: of `lines`, how many get another translation alone than in batches of `batch`, and
+    the largest score difference."""
+    batched = [h[0] for h in translator.translate_hyps(lines, beam_size=5, batch_size=batch)]
+    alone = [translator.translate_hyps([line], beam_size=5)[0][0] for line in lines]
+    return {"lines": len(lines), "tokens": sum(a.tokens != b.tokens for a, b in zip(alone, batched)),
+            "max_score_diff": max(abs(a.score - b.score) for a, b in zip(alone, batched))}
 
 
 def matmul_peak(threads: int, rows: int, cols: int, inner: int) -> float:
@@ -138,6 +149,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--alone", type=int, default=0,
+                        help="also translate the first N lines alone (beam 5) and count those that differ from batched")
     parser.add_argument("--json")
     args = parser.parse_args()
     if args.dtype:
@@ -172,6 +185,11 @@ def table(rows: list[dict], peak: float, args) -> str:
             ratio = f"{x['sentences_per_s'] / base[beam]:.2f}x" if base else ""
             lines.append(f"| {r['dtype']} | {name} | {x['sentences_per_s']} | {ratio} | {x['bleu']} | "
                          f"{x['gflops_per_s']} | {x['step_over_products']} | {r['peak_rss_mib']} |")
+    for r in rows:
+        if "alone_differs" in r:
+            a = r["alone_differs"]
+            lines.append(f"{r['dtype']}, beam 5: {a['tokens']} of {a['lines']} lines differ alone vs batched; "
+                         f"scores by up to {a['max_score_diff']:.2g}")
     return "\n".join(lines)
 
 
