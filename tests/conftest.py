@@ -180,3 +180,18 @@ class HostSyncs:
                 return _original(*args, **kwargs)
 
             monkeypatch.setattr(torch.Tensor, name, counted)
+
+
+@pytest.fixture(scope="session")
+def backward_run(reverse_run, tmp_path_factory):
+    """reverse_run's corpus read the other way round: its languages swapped (a split's files are
+    named by language, so data.src_lang: tgt reads train.tgt as the source). A second direction for
+    the multi-pair server, trained once per session (about 15 s)."""
+    root = tmp_path_factory.mktemp("backward")
+    recipe = root / "backward.yaml"
+    recipe.write_text(f"data:\n  dir: {reverse_run[1]}\n  src_lang: tgt\n  tgt_lang: src\n  test: [test]\n"
+                      "train:\n  max_steps: 300\n  eval_every: 100\n  max_tokens: 600\n  lr: 0.003\n"
+                      "  schedule: constant\n  patience: 0\n  log_every: 20\ndecode:\n  beam_size: 1\n")
+    result = run_cli("nmt-train", str(recipe), "--run-dir", str(root / "run"), *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, reverse_run[1], result

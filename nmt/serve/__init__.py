@@ -11,6 +11,11 @@
     parts.py    a batch cut by sentence length into parts decoded at once, each on its thread
     answer.py   an answer's attention budget (413), its records and their JSON
     guard.py    the Host and Origin checks and the API key
+    pairs.py    several language pairs in one server (PAIR=RUN[,RUN]), each with its own batcher
+    libre.py    which /translate requests are LibreTranslate's, their fields and schema
+    compat.py   LibreTranslate's routes: its /translate answers, GET /languages, POST /detect
+    refusal.py  a refused request: its status and one-line message
+    sizes.py    a request's sentences, characters and hypotheses against the limits (413), both APIs
     limit.py    --limit-concurrency: requests in flight at once, the probes excepted
     metrics.py  GET /metrics (Prometheus)
     server.py   uvicorn's server with a bounded drain on SIGTERM

@@ -20,10 +20,13 @@ from nmt import __version__
 from nmt.serve.answer import check_budget, check_prefixes, encode, translate_records
 from nmt.serve.batcher import Batcher, QueueFull, ShuttingDown
 from nmt.serve.config import ServeConfig
-from nmt.serve.guard import Guard
+from nmt.serve import compat
+from nmt.serve.guard import KEY_REQUIRED, Guard
 from nmt.serve.limit import InFlightLimit
 from nmt.serve.metrics import CountResponses, Metrics, PrometheusText
-from nmt.serve.openapi import RETRY_AFTER, TRANSLATE_REFUSALS, Health, Info, Ready, complete_document, error
+from nmt.serve.libre import FORM, libre_fields
+from nmt.serve.openapi import RETRY_AFTER, Health, Info, LibreAnswer, Ready, complete_document, error, libre_document
+from nmt.serve.pairs import Pair, Pairs
 from nmt.serve.parts import PartedDecoder
 from nmt.serve.schema import MALFORMED, TOO_LARGE, RequestError, TranslateResponse, parse_request, request_schema
 
@@ -103,35 +106,46 @@ def _refusals(app: FastAPI, metrics: Metrics) -> None:
         return JSONResponse({"detail": "internal error", "request_id": request_id}, status_code=500)
 
 
-def _status_routes(app: FastAPI, batcher: Batcher, metrics: Metrics, cfg: ServeConfig, info: dict) -> None:
-    @app.get("/health", summary="Liveness (503 once the decoding worker has stopped) and batching counters",
-             response_model=Health, responses={503: {"model": Health, "description": "the worker has stopped"}})
+def _status_routes(app: FastAPI, pairs: Pairs, metrics: Metrics, cfg: ServeConfig) -> None:
+    @app.get("/health", summary="Liveness (503 once a decoding worker has stopped) and batching counters, "
+             "summed over the pairs", response_model=Health,
+             responses={503: {"model": Health, "description": "a worker has stopped"}})
     async def health() -> JSONResponse:
-        alive = batcher.alive or batcher.closing
-        body = {"status": "ok" if alive else "worker stopped", **dataclasses.asdict(batcher.stats)}
-        return JSONResponse(body, status_code=200 if alive else 503)
+        alive = all(p.batcher.alive or p.batcher.closing for p in pairs)
+        counters = [dataclasses.asdict(p.batcher.stats) for p in pairs]
+        summed = {name: (any if isinstance(value, bool) else sum)(c[name] for c in counters)
+                  for name, value in counters[0].items()}
+        return JSONResponse({"status": "ok" if alive else "worker stopped", **summed}, status_code=200 if alive else 503)
 
-    @app.get("/ready", summary="Readiness: model loaded, worker running, queue below --max-queue, not shutting down",
-             response_model=Ready, responses={503: error("shutting down, the worker stopped, or the queue full "
-                                                         "(Retry-After)", headers=RETRY_AFTER)})
+    @app.get("/ready", summary="Readiness: models loaded, workers running, each pair's queue below --max-queue, "
+             "not shutting down", response_model=Ready,
+             responses={503: error("shutting down, a worker stopped, or a pair's queue full (Retry-After)",
+                                   headers=RETRY_AFTER)})
     async def ready() -> JSONResponse:
-        if batcher.closing:
-            return JSONResponse({"detail": "the server is shutting down"}, status_code=503)
-        if not batcher.alive:
-            return JSONResponse({"detail": "the decoding worker has stopped"}, status_code=503)
-        if batcher.queued_sentences >= cfg.max_queue:
-            return JSONResponse({"detail": f"the queue is full ({batcher.queued_sentences} sentences)"},
-                                status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
-        return JSONResponse({"status": "ready", "queued_sentences": batcher.queued_sentences})
+        for pair in pairs:
+            batcher = pair.batcher
+            if batcher.closing:
+                return JSONResponse({"detail": "the server is shutting down"}, status_code=503)
+            if not batcher.alive:
+                return JSONResponse({"detail": f"the decoding worker of {pair.name} has stopped"}, status_code=503)
+            if batcher.queued_sentences >= cfg.max_queue:
+                return JSONResponse({"detail": f"the queue of {pair.name} is full ({batcher.queued_sentences} "
+                                               "sentences)"}, status_code=503,
+                                    headers={"Retry-After": str(RETRY_AFTER_S)})
+        return JSONResponse({"status": "ready", "queued_sentences": sum(p.batcher.queued_sentences for p in pairs),
+                             "pairs": {p.name: {"queued_sentences": p.batcher.queued_sentences} for p in pairs}})
 
     @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=PrometheusText)
     async def prometheus() -> PrometheusText:
         return PrometheusText(metrics.exposition())
 
-    @app.get("/info", summary="The model, its languages, parameters, decode defaults and this server's limits",
-             response_model=Info)
+    # As model_info built it: the document describes it, never filters it. The first pair at the top level.
+    info = {**pairs.first.info, "pairs": {pair.name: pair.info for pair in pairs}}
+
+    @app.get("/info", summary="The models (the first one at the top level, each under pairs), their languages, "
+             "parameters, decode defaults and this server's limits", response_model=Info)
     async def model_info() -> JSONResponse:
-        return JSONResponse(info)  # as model_info built it: the document describes it, never filters it
+        return JSONResponse(info)
 
 
 def decode_threads(cfg: ServeConfig, translator) -> tuple[int, int]:
@@ -141,60 +155,93 @@ def decode_threads(cfg: ServeConfig, translator) -> tuple[int, int]:
     return parts, max(1, torch.get_num_threads() // parts)
 
 
-def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = None) -> FastAPI:
-    """The application for one loaded `Translator`; `info` is what GET /info reports about the model."""
-    parts = PartedDecoder(*decode_threads(cfg, translator))
-    decode = functools.partial(translate_records, translator, cfg.batch_sentences, parts)
-    metrics = Metrics(queue_depth=lambda: batcher.queued_sentences)
-    batcher = Batcher(decode, cfg.batch_wait_ms / 1000, cfg.batch_sentences, cfg.batching, cfg.max_queue, metrics)
+async def _ours(request: Request, body: bytes, pairs: Pairs, cfg: ServeConfig, decode) -> bytes:
+    """Our /translate: the answer's JSON, or RequestError and the batcher's refusals."""
+    parsed = parse_request(body, cfg, lambda source, target: pairs.find(source, target).translator.cfg.decode)
+    pair, sentences, settings = pairs.find(parsed.source, parsed.target), parsed.sentences, parsed.settings
+    loop = asyncio.get_running_loop()
+    # Tokenising 100 long sentences and encoding a large answer take milliseconds: not on the event loop.
+    # Without prefixes, attention or alignments these checks need no tokens, and a few hypotheses
+    # encode faster than a thread hop.
+    if any(s.prefix for s in sentences):
+        await loop.run_in_executor(None, check_prefixes, pair.translator, sentences)
+    if settings.attention or settings.alignments:
+        await loop.run_in_executor(None, check_budget, pair.translator, sentences, settings, cfg.max_attention)
+    records = await decode(pair, sentences, settings, request.receive)
+    if settings.attention or len(sentences) * settings.nbest > SMALL_ANSWER:
+        return await loop.run_in_executor(None, encode, {"translations": records})
+    return encode({"translations": records})
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(pairs: Pairs, parts: PartedDecoder, app: FastAPI):
+    for pair in pairs:
+        pair.batcher.start()
+    yield
+    for pair in pairs:
+        await pair.batcher.close()  # after the server has answered every request in flight
+    parts.close()
+
+
+def _batchers(pairs: Pairs, cfg: ServeConfig, parts: PartedDecoder, metrics: Metrics) -> None:
+    """A batcher of its own for each pair: a batch never mixes two models."""
+    for pair in pairs:
+        decode = functools.partial(translate_records, pair.translator, cfg.batch_sentences, parts)
+        observer = metrics.for_pair(pair.name, lambda pair=pair: pair.batcher.queued_sentences)
+        pair.batcher = Batcher(decode, cfg.batch_wait_ms / 1000, cfg.batch_sentences, cfg.batching, cfg.max_queue,
+                               observer)
+
+
+def create_app(served, cfg: ServeConfig, info: dict | None = None, api_key: str | None = None) -> FastAPI:
+    """The application for `served`: Pairs, or one loaded `Translator` whose /info is `info`. The
+    decoding threads serve every pair: one batch at a time has the CPU, whichever its pair."""
+    pairs = served if isinstance(served, Pairs) else Pairs([Pair(
+        served.cfg.data.src_lang, served.cfg.data.tgt_lang, served, info or {})])
+    parts = PartedDecoder(*decode_threads(cfg, pairs.first.translator))
+    metrics = Metrics(queue_depth=lambda: sum(pair.batcher.queued_sentences for pair in pairs))
+    _batchers(pairs, cfg, parts, metrics)
     # JSON may spell a character as \\uXXXX (6 bytes); the rest is room for keys and settings.
     max_bytes = 6 * cfg.max_chars + 65536
     page = resources.files("nmt.serve").joinpath("page.html").read_text(encoding="utf-8")
     timeout = cfg.timeout or None
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
-        batcher.start()
-        yield
-        await batcher.close()  # after the server has answered every request in flight
-        parts.close()
-
-    app = FastAPI(title="nmt-serve", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="nmt-serve", version=__version__, lifespan=functools.partial(_lifespan, pairs, parts),
                   docs_url="/docs" if cfg.docs else None, redoc_url="/redoc" if cfg.docs else None,
-                  description="Translate with a trained nmt model. Concurrent requests share decoding batches.")
+                  description="Translate with trained nmt models: our API, and LibreTranslate's (POST /translate "
+                              "with q, GET /languages, POST /detect). Concurrent requests share decoding batches.")
     _refusals(app, metrics)
-    _status_routes(app, batcher, metrics, cfg, info)
+    _status_routes(app, pairs, metrics, cfg)
+    compat.add_routes(app, pairs, api_key, document := libre_document(cfg, pairs))
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index() -> HTMLResponse:
-        return HTMLResponse(page)
+    app.get("/", response_class=HTMLResponse, include_in_schema=False)(lambda: HTMLResponse(page))
+    async def decode(pair: Pair, sentences: list, settings, receive) -> list:
+        return await unless_disconnected(pair.batcher.translate(sentences, settings, timeout), receive)
 
-    @app.post("/translate", summary="Translate one sentence or a list of sentences", response_model=TranslateResponse,
-              responses=TRANSLATE_REFUSALS, openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": request_schema(cfg)}}}})
+    @app.post("/translate", summary="Translate: our API (a JSON body with text) or LibreTranslate's (q: "
+              "docs/serving.md)", response_model=TranslateResponse | LibreAnswer, responses=document["translate"],
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": {"anyOf": [request_schema(cfg, pairs.schema()),
+                                                            document["json"]]}},
+                  FORM: {"schema": document["form"]}}}})
     async def translate(request: Request) -> Response:
         # The body is parsed here rather than by FastAPI so that every refusal is a one-line 400, 413 or 422,
         # and `curl -d` works without a Content-Type header.
         arrived = time.perf_counter()
-        sentences, settings = parse_request(await read_body(request, max_bytes), cfg, translator.cfg.decode)
-        loop = asyncio.get_running_loop()
-        # Tokenising 100 long sentences and encoding a large answer take milliseconds: not on the event loop.
-        # Without prefixes, attention or alignments these checks need no tokens, and a few hypotheses
-        # encode faster than a thread hop.
-        if any(s.prefix for s in sentences):
-            await loop.run_in_executor(None, check_prefixes, translator, sentences)
-        if settings.attention or settings.alignments:
-            await loop.run_in_executor(None, check_budget, translator, sentences, settings, cfg.max_attention)
-        records = await unless_disconnected(batcher.translate(sentences, settings, timeout), request.receive)
-        if settings.attention or len(sentences) * settings.nbest > SMALL_ANSWER:
-            body = await loop.run_in_executor(None, encode, {"translations": records})
-        else:
-            body = encode({"translations": records})
+        body = await read_body(request, max_bytes)
+        fields = libre_fields(body, request.headers.get("content-type", ""), request.url.query)
+        if fields is not None:
+            answer = await compat.respond(request, fields, pairs, cfg, api_key,
+                                          lambda *args: decode(*args, request.receive), RETRY_AFTER_S)
+            metrics.request_seconds.observe(time.perf_counter() - arrived)
+            return answer
+        if not compat.key_given(request, None, api_key):
+            return JSONResponse({"detail": KEY_REQUIRED}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        body = await _ours(request, body, pairs, cfg, decode)
         metrics.request_seconds.observe(time.perf_counter() - arrived)
         return Response(body, media_type="application/json")
 
     complete_document(app, cfg, keyed=api_key is not None)
-    app.state.batcher, app.state.metrics = batcher, metrics
+    app.state.batcher, app.state.pairs, app.state.metrics = pairs.first.batcher, pairs, metrics
     if cfg.limit_concurrency:
         app.add_middleware(InFlightLimit, limit=cfg.limit_concurrency, retry_after_s=RETRY_AFTER_S)
     app.add_middleware(CountResponses, metrics=metrics)

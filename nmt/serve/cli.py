@@ -14,6 +14,7 @@ from nmt.cli.common import quiet_libraries, user_errors
 from nmt.cli.flags import add_config_flags, config_from_flags
 from nmt.errors import NmtError
 from nmt.serve.config import INFO_LIMITS, ServeConfig
+from nmt.serve.pairs import ModelSpec, Pair, Pairs, check_codes, model_specs
 
 log = logging.getLogger("nmt.serve")
 
@@ -26,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
                     "attention. SIGTERM or Ctrl-C answers the requests in flight (for --drain-timeout), then stops.")
     parser.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
                         help="run directory (its best checkpoint) or checkpoint directory; several make an "
-                             "ensemble (the mean of their log-probabilities; they must share the tokenizer)")
+                             "ensemble (the mean of their log-probabilities; they must share the tokenizer). "
+                             "Several pairs: PAIR=RUN[,RUN] each, e.g. de-en=runs/de-en en-de=runs/en-de "
+                             "(a comma joins an ensemble; PAIR is the recipe's data.src_lang-data.tgt_lang)")
     add_config_flags(parser, ServeConfig, with_defaults=True, title="serving")
     return parser
 
@@ -69,6 +72,17 @@ def model_info(translator, paths: list[str], cfg: ServeConfig) -> dict:
                          "decode_threads": decode_threads(cfg, translator)[0]}}
 
 
+def _load(spec: ModelSpec, cfg: ServeConfig) -> Pair:
+    """A pair's model (an ensemble for several paths), its codes checked against its name."""
+    from nmt.translate.translator import Translator
+
+    translator = Translator.load(spec.paths if len(spec.paths) > 1 else spec.paths[0], device=cfg.device or None,
+                                 dtype=cfg.dtype)
+    source, target = translator.cfg.data.src_lang, translator.cfg.data.tgt_lang
+    check_codes(spec, source, target)
+    return Pair(source, target, translator, model_info(translator, spec.paths, cfg))
+
+
 @user_errors
 def serve_main(argv=None) -> int:
     args = _parser().parse_intermixed_args(argv)  # RUN_DIRs may come after options
@@ -81,18 +95,16 @@ def serve_main(argv=None) -> int:
         raise NmtError(f"nmt-serve needs the serve extra: pip install 'nmt[serve]' ({err})") from None
     quiet_libraries()
     api_key = load_api_key(cfg.api_key_file)
-    from nmt.translate.translator import Translator
-
+    specs = model_specs(args.run_dir)  # before binding: a wrong argument is a one-line error
     sock = _listen(cfg.host, cfg.port)  # before loading: a busy port fails fast; early clients wait in the backlog
-    paths = args.run_dir if len(args.run_dir) > 1 else args.run_dir[0]
-    translator = Translator.load(paths, device=cfg.device or None, dtype=cfg.dtype)
-    info = model_info(translator, args.run_dir, cfg)
+    pairs = Pairs([_load(spec, cfg) for spec in specs])
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    log.info("serving %s (%s→%s, %d parameters) at http://%s:%d/%s", " + ".join(args.run_dir),
-             info["source_language"], info["target_language"], info["parameters"], shown, port,
-             " (API docs at /docs)" if cfg.docs else "")
-    app = create_app(translator, cfg, info, api_key)
+    for pair in pairs:
+        log.info("serving %s (%s→%s, %d parameters)", pair.info["model"], pair.source, pair.target,
+                 pair.info["parameters"])
+    log.info("at http://%s:%d/%s", shown, port, " (API docs at /docs)" if cfg.docs else "")
+    app = create_app(pairs, cfg, api_key=api_key)
     server = server_for(app, access_log=cfg.access_log, keep_alive_s=cfg.keep_alive_s, drain_s=cfg.drain_timeout)
     # uvicorn handles SIGTERM itself (in-flight requests are answered), then raises it again once stopped;
     # this handler makes that a clean exit 0, as nmt-train's after SIGTERM.

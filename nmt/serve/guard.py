@@ -19,7 +19,11 @@ from nmt.errors import NmtError
 
 API_KEY_ENV = "NMT_SERVE_API_KEY"
 # Probes and the page itself need no key: they reveal nothing and decode nothing.
-OPEN_PATHS = frozenset({"/", "/health", "/ready"})
+OPEN_PATHS = frozenset({"/", "/health", "/ready", "/languages"})  # LibreTranslate's /languages is open too
+# LibreTranslate's clients may send the key as a field of the body: these routes check it themselves,
+# with Guard's finding about the headers in scope["state"]["key_ok"].
+KEY_IN_ROUTE = frozenset({"/translate", "/detect"})
+KEY_REQUIRED = "an API key is required (Authorization: Bearer KEY or X-API-Key: KEY)"
 WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
 
@@ -92,8 +96,11 @@ class Guard:
         if self.api_key is not None and scope["path"] not in OPEN_PATHS:
             auth = headers.get("authorization", "")
             given = auth[len("bearer "):] if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
-            if not hmac.compare_digest(given.strip().encode(), self.api_key.encode()):
-                return 401, "an API key is required (Authorization: Bearer KEY or X-API-Key: KEY)", [
+            key_ok = hmac.compare_digest(given.strip().encode(), self.api_key.encode())
+            if scope["path"] in KEY_IN_ROUTE:
+                scope.setdefault("state", {})["key_ok"] = key_ok
+            elif not key_ok:
+                return 401, KEY_REQUIRED, [
                     (b"www-authenticate", b"Bearer")]
         return None
 

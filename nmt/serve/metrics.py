@@ -21,7 +21,7 @@ class PrometheusText(Response):
     """GET /metrics's answer; as a route's response_class, its media type is what /openapi.json states."""
 
     media_type = CONTENT_TYPE
-ROUTES = frozenset({"/", "/translate", "/health", "/ready", "/info", "/metrics", "/openapi.json", "/docs", "/redoc"})
+ROUTES = frozenset({"/", "/translate", "/languages", "/detect", "/health", "/ready", "/info", "/metrics", "/openapi.json", "/docs", "/redoc"})
 
 
 class Metrics:
@@ -45,6 +45,16 @@ class Metrics:
               registry=r).set_function(queue_depth)
         for reason in ("timeout", "cancelled"):  # present from the start, at 0
             self.dropped.labels(reason)
+        self.pair_sentences = Counter("nmt_serve_pair_sentences", "sentences decoded, by language pair",
+                                      ["pair"], registry=r)
+        self.pair_queue = Gauge("nmt_serve_pair_queue_sentences", "sentences waiting for a pair's decoding "
+                                "worker", ["pair"], registry=r)
+
+    def for_pair(self, pair: str, queue_depth: Callable[[], float]) -> "PairMetrics":
+        """The observer of one pair's batcher: the server's totals and the pair's own."""
+        self.pair_sentences.labels(pair)
+        self.pair_queue.labels(pair).set_function(queue_depth)
+        return PairMetrics(self, pair)
 
     @staticmethod
     def route(path: str) -> str:
@@ -61,6 +71,20 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class PairMetrics:
+    """A batcher's Observer: counts into the server's totals and into its pair's series."""
+
+    def __init__(self, metrics: Metrics, pair: str):
+        self.metrics, self.pair = metrics, pair
+
+    def dropped_request(self, reason: str) -> None:
+        self.metrics.dropped_request(reason)
+
+    def batch(self, sentences: int, seconds: float) -> None:
+        self.metrics.batch(sentences, seconds)
+        self.metrics.pair_sentences.labels(self.pair).inc(sentences)
 
 
 class CountResponses:

@@ -15,6 +15,8 @@ from nmt.config import DecodeConfig, ModelConfig
 from nmt.serve.batcher import Stats
 from nmt.serve.config import INFO_LIMITS, ServeConfig
 from nmt.serve.guard import OPEN_PATHS
+from nmt.serve.libre import libre_schema
+from nmt.serve.pairs import Pairs
 from nmt.serve.schema import CONFLICTING, MALFORMED, TOO_LARGE
 
 # The Retry-After header of a 503 (app.py sends RETRY_AFTER_S: the queue, the in-flight limit, /ready).
@@ -42,10 +44,16 @@ Health = create_model("Health", __config__=CLOSED, __doc__="Liveness and the bat
                       status=(typing.Literal["ok", "worker stopped"], ...), **_counters())
 
 
+class PairReady(BaseModel):
+    model_config = CLOSED
+    queued_sentences: int
+
+
 class Ready(BaseModel):
     model_config = CLOSED
     status: typing.Literal["ready"]
-    queued_sentences: int
+    queued_sentences: int = Field(description="all pairs together")
+    pairs: dict[str, PairReady] = Field(description="by pair (source-target)")
 
 
 Limits = create_model("Limits", __config__=CLOSED,
@@ -66,7 +74,7 @@ class Vocabulary(BaseModel):
     target: int
 
 
-class Info(BaseModel):
+class ModelInfo(BaseModel):
     model_config = CLOSED
     model: str = Field(description="the run directory's name (several: an ensemble, joined by ' + ')")
     checkpoint: str
@@ -82,6 +90,31 @@ class Info(BaseModel):
     dtype: str
     limits: Limits
     batching: Batching
+
+
+class Info(ModelInfo):
+    pairs: dict[str, ModelInfo] = Field(description="every pair served (source-target), the first one's "
+                                        "also at the top level")
+
+
+class LibreError(BaseModel):
+    error: str = Field(description="why, in one line (LibreTranslate's shape)")
+
+
+class LibreAnswer(BaseModel):
+    """LibreTranslate's /translate answer: a list for a list."""
+
+    model_config = CLOSED
+    translatedText: str | list[str]
+    alternatives: list[str] | list[list[str]] = Field(None, description="only when asked: other translations, "
+                                                      "best first, de-duplicated (for a list, one list per text)")
+
+
+class Language(BaseModel):
+    model_config = CLOSED
+    code: str
+    name: str
+    targets: list[str] = Field(description="the codes a served model translates this one into")
 
 
 def error(description: str, **extra) -> dict:
@@ -100,6 +133,28 @@ TRANSLATE_REFUSALS = {
     503: error("the queue is full (Retry-After) or the server is shutting down", headers=RETRY_AFTER),
     504: error("not answered within the server's --timeout"),
 }
+
+
+def _either(description: str, **extra) -> dict:
+    """A refusal of /translate: ours ({"detail"}) for our API's requests, LibreTranslate's ({"error"}) for its."""
+    either = {"anyOf": [{"$ref": "#/components/schemas/Error"}, {"$ref": "#/components/schemas/LibreError"}]}
+    return {"description": description, "content": {"application/json": {"schema": either}}, **extra}
+
+
+def libre_document(cfg: ServeConfig, pairs: Pairs) -> dict:
+    """What the routes that serve LibreTranslate's API declare: POST /translate's two request bodies
+    (a form carries one text) and refusals in either shape, and GET /languages's answer."""
+    described = {status: entry["description"] for status, entry in TRANSLATE_REFUSALS.items()}
+    translate = {status: _either(text, **({"headers": RETRY_AFTER} if status == 503 else {}))
+                 for status, text in described.items()}
+    translate[MALFORMED]["description"] += "; LibreTranslate's: a missing q, an unsupported pair or format"
+    translate[403] = _either("LibreTranslate's: its api_key (or the header) is not this server's key")
+    translate[429] = {"description": "LibreTranslate's: the queue is full (Retry-After)", "model": LibreError,
+                      "headers": RETRY_AFTER}
+    rule = pairs.schema()
+    return {"translate": translate, "json": libre_schema(cfg, rule, ["text"], form=False),
+            "form": libre_schema(cfg, rule, ["text"], form=True),
+            "languages": {200: {"model": list[Language], "description": "the languages served"}}}
 
 
 def _refusal(description: str, schema: str = "Error", headers: dict | None = None) -> dict:
@@ -143,7 +198,7 @@ def complete_document(app: FastAPI, cfg: ServeConfig, keyed: bool) -> None:
                     operation["security"] = [{"bearer": []}, {"apiKey": []}]  # either one
         components = document.setdefault("components", {})
         schemas = components.setdefault("schemas", {})
-        for model in (Error, InternalError):
+        for model in (Error, InternalError, LibreError):
             schemas[model.__name__] = model.model_json_schema()
         if keyed:
             components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"},

@@ -7,21 +7,15 @@ import difflib
 import json
 import math
 from dataclasses import dataclass
-from typing import Annotated, NamedTuple
+from typing import Annotated, Callable, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from nmt.config import DecodeConfig, decode_options
 from nmt.errors import NmtError
 from nmt.serve.config import ServeConfig
-
-# A refusal's status says whose rule it breaks. MALFORMED: JSON (in valid Unicode), or the request's
-# schema as /openapi.json states it. TOO_LARGE: a limit of this server on sizes JSON Schema cannot add
-# up (characters of all sentences, sentences x nbest, attention weights). CONFLICTING: a rule between
-# values, or between a value and the model, that JSON Schema cannot state (a prefix per sentence,
-# nbest <= beam_size, a prefix's words in the target vocabulary).
-MALFORMED, TOO_LARGE, CONFLICTING = 400, 413, 422
-
+from nmt.serve.refusal import CONFLICTING, MALFORMED, TOO_LARGE, RequestError  # noqa: F401 (re-exported)
+from nmt.serve.sizes import check_sizes
 
 def _decode_min(name: str) -> float:
     """DecodeConfig's lower bound of `name`: the request is checked, and documented, by the rule that
@@ -55,6 +49,9 @@ class TranslateRequest(BaseModel):
     prefix: str | list[str] | None = Field(None, description="target-side text each translation must start with: "
                                            "a string for a string text, a list of as many for a list (\"\": none; "
                                            "another count, or a word the model cannot spell: 422)")
+    source: str | None = Field(None, description="the source language's code (GET /languages; optional while "
+                               "this server translates one pair)")
+    target: str | None = Field(None, description="the target language's code (as source)")
 
 
 class Hypothesis(BaseModel):
@@ -87,11 +84,14 @@ def _branch(field: dict, kind: str) -> dict:
     return next(member for member in field.get("anyOf", [field]) if member.get("type") == kind)
 
 
-def request_schema(limits: ServeConfig) -> dict:
-    """TranslateRequest's JSON schema as this server checks it: its limits as bounds, and a prefix of
-    the text's shape. A schema-valid request is refused only by TOO_LARGE and CONFLICTING."""
+def request_schema(limits: ServeConfig, pairs_rule: dict) -> dict:
+    """TranslateRequest's JSON schema as this server checks it: its limits as bounds, a prefix of the
+    text's shape, and `pairs_rule` (Pairs.schema: the served pairs' codes). A schema-valid request is
+    refused only by TOO_LARGE and CONFLICTING."""
     schema = TranslateRequest.model_json_schema()
     fields = schema["properties"]
+    for name in ("source", "target"):  # null is refused: it names no pair
+        fields[name] = {"type": "string", "description": fields[name]["description"]}
     _branch(fields["text"], "array")["maxItems"] = limits.max_sentences
     _branch(fields["beam_size"], "integer")["maximum"] = limits.max_beam_size
     fields["nbest"]["maximum"] = limits.max_beam_size  # the beam is raised to nbest
@@ -99,15 +99,9 @@ def request_schema(limits: ServeConfig) -> dict:
     # A string text takes a string prefix, a list a list: each shape is one member (null: no prefix).
     schema["oneOf"] = [{"properties": {"text": {"type": kind}, "prefix": {"type": [kind, "null"]}}}
                        for kind in ("string", "array")]
+    schema["anyOf"] = pairs_rule["anyOf"]
+    schema["required"] = [*schema.get("required", []), *pairs_rule.get("required", [])]
     return schema
-
-
-class RequestError(Exception):
-    """A request refused with `status` (MALFORMED, TOO_LARGE or CONFLICTING) and a one-line `message`."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 class Sentence(NamedTuple):
@@ -115,6 +109,15 @@ class Sentence(NamedTuple):
 
     text: str
     prefix: str = ""  # target-side text its translation starts with ("" : none)
+
+
+class Parsed(NamedTuple):
+    """A /translate body read: what to decode, how, and the pair it names (None: not named)."""
+
+    sentences: list[Sentence]
+    settings: Settings
+    source: str | None
+    target: str | None
 
 
 @dataclass(frozen=True)
@@ -196,9 +199,10 @@ def _prefixes(request: TranslateRequest, count: int) -> list[str]:
     return prefixes
 
 
-def parse_request(body: bytes, limits: ServeConfig, decode: DecodeConfig) -> tuple[list[Sentence], Settings]:
-    """The sentences and decode settings of a /translate body over the model's `decode` settings, or
-    RequestError."""
+def parse_request(body: bytes, limits: ServeConfig, decode_of: Callable[[str | None, str | None], DecodeConfig]
+                  ) -> Parsed:
+    """The sentences and decode settings of a /translate body over the decode settings of the model it
+    names (`decode_of(source, target)`, RequestError for a pair not served), or RequestError."""
     try:
         data = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
     except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
@@ -216,14 +220,11 @@ def parse_request(body: bytes, limits: ServeConfig, decode: DecodeConfig) -> tup
     lines = [request.text] if isinstance(request.text, str) else request.text
     if (problem := _unencodable(lines)) is not None:
         raise RequestError(MALFORMED, problem)
-    if len(lines) > limits.max_sentences:
-        raise RequestError(TOO_LARGE, f"{len(lines)} sentences; this server takes at most {limits.max_sentences} "
-                                      "per request")
     prefixes = _prefixes(request, len(lines))
     chars = sum(len(line) for line in lines) + sum(len(prefix) for prefix in prefixes)
-    if chars > limits.max_chars:
-        raise RequestError(TOO_LARGE, f"{chars} characters; this server takes at most {limits.max_chars} "
-                                      "per request")
+    if None in (data.get("source", ""), data.get("target", "")):  # null names no pair: the schema says a string
+        raise RequestError(MALFORMED, "source, target: expected a language code, got null")
+    decode = decode_of(request.source, request.target)
     try:
         beam = decode_options(decode, request.nbest, beam_size=request.beam_size).beam_size
     except NmtError as err:  # nbest over an explicit beam_size: the fields' own bounds are the schema's
@@ -234,9 +235,7 @@ def parse_request(body: bytes, limits: ServeConfig, decode: DecodeConfig) -> tup
     if request.length_penalty is not None and request.length_penalty > limits.max_length_penalty:
         raise RequestError(MALFORMED, f"length_penalty: at most {limits.max_length_penalty} on this server, "
                                       f"got {_describe(request.length_penalty)}")
-    if len(lines) * request.nbest > limits.max_hypotheses:
-        hypotheses = len(lines) * request.nbest
-        raise RequestError(TOO_LARGE, f"{len(lines)} sentences x nbest {request.nbest} = {hypotheses} hypotheses; "
-                                      f"this server answers at most {limits.max_hypotheses} per request")
+    check_sizes(len(lines), chars, request.nbest, limits)
     settings = Settings(beam, request.nbest, request.length_penalty, request.attention, request.alignments)
-    return [Sentence(line, prefix) for line, prefix in zip(lines, prefixes)], settings
+    return Parsed([Sentence(line, prefix) for line, prefix in zip(lines, prefixes)], settings, request.source,
+                  request.target)

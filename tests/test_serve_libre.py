@@ -1,0 +1,114 @@
+"""LibreTranslate's API and several pairs in one nmt-serve: the real libretranslatepy client against a
+real server of two tiny models (src -> tgt and tgt -> src), each answer equal to our own API's."""
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import call, run_cli, serving
+
+libretranslatepy = pytest.importorskip("libretranslatepy", reason="a dev dependency: pip install -e '.[dev]'")
+
+
+@pytest.fixture(scope="module")
+def two_way(reverse_run, backward_run, tmp_path_factory):
+    forward, backward = reverse_run[0] / "run", backward_run[0] / "run"
+    log = tmp_path_factory.mktemp("two-way") / "serve.log"
+    with serving(f"src-tgt={forward}", log, f"tgt-src={backward}") as server:
+        yield server
+
+
+def ours(url: str, lines: list[str], source: str, target: str, **settings) -> list[dict]:
+    status, answer = call(url + "/translate", {"text": lines, "source": source, "target": target, **settings})
+    assert status == 200, answer
+    return answer["translations"]
+
+
+def post(url: str, data: bytes, content_type: str | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type} if content_type else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_libretranslatepy_lists_the_languages_and_translates_both_ways(two_way):
+    client = libretranslatepy.LibreTranslateAPI(two_way.url)
+    assert client.languages() == [{"code": "src", "name": "src", "targets": ["tgt"]},
+                                  {"code": "tgt", "name": "tgt", "targets": ["src"]}]
+    there = client.translate("w1 w2 w3", "src", "tgt")
+    assert there == ours(two_way.url, ["w1 w2 w3"], "src", "tgt")[0]["text"]
+    back = client.translate(there, "tgt", "src")
+    assert back == ours(two_way.url, [there], "tgt", "src")[0]["text"]
+    assert there.split() == ["v3", "v2", "v1"] and back.split() == ["w1", "w2", "w3"]  # the task, learnt
+
+
+def test_an_unsupported_pair_detection_and_html_are_refused_in_libretranslates_shape(two_way):
+    client = libretranslatepy.LibreTranslateAPI(two_way.url)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        client.translate("w1", "src", "src")
+    assert refused.value.code == 400
+    assert json.loads(refused.value.read()) == {"error": "src to src is not supported; this server translates "
+                                                         "src-tgt, tgt-src"}
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        client.detect("w1 w2")
+    assert refused.value.code == 400 and "not available yet" in json.loads(refused.value.read())["error"]
+    for fields in ({"format": "html"}, {"source": "auto"}):
+        status, answer = call(two_way.url + "/translate", {"q": "w1", "source": "src", "target": "tgt", **fields})
+        assert status == 400 and "not available yet" in answer["error"], answer
+    status, answer = call(two_way.url + "/translate", {"q": "w1", "target": "tgt"})
+    assert status == 400 and answer == {"error": "source: required, as this server translates several pairs "
+                                                 "(src-tgt, tgt-src)"}
+    status, answer = call(two_way.url + "/translate", {"text": "w1"})  # ours too names the pair
+    assert status == 400 and answer["detail"].startswith("source: required")
+
+
+def test_json_form_and_query_string_get_the_same_answer(two_way):
+    fields = {"q": "w4 w5", "source": "src", "target": "tgt"}
+    expected = {"translatedText": ours(two_way.url, ["w4 w5"], "src", "tgt")[0]["text"]}
+    assert call(two_way.url + "/translate", fields) == (200, expected)
+    form = urllib.parse.urlencode(fields).encode()
+    assert post(two_way.url + "/translate", form, "application/x-www-form-urlencoded") == (200, expected)
+    assert post(two_way.url + "/translate?" + form.decode(), b"") == (200, expected)  # deep-translator's way
+    listed = {**fields, "q": ["w4 w5", "w1"]}
+    texts = [t["text"] for t in ours(two_way.url, ["w4 w5", "w1"], "src", "tgt")]
+    assert call(two_way.url + "/translate", listed) == (200, {"translatedText": texts})
+
+
+def test_a_paragraph_keeps_its_lines_and_alternatives_are_our_nbest(two_way):
+    lines = ["w1 w2 w3", "w4 w5", "w6 w7 w8 w9"]
+    expected = [t["text"] for t in ours(two_way.url, lines, "src", "tgt")]
+    status, answer = call(two_way.url + "/translate", {"q": "\n".join(lines), "source": "src", "target": "tgt"})
+    assert status == 200 and answer == {"translatedText": "\n".join(expected)}
+    nbest = ours(two_way.url, ["w1 w2 w3"], "src", "tgt", nbest=3)[0]["nbest"]
+    status, answer = call(two_way.url + "/translate", {"q": "w1 w2 w3", "source": "src", "target": "tgt",
+                                                        "alternatives": 2})
+    others = [h["text"] for h in nbest[1:] if h["text"] != nbest[0]["text"]]
+    assert status == 200 and answer == {"translatedText": nbest[0]["text"], "alternatives": list(dict.fromkeys(others))}
+
+
+def test_info_ready_and_metrics_are_per_pair(two_way):
+    status, info = call(two_way.url + "/info")
+    assert status == 200 and list(info["pairs"]) == ["src-tgt", "tgt-src"]
+    assert (info["pairs"]["tgt-src"]["source_language"], info["source_language"]) == ("tgt", "src")
+    status, ready = call(two_way.url + "/ready")
+    assert status == 200 and set(ready["pairs"]) == {"src-tgt", "tgt-src"}
+    with urllib.request.urlopen(two_way.url + "/metrics", timeout=30) as response:
+        text = response.read().decode()
+    assert 'nmt_serve_pair_sentences_total{pair="tgt-src"}' in text
+    assert 'nmt_serve_pair_queue_sentences{pair="src-tgt"}' in text
+
+
+def test_inconsistent_model_arguments_are_one_line_errors(reverse_run):
+    run = str(reverse_run[0] / "run")
+    for args, message in (([f"de-en={run}"], "that run translates src to tgt"),
+                          ([f"src-tgt={run}", run], "give every model as PAIR=RUN[,RUN]"),
+                          ([f"src-tgt={run}", f"src-tgt={run}"], "given twice"),
+                          (["src-tgt="], "expected PAIR=RUN[,RUN]")):
+        result = run_cli("nmt-serve", *args, "--port", "0")
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
