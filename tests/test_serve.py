@@ -121,9 +121,11 @@ def test_health_info_and_openapi(served, translator):
     post = schema["paths"]["/translate"]["post"]
     assert {"200", "400", "403", "413", "422", "500", "503", "504"} <= set(post["responses"])
     assert "401" not in post["responses"] and "security" not in post  # no key asked for
-    body = post["requestBody"]["content"]["application/json"]["schema"]
+    # Our body, or LibreTranslate's (tests/test_serve_libre.py): the routing rule is by their fields.
+    body, libre = post["requestBody"]["content"]["application/json"]["schema"]["anyOf"]
     assert set(body["properties"]) == {"text", "beam_size", "nbest", "length_penalty", "attention", "alignments",
-                                       "prefix"}
+                                       "prefix", "source", "target"}
+    assert set(libre["properties"]) == {"q", "source", "target", "format", "alternatives", "api_key"}
     fields, limits = body["properties"], info["limits"]  # this server's limits are the schema's bounds
     assert fields["nbest"]["maximum"] == fields["beam_size"]["anyOf"][0]["maximum"] == limits["max_beam_size"]
     assert fields["length_penalty"]["anyOf"][0]["maximum"] == limits["max_length_penalty"]

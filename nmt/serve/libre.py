@@ -69,6 +69,8 @@ def libre_fields(body: bytes, content_type: str, query: str) -> dict | None:
 def _alternatives(value, limits: ServeConfig) -> int:
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
+    if isinstance(value, float) and value.is_integer():  # JSON Schema's integer: 11.0 is one
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise RequestError(MALFORMED, "Invalid request: alternatives parameter is not a number of at least 0")
     if value > limits.max_beam_size - 1:
