@@ -112,3 +112,22 @@ def test_inconsistent_model_arguments_are_one_line_errors(reverse_run):
         result = run_cli("nmt-serve", *args, "--port", "0")
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_api_key_a_field_or_a_header_and_ignored_without_a_key_file(reverse_run, two_way, tmp_path):
+    fields = {"q": "w1 w2", "api_key": "anything"}  # one pair: source and target may be left out
+    assert call(two_way.url + "/translate", {**fields, "source": "src", "target": "tgt"})[0] == 200  # no key file
+    (tmp_path / "key").write_text("s3cret\n")
+    with serving(reverse_run[0] / "run", tmp_path / "serve.log", "--api-key-file", str(tmp_path / "key")) as server:
+        client = libretranslatepy.LibreTranslateAPI(server.url, api_key="s3cret")
+        assert client.translate("w1 w2", "src", "tgt") == ours_keyed(server.url, "w1 w2")
+        assert client.languages()[0]["code"] == "src"  # open, as LibreTranslate's
+        assert call(server.url + "/translate", fields) == (403, {"error": "Invalid API key"})
+        assert call(server.url + "/translate", {"q": "w1 w2"}, headers={"X-API-Key": "s3cret"})[0] == 200
+        assert call(server.url + "/translate", {"text": "w1 w2"})[0] == 401  # ours, as before
+
+
+def ours_keyed(url: str, line: str) -> str:
+    status, answer = call(url + "/translate", {"text": line}, headers={"X-API-Key": "s3cret"})
+    assert status == 200, answer
+    return answer["translations"][0]["text"]
