@@ -47,24 +47,46 @@ def test_libretranslatepy_lists_the_languages_and_translates_both_ways(two_way):
     assert there.split() == ["v3", "v2", "v1"] and back.split() == ["w1", "w2", "w3"]  # the task, learnt
 
 
-def test_an_unsupported_pair_detection_and_html_are_refused_in_libretranslates_shape(two_way):
+def test_an_unsupported_pair_and_a_missing_code_are_refused_in_libretranslates_shape(two_way):
     client = libretranslatepy.LibreTranslateAPI(two_way.url)
     with pytest.raises(urllib.error.HTTPError) as refused:
         client.translate("w1", "src", "src")
     assert refused.value.code == 400
     assert json.loads(refused.value.read()) == {"error": "src to src is not supported; this server translates "
                                                          "src-tgt, tgt-src"}
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        client.detect("w1 w2")
-    assert refused.value.code == 400 and "not available yet" in json.loads(refused.value.read())["error"]
-    for fields in ({"format": "html"}, {"source": "auto"}):
-        status, answer = call(two_way.url + "/translate", {"q": "w1", "source": "src", "target": "tgt", **fields})
-        assert status == 400 and "not available yet" in answer["error"], answer
     status, answer = call(two_way.url + "/translate", {"q": "w1", "target": "tgt"})
     assert status == 400 and answer == {"error": "source: required, as this server translates several pairs "
                                                  "(src-tgt, tgt-src)"}
     status, answer = call(two_way.url + "/translate", {"text": "w1"})  # ours too names the pair
     assert status == 400 and answer["detail"].startswith("source: required")
+
+
+def test_auto_detects_among_the_sources_into_the_target_and_detect_needs_codes_it_knows(two_way):
+    status, answer = call(two_way.url + "/translate", {"q": "w1 w2", "source": "auto", "target": "tgt"})
+    assert status == 200 and answer == {"translatedText": ours(two_way.url, ["w1 w2"], "src", "tgt")[0]["text"],
+                                        "detectedLanguage": {"confidence": 100.0, "language": "src"}}
+    with pytest.raises(urllib.error.HTTPError) as refused:  # src and tgt are no language py3langid knows
+        libretranslatepy.LibreTranslateAPI(two_way.url).detect("w1 w2")
+    assert refused.value.code == 400 and "not among the identifier's languages" in json.loads(refused.value.read())[
+        "error"]
+
+
+def test_a_paragraph_is_translated_sentence_by_sentence_and_html_keeps_its_tags(two_way):
+    from nmt.translate.paragraphs import segments
+
+    paragraph = "w1 w2 w3. w4 w5.\nw6 w7 w8."
+    parts = segments(paragraph, "src")
+    assert len(parts.sentences) == 3
+    expected = parts.join([t["text"] for t in ours(two_way.url, parts.sentences, "src", "tgt")])
+    status, answer = call(two_way.url + "/translate", {"q": paragraph, "source": "src", "target": "tgt"})
+    assert status == 200 and answer == {"translatedText": expected} and answer["translatedText"].count("\n") == 1
+    fragment = '<p class="x">w1 w2 <b>w3 w4</b></p>'
+    html = segments(fragment, "src", html=True)
+    expected = html.join([t["text"] for t in ours(two_way.url, html.sentences, "src", "tgt")])
+    status, answer = call(two_way.url + "/translate", {"q": fragment, "source": "src", "target": "tgt",
+                                                        "format": "html"})
+    assert status == 200 and answer == {"translatedText": expected}
+    assert answer["translatedText"].startswith('<p class="x">') and "<b>" in expected and expected.endswith("</b></p>")
 
 
 def test_json_form_and_query_string_get_the_same_answer(two_way):
@@ -79,7 +101,7 @@ def test_json_form_and_query_string_get_the_same_answer(two_way):
     assert call(two_way.url + "/translate", listed) == (200, {"translatedText": texts})
 
 
-def test_a_paragraph_keeps_its_lines_and_alternatives_are_our_nbest(two_way):
+def test_lines_keep_their_newlines_and_alternatives_are_our_nbest(two_way):
     lines = ["w1 w2 w3", "w4 w5", "w6 w7 w8 w9"]
     expected = [t["text"] for t in ours(two_way.url, lines, "src", "tgt")]
     status, answer = call(two_way.url + "/translate", {"q": "\n".join(lines), "source": "src", "target": "tgt"})

@@ -3,8 +3,10 @@
 statuses: 400 bad request or unsupported pair, 403 API key, 429 overloaded (with Retry-After); our
 limits (413), deadline (504) and shutdown (503) keep their statuses, in its shape.
 
-A text's lines are its sentences: each is decoded as one sentence in the pair's batcher, and the
-answer keeps the text's newlines.
+A text (a paragraph, or with format html a fragment) is split into sentences by
+nmt.translate.paragraphs.segments, each decoded as one sentence in the pair's batcher, and joined back
+with the text's own whitespace, newlines and markup. `source: auto` and /detect ask
+nmt.translate.language.detect_language among the served sources (into the target, for /translate).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from nmt.config import decode_options
+from nmt.errors import NmtError
 from nmt.serve.batcher import QueueFull, ShuttingDown
 from nmt.serve.config import ServeConfig
 from nmt.serve.libre import LibreRequest, libre_fields, read_request
@@ -24,6 +27,8 @@ from nmt.serve.pairs import Pairs
 from nmt.serve.refusal import MALFORMED, RequestError
 from nmt.serve.schema import Sentence, Settings
 from nmt.serve.sizes import check_sizes
+from nmt.translate.language import detect_language
+from nmt.translate.paragraphs import Segmented, segments
 
 # Codes of common languages and their English names, as LibreTranslate's /languages names them; a code
 # not listed is its own name.
@@ -31,7 +36,6 @@ NAMES = {"ar": "Arabic", "cs": "Czech", "da": "Danish", "de": "German", "el": "G
          "es": "Spanish", "fi": "Finnish", "fr": "French", "hu": "Hungarian", "it": "Italian", "ja": "Japanese",
          "ko": "Korean", "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian",
          "sv": "Swedish", "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese"}
-NOT_YET = "is not available yet on this server"
 
 Decode = Callable[..., Awaitable[list]]  # (pair, sentences, settings) -> one record per sentence
 
@@ -56,21 +60,34 @@ def key_given(request: Request, field: str | None, api_key: str | None) -> bool:
     return field is not None and hmac.compare_digest(field.encode(), api_key.encode())
 
 
-def _joined(request: LibreRequest, lines: list[list[str]], records: list[dict]) -> dict:
-    """The answer: each text its lines' translations joined by newlines, and its alternatives: the
-    i-th hypothesis of every line joined so (a line with fewer keeps its best), de-duplicated."""
+def _joined(request: LibreRequest, parts: list[Segmented], records: list[dict], detected: dict | None) -> dict:
+    """The answer: each text rebuilt around its sentences' translations, and its alternatives: the
+    i-th hypothesis of every sentence put back so (a sentence with fewer keeps its best), de-duplicated."""
     found, alternatives, at = [], [], 0
-    for text_lines in lines:
-        mine, at = records[at:at + len(text_lines)], at + len(text_lines)
-        best = "\n".join(record["text"] for record in mine)
-        others = ["\n".join((record.get("nbest") or [record])[min(i, len(record.get("nbest") or [record]) - 1)]["text"]
-                            for record in mine) for i in range(1, request.alternatives + 1)]
+    for part in parts:
+        mine, at = records[at:at + len(part.sentences)], at + len(part.sentences)
+        best = part.join([record["text"] for record in mine])
+        ranked = [record.get("nbest") or [record] for record in mine]
+        others = [part.join([hyps[min(i, len(hyps) - 1)]["text"] for hyps in ranked])
+                  for i in range(1, request.alternatives + 1)]
         found.append(best)
         alternatives.append([text for text in dict.fromkeys(others) if text != best])
     answer: dict = {"translatedText": found if request.batch else found[0]}
+    if detected is not None:
+        answer["detectedLanguage"] = [detected] * len(found) if request.batch else detected
     if request.alternatives > 0:
         answer["alternatives"] = alternatives if request.batch else alternatives[0]
     return answer
+
+
+def detect(texts: list[str], candidates: list[str]) -> list[dict]:
+    """LibreTranslate's detections of `texts` taken together, best first; RequestError 400 when the
+    identifier cannot tell these candidates."""
+    try:
+        guesses = detect_language(["\n".join(texts)], candidates)[0]
+    except NmtError as err:
+        raise RequestError(MALFORMED, str(err)) from None
+    return [{"confidence": guess.confidence, "language": guess.language} for guess in guesses]
 
 
 async def translate(request: Request, fields: dict, pairs: Pairs, cfg: ServeConfig, api_key: str | None,
@@ -79,21 +96,25 @@ async def translate(request: Request, fields: dict, pairs: Pairs, cfg: ServeConf
     asked = read_request(fields, cfg)
     if not key_given(request, asked.api_key, api_key):
         raise RequestError(403, "Invalid API key")
-    if asked.format == "html":
-        raise RequestError(MALFORMED, f"format html {NOT_YET} (only text)")
-    if asked.source == "auto":
-        raise RequestError(MALFORMED, f"source auto (language detection) {NOT_YET}; name the source language")
-    pair = pairs.find(asked.source, asked.target)
-    lines = [text.split("\n") for text in asked.texts]
-    sentences = [Sentence(line) for text_lines in lines for line in text_lines]
+    detected, source = None, asked.source
+    if asked.source == "auto":  # the identifier loads on first use (about a second): off the event loop
+        candidates = pairs.sources_into(asked.target)
+        if not candidates:
+            raise RequestError(MALFORMED, f"{asked.target} is not supported as a target")
+        loop = asyncio.get_running_loop()
+        detected = (await loop.run_in_executor(None, detect, asked.texts, candidates))[0]
+        source = detected["language"]
+    pair = pairs.find(source, asked.target)
+    parts = [segments(text, pair.source, asked.format == "html") for text in asked.texts]
+    sentences = [Sentence(sentence) for part in parts for sentence in part.sentences]
     nbest = asked.alternatives + 1
     check_sizes(len(sentences), sum(len(s.text) for s in sentences), nbest, cfg)
     beam = decode_options(pair.translator.cfg.decode, nbest).beam_size
     if beam > cfg.max_beam_size:
         raise RequestError(MALFORMED, f"Invalid request: alternatives need a beam of {beam}; this server's "
                                       f"largest is {cfg.max_beam_size}")
-    records = await decode(pair, sentences, Settings(beam, nbest, None, False, False))
-    return _joined(asked, lines, records)
+    records = await decode(pair, sentences, Settings(beam, nbest, None, False, False)) if sentences else []
+    return _joined(asked, parts, records, detected)
 
 
 async def respond(request: Request, fields: dict, pairs: Pairs, cfg: ServeConfig, api_key: str | None,
@@ -120,10 +141,19 @@ def add_routes(app: FastAPI, pairs: Pairs, api_key: str | None, document: dict) 
     async def served_languages() -> JSONResponse:
         return JSONResponse(languages(pairs))
 
-    # Not in the document while it only refuses: a schema-valid request answered 400 breaks its contract.
+    # Not in the document: its answer hangs on the identifier knowing the served codes (400 otherwise).
     @app.post("/detect", include_in_schema=False)
-    async def detect(request: Request) -> JSONResponse:
-        fields = libre_fields(await request.body(), request.headers.get("content-type", ""), request.url.query)
-        if not key_given(request, (fields or {}).get("api_key"), api_key):
+    async def detect_route(request: Request) -> JSONResponse:
+        fields = libre_fields(await request.body(), request.headers.get("content-type", ""), request.url.query) or {}
+        if not key_given(request, fields.get("api_key"), api_key):
             return JSONResponse({"error": "Invalid API key"}, status_code=403)
-        return JSONResponse({"error": f"language detection {NOT_YET}"}, status_code=400)
+        q = fields.get("q")
+        if not q or not (isinstance(q, str) or all(isinstance(text, str) for text in q)):
+            return JSONResponse({"error": "Invalid request: missing q parameter"}, status_code=400)
+        sources = list(dict.fromkeys(pair.source for pair in pairs))
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(None, detect, [q] if isinstance(q, str) else q,
+                                                                     sources)
+        except RequestError as err:
+            return JSONResponse({"error": err.message}, status_code=err.status)
+        return JSONResponse(found)

@@ -101,11 +101,18 @@ class LibreError(BaseModel):
     error: str = Field(description="why, in one line (LibreTranslate's shape)")
 
 
+class Detected(BaseModel):
+    model_config = CLOSED
+    confidence: float = Field(ge=0, le=100)
+    language: str
+
+
 class LibreAnswer(BaseModel):
     """LibreTranslate's /translate answer: a list for a list."""
 
     model_config = CLOSED
     translatedText: str | list[str]
+    detectedLanguage: Detected | list[Detected] = Field(None, description="only with source auto")
     alternatives: list[str] | list[list[str]] = Field(None, description="only when asked: other translations, "
                                                       "best first, de-duplicated (for a list, one list per text)")
 
@@ -152,8 +159,11 @@ def libre_document(cfg: ServeConfig, pairs: Pairs) -> dict:
     translate[429] = {"description": "LibreTranslate's: the queue is full (Retry-After)", "model": LibreError,
                       "headers": RETRY_AFTER}
     rule = pairs.schema()
-    return {"translate": translate, "json": libre_schema(cfg, rule, ["text"], form=False),
-            "form": libre_schema(cfg, rule, ["text"], form=True),
+    targets = dict.fromkeys(pair.target for pair in pairs)  # auto: detected among the sources into a target
+    rule = {**rule, "anyOf": [*rule["anyOf"], *({"properties": {"source": {"const": "auto"}, "target": {"const": t}}}
+                                                 for t in targets)]}
+    return {"translate": translate, "json": libre_schema(cfg, rule, ["text", "html"], form=False),
+            "form": libre_schema(cfg, rule, ["text", "html"], form=True),
             "languages": {200: {"model": list[Language], "description": "the languages served"}}}
 
 
