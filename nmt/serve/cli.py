@@ -22,7 +22,8 @@ log = logging.getLogger("nmt.serve")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nmt-serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Serve a trained model over HTTP: POST /translate (JSON), GET /health, /ready, /info, "
+        description="Serve trained models over HTTP: POST /translate (JSON; LibreTranslate's API too, with "
+                    "GET /languages and POST /detect), GET /health, /ready, /info, "
                     "/metrics (Prometheus), /openapi.json, and at / a web page that translates and draws the "
                     "attention. SIGTERM or Ctrl-C answers the requests in flight (for --drain-timeout), then stops.")
     parser.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
