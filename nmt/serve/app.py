@@ -147,8 +147,9 @@ def create_app(translator, cfg: ServeConfig, info: dict, api_key: str | None = N
     decode = functools.partial(translate_records, translator, cfg.batch_sentences, parts)
     metrics = Metrics(queue_depth=lambda: batcher.queued_sentences)
     batcher = Batcher(decode, cfg.batch_wait_ms / 1000, cfg.batch_sentences, cfg.batching, cfg.max_queue, metrics)
-    # JSON may spell a character as \\uXXXX (6 bytes); the rest is room for keys and settings.
-    max_bytes = 6 * cfg.max_chars + 65536
+    # JSON may spell a character as \\uXXXX, one outside the BMP as two (12 bytes: json.dumps does by
+    # default); the rest is room for keys and settings.
+    max_bytes = 12 * cfg.max_chars + 65536
     page = resources.files("nmt.serve").joinpath("page.html").read_text(encoding="utf-8")
     timeout = cfg.timeout or None
 
