@@ -166,6 +166,12 @@ class DecodeConfig:
     seed: int = option(1, "sampling: random seed (the same seed and input give the same output)")
 
 
+@dataclass
+class TextConfig:  # nmt-translate's flags for raw text (nmt/translate/paragraphs.py); not a recipe section
+    split_sentences: bool = option(True, "translate a line of several sentences sentence by sentence, in one batch, "
+                                   "joined back with its own spacing (a line of one sentence: as it is)")
+
+
 def decode_options(base: DecodeConfig, nbest: int = 1, **given) -> DecodeConfig:
     """The settings of a search for `nbest` hypotheses (or samples) per sentence: `base` with the
     settings `given` (None: not given), checked by each field's rules and by the rules between them.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nmt.cli.common import quiet_libraries, user_errors
 from nmt.cli.flags import add_config_flags, flags_named
+from nmt.cli.sentences import add_split_flag, splitting, translate_split
 from nmt.cli.text_io import open_input, open_output, read_chunks, with_prefixes
 from nmt.config import INFERENCE_DTYPES, DecodeConfig, decode_options
 from nmt.errors import NmtError
@@ -152,10 +153,12 @@ def translate_main(argv=None) -> int:
     parser.add_argument("--bad-bytes", choices=("error", "replace"), default="error",
                         help="on invalid UTF-8 input: stop with the line number, or replace and warn")
     parser.add_argument("--chunk-size", type=int, default=2000, help="lines read and translated at a time")
+    add_split_flag(parser)
     add_config_flags(parser, DecodeConfig, with_defaults=False, title="decoding (absent: the checkpoint's decode settings)")
     args = parser.parse_args(argv)
     if args.chunk_size < 1:
         raise NmtError(f"--chunk-size: must be at least 1, got {args.chunk_size}")
+    split = splitting(args)
     decoding = {f.name: getattr(args, f.name) for f in dataclasses.fields(DecodeConfig)}  # None: not given
     with flags_named([*decoding, "nbest"]):
         decode_options(DecodeConfig(), args.nbest, **decoding)  # refuse a bad value before loading the model
@@ -170,6 +173,10 @@ def translate_main(argv=None) -> int:
     with open_input(args.input) as stream, open_output(args.output) as out, \
             (open_input(args.prefix_file) if args.prefix_file else contextlib.nullcontext()) as prefix_stream:
         for first, lines, prefixes in _chunks(stream, prefix_stream, args):
+            if split:
+                out.write("".join(text + "\n" for text in translate_split(translator, lines, first, decoding)))
+                out.flush()
+                continue
             found = translator.translate_hyps(lines, nbest=args.nbest, first_line=first, prefixes=prefixes,
                                               return_attention=wants_attention, **decoding)
             # One batched detokenization per chunk: a call per line costs more than the decoding.

@@ -9,6 +9,9 @@
     alignment.py   word alignments from the attention (Pharaoh format)
     prefix.py      how long a target prefix may be (its source's length cap)
     evaluation.py  a checkpoint's BLEU and chrF on its splits (nmt-evaluate)
+    paragraphs.py  raw text in, raw text out: sentences split, decoded as one batch, joined back
+    html_text.py   an HTML fragment cut into its text and its markup (the standard library's parser)
+    language.py    which candidate language a text is in (py3langid; nmt-serve's `source: auto`)
 """
 
 from nmt.translate.translator import Translator
