@@ -23,11 +23,31 @@ def run_copy(reverse_run, tmp_path):
     return run
 
 
-def tiny_save(run_dir, step, tokenizer, links=("last",), keep_last=2):
-    cfg = Config(model=ModelConfig(embed_size=4, hidden_size=4, decoder_hidden_size=4, attention_size=4))
-    model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
-    return checkpoint.save_checkpoint(run_dir, model, cfg, tokenizer, {"step": step}, {"x": torch.zeros(1)},
+TINY_CFG = Config(model=ModelConfig(embed_size=4, hidden_size=4, decoder_hidden_size=4, attention_size=4))
+
+
+def tiny_save(run_dir, step, tokenizer, links=("last",), keep_last=2, model=None):
+    """Save `model` (default: a fresh tiny one) as step-`step` of `run_dir`; returns its directory."""
+    if model is None:
+        model = Seq2Seq(TINY_CFG.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
+    return checkpoint.save_checkpoint(run_dir, model, TINY_CFG, tokenizer, {"step": step}, {"x": torch.zeros(1)},
                                       links, keep_last)
+
+
+def assert_loads_as_saved(path, model, tokenizer, step):
+    """`path` loads as what was saved: every tensor equal, the same config, vocabularies and
+    tokenization (its own sentences encode to the same ids), and its step."""
+    loaded, loaded_tok, cfg, meta = checkpoint.load_checkpoint(path)
+    saved = model.state_dict()
+    assert loaded.state_dict().keys() == saved.keys()
+    for name, tensor in saved.items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    assert cfg == TINY_CFG and meta["step"] == step
+    assert loaded_tok.src.vocabulary() == tokenizer.src.vocabulary()
+    assert loaded_tok.tgt.vocabulary() == tokenizer.tgt.vocabulary()
+    src, tgt = ["w1 w2 w3", "w11 w0 w7 w7"], ["v3 v2 v1", "v7 v7 v0 v11"]
+    assert loaded_tok.encode_src(src) == tokenizer.encode_src(src)
+    assert loaded_tok.encode_tgt(tgt) == tokenizer.encode_tgt(tgt)
 
 
 def test_keep_last_n_never_deletes_best_or_last(run_copy, tmp_path):
@@ -44,7 +64,8 @@ def test_keep_last_n_never_deletes_best_or_last(run_copy, tmp_path):
 def test_a_save_killed_midway_leaves_the_previous_checkpoint(run_copy, tmp_path, monkeypatch):
     tok = Tokenizer.load(run_copy)
     run_dir = tmp_path / "fresh"
-    tiny_save(run_dir, 1, tok)
+    survivor = Seq2Seq(TINY_CFG.model, tok.src_vocab_size, tok.tgt_vocab_size)
+    tiny_save(run_dir, 1, tok, model=survivor)
 
     def dies(*args, **kwargs):
         raise KeyboardInterrupt  # stands for a kill in the middle of writing
@@ -54,8 +75,7 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint(run_copy, tmp_path,
         tiny_save(run_dir, 2, tok)
     assert os.readlink(run_dir / "last").endswith("step-00000001")
     assert not (run_dir / "checkpoints" / "step-00000002").exists()
-    model, *_ = checkpoint.load_checkpoint(run_dir)  # the survivor still loads
-    assert model is not None
+    assert_loads_as_saved(run_dir, survivor, tok, step=1)  # the survivor still loads, whole
 
 
 def test_a_save_at_an_existing_step_writes_its_own_directory(run_copy, tmp_path):

@@ -3,7 +3,24 @@
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 from conftest import REPO, reverse_corpus
+
+
+def assert_one_line_per_model(path, models):
+    """The plot decodes to a picture of a readable size on which each model's line (and legend
+    entry) has its own colour, matplotlib's default cycle in the order the models are plotted."""
+    matplotlib = pytest.importorskip("matplotlib", reason="the plot needs matplotlib: pip install -e '.[dev]'")
+    from matplotlib import colors, image
+
+    pixels = image.imread(str(path))[..., :3]  # (height, width, RGB) in [0, 1]
+    assert pixels.shape[0] >= 200 and pixels.shape[1] >= 300, pixels.shape
+    cycle = [colors.to_rgb(style["color"]) for style in matplotlib.rcParams["axes.prop_cycle"]]
+    for model, colour in zip(models, cycle):
+        # Its legend entry alone (line and marker) is over 100 pixels: a line hidden under another counts
+        assert (np.abs(pixels - colour).max(-1) < 0.02).sum() > 50, model
 
 
 def test_reproduce_writes_a_table_and_a_plot(tmp_path):
@@ -25,7 +42,7 @@ def test_reproduce_writes_a_table_and_a_plot(tmp_path):
     for cell in ("rnn", "lstm", "gru"):
         assert f"| {cell} |" in report
     assert "| 1-4 (" in report and "short BLEU" in report
-    assert (recipes / "bleu_by_length.png").stat().st_size > 1000
+    assert_one_line_per_model(recipes / "bleu_by_length.png", ["rnn", "lstm", "gru"])
     notes = "\n## Notes written by hand\n\nKept when the table is written again.\n"
     (recipes / "RESULTS.md").write_text(report + notes)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

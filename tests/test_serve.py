@@ -1,8 +1,10 @@
 """nmt-serve through a real server on 127.0.0.1: answers equal Translator's and nmt-translate's, bad input
 is refused with its status and a one-line message, concurrent clients share batches, SIGTERM drains."""
 
+import dataclasses
 import http.client
 import json
+import re
 import signal
 import socket
 import threading
@@ -14,6 +16,9 @@ import pytest
 from conftest import call, free_port, run_cli, serving
 from nmt import Translator
 from nmt.errors import NmtError
+from nmt.serve.config import ServeConfig
+
+LIMITS = ServeConfig()  # `served` runs with the default flags
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +83,14 @@ BAD = [
     (b'{"text": "w1", "beam_size": "5"}', 400, 'beam_size: input should be a valid integer, got "5"'),
     (b'{"text": "w1", "attention": "yes"}', 400, "attention: input should be a valid boolean"),
     (b'{"text": "w1", "length_penalty": -1}', 400, "length_penalty: input should be greater than or equal to 0"),
-    (b'{"text": "w1", "beam_size": 50}', 400, "beam_size: at most 16 on this server, got 50"),
+    (json.dumps({"text": "w1", "beam_size": LIMITS.max_beam_size + 1}).encode(), 400,
+     f"beam_size: at most {LIMITS.max_beam_size} on this server, got {LIMITS.max_beam_size + 1}"),
     (b'{"text": "w1", "nbest": 3, "beam_size": 2}', 422, "nbest: 3 needs beam_size of at least 3, got 2"),
     (b'{"text": "w1", "beam_size": 2.5}', 400, "beam_size: input should be a valid integer, got 2.5"),
-    (json.dumps({"text": ["w1"] * 101}).encode(), 413, "101 sentences; this server takes at most 100 per request"),
-    (json.dumps({"text": "w1 " * 7000}).encode(), 413, "21000 characters; this server takes at most 20000"),
-    (b'{"text": "' + b"w" * 200_000 + b'"}', 413, "request body of 200012 bytes; this server takes at most 185536"),
+    (json.dumps({"text": ["w1"] * (LIMITS.max_sentences + 1)}).encode(), 413,
+     f"{LIMITS.max_sentences + 1} sentences; this server takes at most {LIMITS.max_sentences} per request"),
+    (json.dumps({"text": "w1 " * (LIMITS.max_chars // 3 + 1)}).encode(), 413,
+     f"{3 * (LIMITS.max_chars // 3 + 1)} characters; this server takes at most {LIMITS.max_chars}"),
 ]
 
 
@@ -94,12 +101,39 @@ def test_bad_requests_get_their_status_and_one_line(served, body, status, messag
     assert "\n" not in answer["detail"]
 
 
-def test_a_chunked_body_over_the_limit_is_refused_while_read(served, translator):
+# The longest body a request within --max-chars can need: its characters spelled as JSON escapes, one
+# outside the Basic Multilingual Plane as two (a surrogate pair: 12 bytes), as json.dumps spells it.
+LONGEST = b'{"text": "' + b"\\ud83d\\ude42" * LIMITS.max_chars + b'"}'
+
+
+def body_limit(served) -> int:
+    """The limit that a request declaring a body of 1 GB (and sending none) is refused by at once."""
     conn = http.client.HTTPConnection(served.url.removeprefix("http://"), timeout=30)
-    chunks = (b'{"text": "' if i == 0 else b"w" * 10_000 for i in range(30))
+    conn.putrequest("POST", "/translate")
+    conn.putheader("Content-Length", str(10**9))
+    conn.endheaders()
+    response = conn.getresponse()
+    detail = json.loads(response.read())["detail"]
+    conn.close()
+    found = re.fullmatch(r"request body of 1000000000 bytes; this server takes at most (\d+)", detail)
+    assert response.status == 413 and found, detail
+    return int(found[1])
+
+
+def test_a_body_within_max_chars_is_never_refused_for_its_bytes(served):
+    assert json.loads(LONGEST)["text"] == "\U0001f642" * LIMITS.max_chars  # max_chars characters
+    assert body_limit(served) >= len(LONGEST)
+    status, answer = call(served.url + "/translate", LONGEST)
+    assert status == 200 and len(answer["translations"]) == 1
+
+
+def test_a_chunked_body_over_the_limit_is_refused_while_read(served, translator):
+    limit = body_limit(served)
+    conn = http.client.HTTPConnection(served.url.removeprefix("http://"), timeout=30)
+    chunks = (b'{"text": "' if i == 0 else b"w" * 10_000 for i in range(limit // 10_000 + 2))
     conn.request("POST", "/translate", body=chunks, encode_chunked=True)
     response = conn.getresponse()
-    assert response.status == 413 and json.loads(response.read())["detail"] == "request body over 185536 bytes"
+    assert response.status == 413 and json.loads(response.read())["detail"] == f"request body over {limit} bytes"
     conn.close()
     # The server is unharmed and still answers correctly.
     status, answer = call(served.url + "/translate", {"text": ["w1 w2 w3"]})
@@ -113,10 +147,13 @@ def test_health_info_and_openapi(served, translator):
     assert status == 200
     assert (info["source_language"], info["target_language"]) == ("src", "tgt")
     assert info["parameters"] == sum(p.numel() for p in translator.model.parameters())
-    assert info["decode"]["beam_size"] == translator.cfg.decode.beam_size == 1
-    assert info["limits"] == {"max_sentences": 100, "max_chars": 20000, "max_beam_size": 16,
-                              "max_length_penalty": 5.0, "max_hypotheses": 400, "max_attention": 250000,
-                              "max_queue": 1000, "timeout": 60.0}
+    assert info["decode"] == dataclasses.asdict(translator.cfg.decode)  # the checkpoint's, not the defaults
+    assert info["architecture"] == dataclasses.asdict(translator.cfg.model)
+    assert set(info["limits"]) == {"max_sentences", "max_chars", "max_beam_size", "max_length_penalty",
+                                   "max_hypotheses", "max_attention", "max_queue", "timeout"}
+    assert info["limits"] == {key: getattr(LIMITS, key) for key in info["limits"]}
+    batching = {"enabled": LIMITS.batching, "wait_ms": LIMITS.batch_wait_ms, "sentences": LIMITS.batch_sentences}
+    assert {key: info["batching"][key] for key in batching} == batching and info["batching"]["decode_threads"] >= 1
     status, schema = call(served.url + "/openapi.json")
     post = schema["paths"]["/translate"]["post"]
     assert {"200", "400", "403", "413", "422", "500", "503", "504"} <= set(post["responses"])

@@ -14,6 +14,8 @@ if not (CHROMIUM and DRIVER):
     pytest.skip("no browser: the page test needs Debian's chromium and chromium-driver "
                 "(apt-get install chromium chromium-driver)", allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver", reason="the page test needs selenium: pip install -e '.[dev]'")
+mpl_image = pytest.importorskip("matplotlib.image", reason="the page test reads its screenshot with matplotlib: "
+                                                         "pip install -e '.[dev]'")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -61,8 +63,31 @@ def test_page_translates_and_draws_the_attention(reverse_run, served, browser, t
     labels = [row.find_element(By.TAG_NAME, "th").get_attribute("textContent") for row in rows]
     assert labels == translator.tokenizer.tgt_pieces(hyp.tokens) + ["</s>"] * hyp.finished
     assert browser.find_element(By.ID, "error").text == ""
-    assert browser.get_screenshot_as_file(str(tmp_path / "page.png"))
-    assert (tmp_path / "page.png").stat().st_size > 1000
+    assert_screenshot_shows_the_weights(browser, table, tmp_path / "page.png")
+
+
+# The page paints a cell rgba(33, 84, 166, weight) over the white page: darker is more weight.
+CELL_RGB, PAGE_RGB = np.array([33, 84, 166]) / 255, np.ones(3)
+
+
+def assert_screenshot_shows_the_weights(browser, table, path):
+    """The screenshot is the window's viewport, and at the centre of each heatmap cell it shows the
+    colour of that cell's weight (data-weight, the API's)."""
+    browser.execute_script("arguments[0].scrollIntoView()", table)
+    view = browser.execute_script(
+        "return {width: innerWidth, height: innerHeight, ratio: devicePixelRatio, cells: "
+        "[...document.querySelectorAll('#heatmap td')].map(td => {const r = td.getBoundingClientRect(); "
+        "return [r.left + r.width / 2, r.top + r.height / 2, Number(td.dataset.weight)];})}")
+    assert browser.get_screenshot_as_file(str(path))
+    pixels = mpl_image.imread(str(path))[..., :3]  # (height, width, RGB) in [0, 1]
+    ratio = view["ratio"]
+    assert pixels.shape[:2] == (round(view["height"] * ratio), round(view["width"] * ratio))
+    weights = np.array([w for _, _, w in view["cells"]])
+    assert weights.min() < 0.1 and weights.max() > 0.5  # light and dark cells to tell apart
+    for x, y, weight in view["cells"]:
+        assert 0 <= x < view["width"] and 0 <= y < view["height"], "a cell outside the screenshot"
+        expected = weight * CELL_RGB + (1 - weight) * PAGE_RGB
+        np.testing.assert_allclose(pixels[int(y * ratio), int(x * ratio)], expected, atol=3 / 255)
 
 
 def test_a_non_square_heatmap_holds_the_apis_weights_and_html_stays_text(served, browser):

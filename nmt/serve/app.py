@@ -200,8 +200,8 @@ def create_app(served, cfg: ServeConfig, info: dict | None = None, api_key: str 
     parts = PartedDecoder(*decode_threads(cfg, pairs.first.translator))
     metrics = Metrics(queue_depth=lambda: sum(pair.batcher.queued_sentences for pair in pairs))
     _batchers(pairs, cfg, parts, metrics)
-    # JSON may spell a character as \\uXXXX (6 bytes); the rest is room for keys and settings.
-    max_bytes = 6 * cfg.max_chars + 65536
+    # A character as \\uXXXX, one outside the BMP as two (12 bytes, as json.dumps does); the rest: keys, settings.
+    max_bytes = 12 * cfg.max_chars + 65536
     page = resources.files("nmt.serve").joinpath("page.html").read_text(encoding="utf-8")
     timeout = cfg.timeout or None
 
