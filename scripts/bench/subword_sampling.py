@@ -37,7 +37,8 @@ def train(recipe: str, run_dir: Path, seed: int, steps: int, alpha: float | None
     folder = REPO / "recipes" / recipe
     sets = ["model.cell=gru", f"train.seed={seed}", f"data.test={TESTS[recipe]}"]
     if steps:
-        sets += [f"train.max_steps={steps}", f"train.eval_every={max(1, steps // 2)}"]
+        sets += [f"train.max_steps={steps}", f"train.eval_every={max(1, steps // 2)}",
+                 f"train.log_every={max(1, steps // 4)}"]  # tokens/s rows even in a short run
     if alpha is not None:
         sets += ["tokenizer.sampling.sides=both", f"tokenizer.sampling.alpha={alpha}",
                  f"tokenizer.sampling.nbest_size={nbest}"]
@@ -60,7 +61,7 @@ def tokens_per_s(run_dir: Path) -> float:
 
 def row(name: str, seed: int, run_dir: Path, results: dict) -> dict:
     cells = {"run": name, "seed": seed, "valid BLEU": results["valid"]["valid_bleu"],
-             "tok/s": round(tokens_per_s(run_dir))}
+             "tok/s": round(tokens_per_s(run_dir), 0)}
     for split, table in results.get("test", {}).items():
         for part, scores in table.items():
             if part == "all" or part.startswith(("short", "long")):
