@@ -45,6 +45,27 @@ class DataConfig:
                            min=0)
 
 
+# Which sides' training text tokenizer.sampling re-segments every epoch.
+SAMPLED_SIDES = ("none", "source", "target", "both")
+
+
+@dataclass
+class SamplingConfig:
+    sides: str = option("none", "subword regularization: the sides whose training pairs are segmented anew every "
+                                "epoch, drawn from (train.seed, epoch, line); validation, test and decoding never "
+                                "are. Off until measured (docs/data.md#subword-sampling)", choices=SAMPLED_SIDES)
+    alpha: float = option(0.1, "unigram: the smoothing of the segmentation distribution (lower draws more "
+                               "varied, longer segmentations); bpe: the BPE-dropout probability of each merge",
+                          min=0)
+    nbest_size: int = option(-1, "unigram: draw among the n best segmentations (-1 = the whole lattice, 4x "
+                                 "faster to draw than 64); bpe ignores it", min=-1)
+
+    def __post_init__(self):
+        if self.nbest_size in (0, 1):
+            raise NmtError(f"tokenizer.sampling.nbest_size: {self.nbest_size} leaves one segmentation to draw; "
+                           "use -1 (the whole lattice) or at least 2")
+
+
 @dataclass
 class TokenizerConfig:
     joint: bool = option(True, "one SentencePiece model for both sides (else one per side)")
@@ -57,6 +78,7 @@ class TokenizerConfig:
                                          "line of 60 characters", min=1)
     min_freq: int = option(1, "each side's vocabulary keeps the pieces its training text uses this often; "
                               "others read as <unk> (0 = every piece of the model)", min=0)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # draws from the files; makes none
 
 
 @dataclass

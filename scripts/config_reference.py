@@ -85,9 +85,17 @@ def reference() -> str:
         cls = section.default_factory
         parts.append(f"\n## `{section.name}`\n\n{SECTIONS[section.name]}\n\n"
                      "| key | type | default | meaning |\n|---|---|---|---|\n")
-        parts.extend(f"| `{section.name}.{f.name}` | `{f.type}` | {default_of(f)} | {meaning(f, section.name)} |\n"
-                     for f in dataclasses.fields(cls))
+        parts.extend(rows(section.name, cls, section.name))
     return "".join(parts)
+
+
+def rows(prefix: str, cls, section: str):
+    """A table row per key of `cls`; a nested dataclass (tokenizer.sampling) gives a row per key of its own."""
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+            yield from rows(f"{prefix}.{f.name}", f.default_factory, section)
+        else:
+            yield f"| `{prefix}.{f.name}` | `{f.type}` | {default_of(f)} | {meaning(f, section)} |\n"
 
 
 def main(argv=None) -> int:

@@ -155,4 +155,6 @@ def test_the_configuration_reference_is_current():
     assert (REPO / "docs" / "config.md").read_text(encoding="utf-8") == text, "run scripts/config_reference.py"
     for section in dataclasses.fields(Config):
         for f in dataclasses.fields(section.default_factory):
-            assert f"| `{section.name}.{f.name}` |" in text
+            nested = f.default_factory if dataclasses.is_dataclass(f.default_factory) else None
+            for key in [f"{f.name}.{g.name}" for g in dataclasses.fields(nested)] if nested else [f.name]:
+                assert f"| `{section.name}.{key}` |" in text

@@ -27,7 +27,9 @@ PIPELINE = [
 ENTRY_POINTS = {"nmt", "nmt.__main__", "nmt.train.__main__"}
 
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 250, 60
-LONG_FILES: dict[str, str] = {}  # path -> why it may be longer
+LONG_FILES: dict[str, str] = {  # path -> why it may be longer
+    "nmt/config.py": "every setting's default and help lives in one field here (STYLE 2); a section per dataclass",
+}
 LONG_FUNCTIONS: dict[str, str] = {}  # path:function -> why
 
 

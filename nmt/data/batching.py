@@ -105,6 +105,11 @@ class TokenBatchSampler:
         if epoch != self.epoch:
             self.epoch, self._batches = epoch, None
 
+    def use_data(self, ds, rows: np.ndarray) -> None:
+        """Batch `rows` of `ds` from now on: an epoch's sampled segmentation, of other lengths."""
+        self.src_lens, self.tgt_lens = (lens[rows] for lens in lengths(ds))
+        self.rows, self._batches = np.asarray(rows), None
+
     def batches(self) -> list[np.ndarray]:
         """Batches of dataset rows."""
         if self._batches is None:
@@ -137,11 +142,31 @@ def collate(rows: list[dict]) -> Batch:
     )
 
 
+class Segmented(torch.utils.data.Dataset):
+    """The ids columns of a tokenised split, which `use` swaps for another segmentation of the same
+    pairs (a DataLoader keeps the dataset it was made with, so an epoch's draw is swapped in here)."""
+
+    def __init__(self, ds):
+        self.use(ds)
+
+    def use(self, ds) -> None:
+        self.columns = ds.select_columns(["src_ids", "tgt_ids"])
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def __getitem__(self, row: int) -> dict:
+        return self.columns[row]
+
+    def __getitems__(self, rows: list[int]) -> list[dict]:
+        return self.columns.__getitems__(rows)
+
+
 def make_loader(ds, max_tokens: int, seed: int, shuffle: bool, rows: np.ndarray | None = None):
-    """A DataLoader of `Batch`es over a tokenised split (its `rows`, default all), plus its sampler."""
+    """A DataLoader of `Batch`es over a tokenised split (its `rows`, default all), plus its sampler;
+    `loader.dataset` is the split's `Segmented` view."""
     sampler = TokenBatchSampler(ds, max_tokens, seed, shuffle, rows)
-    columns = ds.select_columns(["src_ids", "tgt_ids"])
     # An own generator: creating an iterator must not draw from the global RNG (exact resume).
-    loader = torch.utils.data.DataLoader(columns, batch_sampler=sampler, collate_fn=collate,
+    loader = torch.utils.data.DataLoader(Segmented(ds), batch_sampler=sampler, collate_fn=collate,
                                          generator=torch.Generator().manual_seed(seed))
     return loader, sampler

@@ -4,6 +4,8 @@
                             (file contents, format, languages, train_limit) and every tokenizer setting
     CACHE/splits/KEY/       a split's memory-mapped Arrow files (`src_ids`, `tgt_ids`; the validation
                             split also its text). KEY: the split's data and the tokenizer's files
+                            (with tokenizer.sampling, one more per epoch: its drawn segmentation,
+                            keyed also by the draw: settings, train.seed, epoch)
 
 Every later run, `--resume`, and the runs that share data and tokenizer settings (the RNN, LSTM and
 GRU runs of a recipe) map the same files. Nothing holds a corpus in memory: SentencePiece
@@ -29,6 +31,7 @@ from nmt.config import Config, TokenizerConfig
 from nmt.data import batching, cache, splits
 from nmt.data.encode import write_tokenized
 from nmt.data.readers import Pairs
+from nmt.data.subword_sampling import Draw, epoch_draw
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NmtError
 
@@ -98,6 +101,11 @@ class _Work:
                            "folder every process can read (with several machines, a shared filesystem)")
 
 
+def tokenizer_identity(cfg: TokenizerConfig) -> dict:
+    """The settings that make the SentencePiece files: all but `sampling`, which only draws from them."""
+    return {key: value for key, value in asdict(cfg).items() if key != "sampling"}
+
+
 def _tokenizer_files_hash(tokenizer: Tokenizer) -> str:
     return cache.content_hash({name: hashlib.sha256(Path(path).read_bytes()).hexdigest()
                                for name, path in tokenizer.files.items()})
@@ -121,7 +129,7 @@ def _tokenizer(work: _Work, train_key: str, fixed: Path | None) -> Tokenizer:
         return Tokenizer.load(fixed)
     cfg = work.cfg
     entry = work.root / "tokenizers" / cache.content_hash(
-        {"version": VERSION, "data": train_key, "tokenizer": asdict(cfg.tokenizer)})
+        {"version": VERSION, "data": train_key, "tokenizer": tokenizer_identity(cfg.tokenizer)})
     tokenizer = _cached_tokenizer(entry)
     if tokenizer is None:
         work.refuse("tokenizer", entry)
@@ -156,10 +164,12 @@ def _load_split(entry: Path):
         return None
 
 
-def _split(work: _Work, name: str, spec: str, limit: int, key: str, tokenizer: Tokenizer, keep_text: bool):
-    """A tokenised split from the cache, prepared first if it is not there."""
-    entry = work.root / "splits" / cache.content_hash(
-        {"version": VERSION, "data": key, "tokenizer": _tokenizer_files_hash(tokenizer), "text": keep_text})
+def _split(work: _Work, name: str, spec: str, limit: int, key: str, tokenizer: Tokenizer, keep_text: bool,
+           draw: Draw | None = None):
+    """A tokenised split from the cache, prepared first if it is not there; with `draw`, an epoch's
+    sampled segmentation of it (its own entry, keyed by the draw as well)."""
+    what = {"version": VERSION, "data": key, "tokenizer": _tokenizer_files_hash(tokenizer), "text": keep_text}
+    entry = work.root / "splits" / cache.content_hash({**what, "draw": draw._asdict()} if draw else what)
     ds = _load_split(entry)
     if ds is not None:
         log.info("%s: %d pairs from the cache (%s)", name, len(ds), entry.name)
@@ -168,7 +178,7 @@ def _split(work: _Work, name: str, spec: str, limit: int, key: str, tokenizer: T
     procs = work.cfg.data.num_proc or len(os.sched_getaffinity(0))
     start = time.perf_counter()
     folder = work.builds.new()
-    rows = write_tokenized(work.blocks(spec, limit), tokenizer, folder / SPLIT_FILE, keep_text, procs)
+    rows = write_tokenized(work.blocks(spec, limit), tokenizer, folder / SPLIT_FILE, keep_text, procs, draw)
     if rows == 0:
         raise NmtError(f"{work.where(spec)}: no examples")
     cache.publish(folder, entry, rows=rows, split=spec, seconds=round(time.perf_counter() - start, 1))
@@ -203,3 +213,18 @@ def prepare(cfg: Config, run_dir: Path | None = None, may_build: bool = True, re
         tokenizer.copy_to(run_dir)
         tokenizer = Tokenizer.load(run_dir)
     return Prepared(tokenizer, train, rows, counts, valid, train_key)
+
+
+def sampled_epoch(cfg: Config, tokenizer: Tokenizer, epoch: int, may_build: bool = True):
+    """The training split as `epoch`'s draw segments it (tokenizer.sampling), from the cache or drawn
+    into it now by `data.num_proc` processes, memory-mapped like the split itself; None when sampling is off.
+    The corpus files are read again, not a copy of their text: the resumed run's check of the
+    training data (`train_key`) covers them."""
+    draw = epoch_draw(cfg.tokenizer.sampling, cfg.train.seed, epoch)
+    if draw is None:
+        return None
+    work = _Work(cfg, may_build)
+    d = cfg.data
+    with work.builds:
+        return _split(work, f"train, epoch {epoch + 1} sampled", d.train, d.train_limit,
+                      work.source_key(d.train, d.train_limit), tokenizer, keep_text=False, draw=draw)

@@ -24,6 +24,7 @@ import sentencepiece as spm
 
 from nmt.config import TokenizerConfig
 from nmt.data.spans import Located, Span, located
+from nmt.data.subword_sampling import vocabulary_only
 from nmt.errors import NmtError
 from nmt.vocab import BOS, EOS, EOS_PIECE, PAD, UNK
 
@@ -58,6 +59,14 @@ class Side:
         self.spm_ids = np.arange(n) if piece_ids is None else np.asarray(piece_ids)  # model id -> spm id
         self.model_ids = np.full(n, UNK)  # spm id -> model id
         self.model_ids[self.spm_ids] = np.arange(len(self.spm_ids))
+        self._sampling = None
+
+    @property
+    def sampling_proc(self) -> spm.SentencePieceProcessor:
+        """The processor that draws this side's sampled segmentations: among its vocabulary's pieces only."""
+        if self._sampling is None:
+            self._sampling = vocabulary_only(self.proc, self.spm_ids)
+        return self._sampling
 
     def __len__(self) -> int:
         return len(self.spm_ids)

@@ -68,7 +68,9 @@ def with_parent(cfg: Config, resume: bool = False) -> Config:
     parent = checkpoint.read_config(ckpt)
     architecture = architecture_keys()
     free = ", ".join(f"model.{f.name}" for f in dataclasses.fields(cfg.model) if f.name not in architecture)
-    kept = (("model", architecture), ("tokenizer", tuple(f.name for f in dataclasses.fields(cfg.tokenizer))))
+    # tokenizer.sampling is inherited too, but may change: it draws from the parent's files, makes none.
+    tokenizer = tuple(f.name for f in dataclasses.fields(cfg.tokenizer) if f.name != "sampling")
+    kept = (("model", architecture), ("tokenizer", tokenizer))
     for section, keys in kept:
         for key in keys:
             mine, theirs = getattr(getattr(cfg, section), key), getattr(getattr(parent, section), key)

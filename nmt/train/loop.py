@@ -27,6 +27,7 @@ from nmt.errors import NmtError
 from nmt.model.seq2seq import Seq2Seq, count_parameters
 from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
 from nmt.train.cuda_graphs import capture_training, use_cuda_graphs
+from nmt.train.epochs import epoch_starter
 from nmt.train.finetune import init_model, with_parent
 from nmt.train.log import MetricsLog, Window
 from nmt.train.optim import build_optimizer, build_scheduler
@@ -105,14 +106,15 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     check_free_space(run_dir, count_parameters(model), cfg.train.keep_last)
     optimizer = build_optimizer(cfg.train, init_model(model, cfg, resume))  # before prepare: every process loads
     scheduler = build_scheduler(cfg.train, optimizer)  # stepped by us: one step per update
-    loader, sampler = batching.make_loader(ready.train, share, cfg.train.seed, shuffle=True, rows=ready.train_rows)
+    loader, _ = batching.make_loader(ready.train, share, cfg.train.seed, shuffle=True, rows=ready.train_rows)
+    begin_epoch = epoch_starter(cfg, ready, loader, accelerator)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     run = Run(cfg, run_dir, accelerator, model, optimizer, scheduler, tokenizer,
               MetricsLog(accelerator, run_dir / "metrics.jsonl"), ready.train_key)
     progress = restore(run) if resume else Progress()
     stop = StopSignal()
     try:
-        results = {"valid": _loop(run, loader, sampler, valid_ds, progress, stop)}
+        results = {"valid": _loop(run, loader, begin_epoch, valid_ds, progress, stop)}
     finally:
         stop.restore()
     if stop.agreed:
@@ -174,7 +176,7 @@ def _update(run: Run, group: list[batching.Batch], progress: Progress, stop: Sto
     return outcome, bad + 1
 
 
-def _loop(run: Run, loader, sampler, valid_ds, progress: Progress, stop: StopSignal) -> dict:
+def _loop(run: Run, loader, begin_epoch, valid_ds, progress: Progress, stop: StopSignal) -> dict:
     """Epochs of updates, with validation, checkpoints, early stopping, a step limit and signals."""
     acc, tc = run.accelerator, run.cfg.train
     total = tc.max_steps or tc.epochs * max(1, math.ceil(len(loader) / tc.accumulate))
@@ -183,7 +185,7 @@ def _loop(run: Run, loader, sampler, valid_ds, progress: Progress, stop: StopSig
     window = Window(acc.device)
     last_valid, validated_at, bad = {}, -1, 0
     while progress.epoch < tc.epochs and not _done(tc, progress) and not stop.agreed:
-        sampler.use_epoch(progress.epoch)
+        begin_epoch(progress.epoch)  # the epoch's batches (and, sampling, its segmentation)
         skip = progress.batches_done  # resume mid-epoch: same order, batches already seen skipped
         for group in update_groups(acc.skip_first_batches(loader, skip) if skip else loader, tc.accumulate):
             outcome, bad = _update(run, group, progress, stop, bad)

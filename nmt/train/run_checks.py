@@ -37,7 +37,7 @@ RESUME_FIXED = (
               "max_ratio"),
      "the epoch's batches would change under the position saved in it"),
     ("tokenizer", tuple(f.name for f in dataclasses.fields(TokenizerConfig)),
-     "the run keeps the tokenizer it was started with"),
+     "the run keeps the tokenizer it was started with, and tokenizer.sampling the segmentations it draws"),
     # Dropout and the initialisation may change: they shape the updates to come, not the weights saved.
     ("model", architecture_keys(),
      "the checkpoint's weights are of that model"),
