@@ -83,18 +83,23 @@ TINY = ["--set", "tokenizer.vocab_size=40", "--set", "model.embed_size=32", "--s
         "--set", "model.dropout=0.0", "--set", "train.label_smoothing=0.0", "--set", "train.threads=1"]
 
 
+def train_reverse(root: Path, corpus: Path, src_lang: str, tgt_lang: str) -> subprocess.CompletedProcess:
+    """The tests' tiny model trained on `corpus` read from `src_lang` to `tgt_lang`, into root/run."""
+    recipe = root / "reverse.yaml"
+    recipe.write_text(f"data:\n  dir: {corpus}\n  src_lang: {src_lang}\n  tgt_lang: {tgt_lang}\n  test: [test]\n"
+                      "train:\n  max_steps: 300\n  eval_every: 100\n  max_tokens: 600\n  lr: 0.003\n"
+                      "  schedule: constant\n  patience: 0\n  log_every: 20\ndecode:\n  beam_size: 1\n")
+    result = run_cli("nmt-train", str(recipe), "--run-dir", str(root / "run"), *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 @pytest.fixture(scope="session")
 def reverse_run(tmp_path_factory):
     """Train once per test session on the reverse task (about 15 s); several test files read the run."""
     root = tmp_path_factory.mktemp("reverse")
     corpus = reverse_corpus(root / "data")
-    recipe = root / "reverse.yaml"
-    recipe.write_text(f"data:\n  dir: {corpus}\n  src_lang: src\n  tgt_lang: tgt\n  test: [test]\n"
-                      "train:\n  max_steps: 300\n  eval_every: 100\n  max_tokens: 600\n  lr: 0.003\n"
-                      "  schedule: constant\n  patience: 0\n  log_every: 20\ndecode:\n  beam_size: 1\n")
-    result = run_cli("nmt-train", str(recipe), "--run-dir", str(root / "run"), *TINY)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root, corpus, result
+    return root, corpus, train_reverse(root, corpus, "src", "tgt")
 
 
 def free_port() -> int:
@@ -188,10 +193,4 @@ def backward_run(reverse_run, tmp_path_factory):
     named by language, so data.src_lang: tgt reads train.tgt as the source). A second direction for
     the multi-pair server, trained once per session (about 15 s)."""
     root = tmp_path_factory.mktemp("backward")
-    recipe = root / "backward.yaml"
-    recipe.write_text(f"data:\n  dir: {reverse_run[1]}\n  src_lang: tgt\n  tgt_lang: src\n  test: [test]\n"
-                      "train:\n  max_steps: 300\n  eval_every: 100\n  max_tokens: 600\n  lr: 0.003\n"
-                      "  schedule: constant\n  patience: 0\n  log_every: 20\ndecode:\n  beam_size: 1\n")
-    result = run_cli("nmt-train", str(recipe), "--run-dir", str(root / "run"), *TINY)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root, reverse_run[1], result
+    return root, reverse_run[1], train_reverse(root, reverse_run[1], "tgt", "src")
