@@ -179,6 +179,8 @@ class DecodeConfig:
     max_len_b: int = option(10, "output length cap: a * source length + b", min=1)
     min_len: int = option(1, "minimum output length in pieces (EOS is forbidden before it; 1: no empty output)", min=0)
     batch_size: int = option(64, "sentences per decoding batch", min=1)
+    workers: int = option(0, "batches decoded at once, each on a thread with its share of torch's CPU threads "
+                          "(0: on a CPU one per torch thread, on a GPU one; nmt/translate/workers.py)", min=0)
     max_input_len: int = option(400, "longer inputs are truncated to this many pieces (with a warning)", min=2)
     sampling: bool = option(False, "draw each token at random instead of searching (beam_size is ignored)")
     temperature: float = option(1.0, "sampling: divide the log-probabilities by this (<1 sharper, >1 flatter)", min=1e-6)

@@ -12,7 +12,8 @@ from nmt.search.common import max_lengths, prefix_caps
 from nmt.serve.parts import PartedDecoder
 from nmt.serve.schema import CONFLICTING, TOO_LARGE, RequestError, Sentence, Settings
 from nmt.translate.prefix import long_prefix
-from nmt.translate.translator import hypothesis_record, pad_prefixes
+from nmt.translate.decoding import pad_prefixes
+from nmt.translate.translator import hypothesis_record
 
 # Why a budget: one legal request (100 sentences, nbest 16, attention) once made an answer of 123 MB.
 
@@ -80,7 +81,7 @@ def translate_records(translator, batch_size: int, parts: PartedDecoder, sentenc
                                          prefixes=None if prefixes is None else [prefixes[i] for i in indices],
                                          return_attention=settings.attention or settings.alignments,
                                          beam_size=settings.beam_size, length_penalty=settings.length_penalty,
-                                         batch_size=batch_size)
+                                         batch_size=batch_size, workers=1)  # `parts` are the server's workers
 
     found = parts.map(decode, [len(pieces) for pieces, _ in read])
     texts = iter(translator.tokenizer.decode([h.tokens for hyps in found for h in hyps]))

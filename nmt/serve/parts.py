@@ -10,10 +10,9 @@ on both (docs/serving.md). A GPU wants one large batch: there, one part.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-import torch
+from nmt.translate.workers import thread_pool
 
 
 def balanced_parts(lengths: list[int], parts: int) -> list[list[int]]:
@@ -36,8 +35,7 @@ class PartedDecoder:
 
     def __init__(self, parts: int, torch_threads: int):
         self.parts = parts
-        self._pool = ThreadPoolExecutor(parts, thread_name_prefix="nmt-part",
-                                        initializer=torch.set_num_threads, initargs=(torch_threads,))
+        self._pool = thread_pool(parts, torch_threads, "nmt-part")
 
     def map(self, decode: Callable[[list[int]], list], lengths: list[int]) -> list:
         """`decode(indices)` gives one result per index; the results of every part, in the batch's order.

@@ -14,7 +14,7 @@ from nmt.data import batching
 from nmt.data.tokenizer import Tokenizer
 from nmt.evaluate import score
 from nmt.train.update import token_loss_sum
-from nmt.translate.translator import decode_ids
+from nmt.translate.decoding import decode_ids
 from nmt.vocab import PAD
 
 

@@ -1,6 +1,8 @@
 """Translating with a trained model: the `Translator` and the decoding model under it.
 
-    translator.py  `Translator.load(path).translate(lines)`: length-sorted batches over the search
+    translator.py  `Translator.load(path).translate(lines)`: lines to ids, the decoding, ids to text
+    decoding.py    ids to hypotheses: length-sorted batches, each searched by the chosen strategy
+    workers.py     batches decoded on several threads at once, each with its share of the CPU threads
     inference.py   the model rewritten for decoding (the same function, precomputed where it can be)
     int8.py        8-bit weights for the per-step products on a CPU (--dtype int8), two kernels
     speed_check.py int8 or bf16 slower than fp32 on this CPU refused at load; int8's fastest kernel kept

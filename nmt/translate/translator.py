@@ -11,55 +11,19 @@ import torch
 
 from nmt.checkpoint import load_checkpoint
 from nmt.config import INFERENCE_DTYPES, DecodeConfig, decode_options
-from nmt.data.batching import pad
 from nmt.errors import NmtError
 from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
-from nmt.search import FREE, Hypothesis, beam_search, greedy_search, sample
+from nmt.search import Hypothesis
 from nmt.translate.alignment import hard_alignment, pharaoh, word_indices
+from nmt.translate.decoding import decode_ids
 from nmt.translate.ensemble import Ensemble, check_vocabularies
 from nmt.translate.inference import InferenceModel
 from nmt.translate.prefix import long_prefix
 from nmt.translate.score import PairScore, score_ids
 from nmt.translate.speed_check import check_bf16_on_cpu, fastest_int8_kernel
-
 from nmt.vocab import EOS, EOS_PIECE, UNK
 
 log = logging.getLogger("nmt.translate")
-
-
-def pad_prefixes(prefixes: list[list[int]], device: torch.device) -> torch.Tensor | None:
-    """Target prefixes (token ids) -> (B, P) padded with FREE, or None where no sentence has one."""
-    width = max((len(p) for p in prefixes), default=0)
-    if width == 0:
-        return None
-    out = torch.full((len(prefixes), width), FREE, dtype=torch.long)
-    for row, ids in enumerate(prefixes):
-        out[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return out.to(device)
-
-
-def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torch.device,
-               nbest: int = 1, return_attention: bool = False,
-               prefix_ids: list[list[int]] | None = None) -> list[list[Hypothesis]]:
-    """N-best lists (or `nbest` samples with opts.sampling) for tokenised sources, decoded in
-    batches of similar length, in input order; each continues its target prefix in `prefix_ids`
-    (token ids, [] for none) if given."""
-    order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
-    results: list[list[Hypothesis]] = [[] for _ in src_ids]
-    for start in range(0, len(order), opts.batch_size):
-        chunk = order[start:start + opts.batch_size]
-        src = pad([src_ids[i] for i in chunk]).to(device)
-        lengths = torch.tensor([len(src_ids[i]) for i in chunk], device=device)
-        prefix = pad_prefixes([prefix_ids[i] for i in chunk], device) if prefix_ids else None
-        if opts.sampling:
-            found = sample(model, src, lengths, opts, nbest, return_attention, prefix)
-        elif opts.beam_size == 1 and nbest == 1:
-            found = [[h] for h in greedy_search(model, src, lengths, opts, return_attention, prefix)]
-        else:
-            found = beam_search(model, src, lengths, opts, nbest, return_attention, prefix)
-        for i, hyps in zip(chunk, found):
-            results[i] = hyps
-    return results
 
 
 def autocast(device: torch.device, dtype: str):
@@ -218,8 +182,8 @@ class Translator:
                            "vocabulary (forced as <unk>, the output would not start with the prefix)")
         if prefix_ids and (long := long_prefix([len(seq) for seq in ids], [len(seq) for seq in prefix_ids], opts)):
             raise NmtError(f"line {first_line + todo[long.index]}: its prefix has {long.reason()}")
-        with torch.inference_mode(), autocast(self.device, self.dtype):
-            found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention, prefix_ids)
+        found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention, prefix_ids,
+                           precision=lambda: autocast(self.device, self.dtype))
         results = [[Hypothesis([], 0.0, True, None)] for _ in lines]
         for i, hyps in zip(todo, found):
             results[i] = hyps
