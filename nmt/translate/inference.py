@@ -12,6 +12,9 @@ maps, so their shares of both are precomputed:
   of its B*K contexts through a (M, G*H + R) matrix.
 - `padded_output`: MKL's sgemm runs faster when the output width is a multiple of 8, so the output
   rows are padded here, never in a checkpoint, and the extra logits cut.
+- `sigmoid_attention`: the attention's scores through σ instead of tanh, equal up to a constant the
+  softmax ignores; on CPUs where torch's tanh is slow (three times σ on an AVX2 EPYC) the largest
+  elementwise pass of a step, (B, K, S, A), costs a third.
 
 `int8_kernel` runs the products that run at every step (the output layer, the readout's state term,
 the query projection, the recurrent matrices) as `nmt.translate.int8.Int8Linear`: 7-bit weights with one scale
@@ -38,13 +41,15 @@ from nmt.translate.int8 import quantize_linears
 
 @dataclass
 class PreparedSource:
-    """The encoder's output and the memory through the weights that read the context."""
+    """The encoder's output, the memory through the weights that read the context, and the keys doubled."""
     enc: EncoderOutput
     values: torch.Tensor  # (B, S, G*H + R)
+    doubled_keys: torch.Tensor  # (B, S, A): 2 W_k m_j (sigmoid_attention)
 
     def select(self, index: torch.Tensor) -> "PreparedSource":
         """Rows `index` of the batch (beam search drops finished sentences with this)."""
-        return PreparedSource(self.enc.select(index), self.values.index_select(0, index))
+        return PreparedSource(self.enc.select(index), self.values.index_select(0, index),
+                              self.doubled_keys.index_select(0, index))
 
 
 def embedding_table(decoder) -> torch.Tensor:
@@ -63,6 +68,20 @@ def padded_output(weight: torch.Tensor, multiple: int = 8) -> torch.Tensor:
     """(V, R) output rows padded with zeros to a multiple of `multiple`."""
     pad = -weight.size(0) % multiple
     return torch.cat([weight, weight.new_zeros(pad, weight.size(1))]) if pad else weight
+
+
+def sigmoid_attention(attention, query: torch.Tensor, doubled_keys: torch.Tensor, values: torch.Tensor,
+                      mask: torch.Tensor, doubled_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """BahdanauAttention.forward with tanh(z) = 2σ(2z) - 1: vᵀ tanh(z) = (2v)ᵀ σ(2z) - Σv, and the
+    softmax ignores the constant -Σv. 2z = 2 W_k m_j + 2 W_q s in one add (`doubled_keys` (B, S, A),
+    `doubled_v` (A,)); doubling is exact in floating point, so σ reads twice the plain path's sum.
+    query (B*K, Q) -> context (B*K, M), α (B*K, S), as the plain attention."""
+    B, S, A = doubled_keys.shape
+    q = attention.query_proj(query).view(B, -1, 1, A)  # (B, K, 1, A)
+    scores = torch.add(doubled_keys.unsqueeze(1), q, alpha=2).sigmoid_() @ doubled_v  # (B, K, S)
+    alpha = torch.softmax(scores.masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)
+    context = torch.matmul(alpha.to(values.dtype), values)  # (B, K, M)
+    return context.flatten(0, 1), alpha.flatten(0, 1)
 
 
 def frozen_linear(weight: torch.Tensor) -> nn.Linear:
@@ -91,6 +110,7 @@ class InferenceModel(nn.Module):
         with torch.no_grad():
             self.register_buffer("table", embedding_table(dec), persistent=False)
             self.register_buffer("context_weights", context_weights(dec), persistent=False)
+            self.register_buffer("doubled_v", 2 * dec.attention.v.weight[0], persistent=False)  # (A,)
             self.out = frozen_linear(padded_output(dec.out.weight))  # (V', R)
             self.state_out = frozen_linear(dec.readout.parts().state.clone())  # (R, H)
         self.gates, self.vocab_size = dec.context_gates.out_features, dec.out.out_features
@@ -106,15 +126,20 @@ class InferenceModel(nn.Module):
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> PreparedSource:
         enc = self.model.encode(src, src_lengths)
-        return PreparedSource(enc, F.linear(enc.memory, self.context_weights))
+        return PreparedSource(enc, F.linear(enc.memory, self.context_weights), 2 * enc.keys)
 
     def init_state(self, source: PreparedSource) -> DecoderState:
         return self.model.init_state(source.enc)
 
+    def attend(self, query: torch.Tensor, source: PreparedSource) -> tuple[torch.Tensor, torch.Tensor]:
+        """The context through the weights that read it (B*K, G*H + R) and α (B*K, S) for s_{t-1} `query`."""
+        attention = self.model.decoder.attention
+        return sigmoid_attention(attention, query, source.doubled_keys, source.values, source.enc.mask, self.doubled_v)
+
     def step(self, tokens: torch.Tensor, state: DecoderState, source: PreparedSource) -> StepOutput:
         """As Decoder.step: attend with s_{t-1}, update the layers, read out, project to the vocabulary."""
-        dec, enc = self.model.decoder, source.enc
-        terms, alpha = dec.attention(state.hidden[-1], enc.keys, source.values, enc.mask)  # (B, G*H + R)
+        dec = self.model.decoder
+        terms, alpha = self.attend(state.hidden[-1], source)  # (B, G*H + R)
         x0, read = (terms + F.embedding(tokens, self.table)).split([self.gates, self.table.size(1) - self.gates], -1)
         hidden, cell = dec.rnn(x0, state.hidden, state.cell)
         o = torch.tanh(self.state_out(hidden[-1]) + read)  # (B, R)

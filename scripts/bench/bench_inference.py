@@ -47,8 +47,8 @@ class NoTable(InferenceModel):
         return self._finish(F.linear(dec.embed(tokens), self.embed_weight, self.embed_bias), state, source)
 
     def _finish(self, embedded, state, source):
-        dec, enc = self.model.decoder, source.enc
-        terms, alpha = dec.attention(state.hidden[-1], enc.keys, source.values, enc.mask)
+        dec = self.model.decoder
+        terms, alpha = self.attend(state.hidden[-1], source)
         x0, read = (terms + embedded).split([self.gates, embedded.size(1) - self.gates], -1)
         hidden, cell = dec.rnn(x0, state.hidden, state.cell)
         o = torch.tanh(self.state_out(hidden[-1]) + read)
@@ -60,16 +60,24 @@ class NoContextWeights(InferenceModel):
 
     def encode(self, src, src_lengths):
         enc = self.model.encode(src, src_lengths)
-        return PreparedSource(enc, enc.memory)
+        return PreparedSource(enc, enc.memory, 2 * enc.keys)
 
     def step(self, tokens, state, source):
-        dec, enc = self.model.decoder, source.enc
-        context, alpha = dec.attention(state.hidden[-1], enc.keys, enc.memory, enc.mask)
+        dec = self.model.decoder
+        context, alpha = self.attend(state.hidden[-1], source)
         terms = F.linear(context, self.context_weights) + F.embedding(tokens, self.table)
         x0, read = terms.split([self.gates, terms.size(1) - self.gates], -1)
         hidden, cell = dec.rnn(x0, state.hidden, state.cell)
         o = torch.tanh(self.state_out(hidden[-1]) + read)
         return StepOutput(self.out(o)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)
+
+
+class TanhAttention(InferenceModel):
+    """The attention's scores as the paper writes them, vᵀ tanh(W_q s + W_k m_j)."""
+
+    def attend(self, query, source):
+        enc = source.enc
+        return self.model.decoder.attention(query, enc.keys, source.values, enc.mask)
 
 
 def main() -> None:
@@ -90,7 +98,8 @@ def main() -> None:
     search = beam_search if args.search == "beam" else greedy_search
     variants = {"Seq2Seq itself": model, "InferenceModel": InferenceModel(model),
                 "without padded_output": NoPadding(model), "without embedding_table": NoTable(model),
-                "without context_weights": NoContextWeights(model)}
+                "without context_weights": NoContextWeights(model),
+                "without sigmoid_attention": TanhAttention(model)}
     seconds = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, m in variants.items():
