@@ -28,6 +28,7 @@ goes: docs/decoding.md.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -42,7 +43,7 @@ from nmt.translate.int8 import quantize_linears
 @dataclass
 class PreparedSource:
     """The encoder's output, the memory through the weights that read the context, and the keys doubled."""
-    enc: EncoderOutput
+    enc: EncoderOutput  # without memory and keys: init_state reads its final states, the steps its mask
     values: torch.Tensor  # (B, S, G*H + R)
     doubled_keys: torch.Tensor  # (B, S, A): 2 W_k m_j (sigmoid_attention)
 
@@ -126,7 +127,10 @@ class InferenceModel(nn.Module):
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> PreparedSource:
         enc = self.model.encode(src, src_lengths)
-        return PreparedSource(enc, F.linear(enc.memory, self.context_weights), 2 * enc.keys)
+        values, doubled_keys = F.linear(enc.memory, self.context_weights), 2 * enc.keys
+        # The steps read `values` and `doubled_keys` only: the memory and the keys are dropped, so
+        # that beam search's `select` of the active sentences copies neither.
+        return PreparedSource(dataclasses.replace(enc, memory=None, keys=None), values, doubled_keys)
 
     def init_state(self, source: PreparedSource) -> DecoderState:
         return self.model.init_state(source.enc)

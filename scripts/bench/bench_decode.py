@@ -41,7 +41,7 @@ def record_shapes(translator: Translator, lines: list[str], beam: int, batch: in
     step = model.step
 
     def recording(tokens, state, source):
-        shapes.append((tokens.size(0), source.enc.keys.size(0), source.enc.keys.size(1)))
+        shapes.append((tokens.size(0), source.values.size(0), source.values.size(1)))
         return step(tokens, state, source)
 
     model.step = recording

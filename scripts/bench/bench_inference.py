@@ -13,6 +13,7 @@ processes on the machine disturb far less than wall time; --threads 2 times the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 
 import torch
@@ -75,9 +76,12 @@ class NoContextWeights(InferenceModel):
 class TanhAttention(InferenceModel):
     """The attention's scores as the paper writes them, vᵀ tanh(W_q s + W_k m_j)."""
 
+    def encode(self, src, src_lengths):
+        prepared = super().encode(src, src_lengths)
+        return dataclasses.replace(prepared, doubled_keys=prepared.doubled_keys / 2)  # W_k m_j: halving is exact
+
     def attend(self, query, source):
-        enc = source.enc
-        return self.model.decoder.attention(query, enc.keys, source.values, enc.mask)
+        return self.model.decoder.attention(query, source.doubled_keys, source.values, source.enc.mask)
 
 
 def main() -> None:
