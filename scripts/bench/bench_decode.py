@@ -1,25 +1,30 @@
 #!/usr/bin/env python
 """Decoding at fp32 / bf16 / int8: speed, BLEU, memory, and the step against its bare products.
 
-    scripts/bench_decode.py RUN_DIR [--dtypes fp32 bf16 int8] [--src F --ref F] [--threads 2]
-                            [--repeats 3] [--batch-size 64] [--json OUT.json]
+    scripts/bench/bench_decode.py RUN_DIR [--dtypes fp32 bf16 int8] [--src F --ref F] [--threads 2]
+                                  [--workers 0] [--repeats 3] [--batch-size 64] [--cap-avx2] [--json OUT.json]
 
 Each precision runs in a process of its own (so that its peak RSS is its own), and decodes --src
 (default: Multi30k test_2016_flickr.de) greedy and with beam 5: sentences/s (median of --repeats
-passes after a warm-up) and sacreBLEU against --ref.
+passes after a warm-up) and sacreBLEU against --ref, with decode.workers (default: the default, one
+worker per thread on a CPU; --workers 1: one batch at a time on every thread). --cap-avx2 runs the
+children with torch's and oneDNN's kernels capped at AVX2 (ATEN_CPU_CAPABILITY=avx2,
+ONEDNN_MAX_CPU_ISA=AVX2) on an AVX-512 machine: a cap, not AVX2 hardware (the table says so).
 
 The floor: one untimed pass records every step's shape (hypothesis rows R, source length S); the
 same products are then replayed on random inputs through the decoding model's own layers (query
 projection, recurrent and deeper input matrices, readout, output layer; int8 layers under int8)
 plus the attention's score and context products. `step / products` says how much of a step is
 anything but arithmetic; GFLOP/s is the products' work per second of search, against a bare
-`torch.mm` of the output layer's shape (the largest product) as the machine's measured peak.
+`torch.mm` of the output layer's shape (the largest product) as the machine's measured peak. The
+products replay one batch at a time on --threads: `step / products` reads as a share with --workers 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -33,6 +38,8 @@ from nmt.evaluate import score  # noqa: E402
 from nmt.translate.translator import Translator, autocast  # noqa: E402
 
 from common import MULTI30K as DATA
+
+AVX2_CAP = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def record_shapes(translator: Translator, lines: list[str], beam: int, batch: int) -> list[tuple[int, int, int]]:
@@ -104,8 +111,8 @@ def one_precision(args) -> dict:
     translator = Translator.load(args.run_dir, device="cpu", dtype=args.dtype)
     model, result = translator.decoding_model, {"dtype": args.dtype}
     for beam in (1, 5):
-        seconds = timed(lambda: translator.translate_hyps(lines, beam_size=beam, batch_size=args.batch_size),
-                        args.repeats)
+        seconds = timed(lambda: translator.translate_hyps(lines, beam_size=beam, batch_size=args.batch_size,
+                                                          workers=args.workers), args.repeats)
         hyps = translator.translate(lines, beam_size=beam, batch_size=args.batch_size)
         shapes = record_shapes(translator, lines, beam, args.batch_size)
         with torch.inference_mode(), autocast(translator.device, args.dtype):
@@ -149,6 +156,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0, help="decode.workers (0: the default)")
+    parser.add_argument("--cap-avx2", action="store_true", help="cap torch's and oneDNN's kernels at AVX2")
     parser.add_argument("--alone", type=int, default=0,
                         help="also translate the first N lines alone (beam 5) and count those that differ from batched")
     parser.add_argument("--json")
@@ -159,7 +168,8 @@ def main() -> None:
     rows = []
     for dtype in args.dtypes:
         child = [sys.executable, __file__, *sys.argv[1:], "--dtype", dtype]
-        out = subprocess.run(child, capture_output=True, text=True)
+        env = {**os.environ, **(AVX2_CAP if args.cap_avx2 else {})}
+        out = subprocess.run(child, capture_output=True, text=True, env=env)
         if out.returncode:
             sys.exit(f"{dtype}: {out.stderr.strip().splitlines()[-1]}")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -173,9 +183,10 @@ def main() -> None:
 
 
 def table(rows: list[dict], peak: float, args) -> str:
-    head = (f"{args.run_dir}, {Path(args.src).name}, {args.threads} threads, torch {torch.__version__}, "
-            f"CPU {torch.backends.cpu.get_cpu_capability()}; bare fp32 torch.mm (320 rows x the output "
-            f"layer): {peak:.0f} GFLOP/s\n")
+    cap = ", kernels capped at AVX2 on this CPU (not AVX2 hardware)" if args.cap_avx2 else ""
+    head = (f"{args.run_dir}, {Path(args.src).name}, {args.threads} threads, workers {args.workers or 'default'}, "
+            f"torch {torch.__version__}, CPU {torch.backends.cpu.get_cpu_capability()}{cap}; bare fp32 torch.mm "
+            f"(320 rows x the output layer): {peak:.0f} GFLOP/s\n")
     lines = [head, "| precision | search | sentences/s | vs fp32 | BLEU | GFLOP/s | step / products | peak RSS MiB |",
              "|---|---|---|---|---|---|---|---|"]
     base = {b: r[b]["sentences_per_s"] for r in rows if r["dtype"] == "fp32" for b in ("beam1", "beam5")}
