@@ -209,8 +209,8 @@ MULTI30K_SLICE = ["--set", "data.train_limit=400", "--set", "data.valid_limit=8"
 def real_codes(multi30k_dir, tmp_path_factory) -> dict[str, Path]:
     """Two tiny models whose recipes have real codes, de -> fr and en -> fr, by pair name (for
     nmt-serve PAIR=RUN): what /detect (German or English) and `source: auto` (which of the two into
-    French) need, as the identifier knows only real codes. About 15 s on 2 busy cores, most of it
-    start-up."""
+    French) need, as the identifier knows only real codes. About 14 s a run on 2 busy cores, most of
+    it the command's start-up."""
     runs = {}
     for source in ("de", "en"):
         root = tmp_path_factory.mktemp(f"{source}-fr")

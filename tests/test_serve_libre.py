@@ -222,3 +222,14 @@ def test_host_and_origin_refusals_take_the_shape_of_the_api_a_request_speaks(two
         assert (refused.value.code, json.loads(refused.value.read())) == (status, {"error": message})
         assert post(two_way.url + "/translate", b'{"text": "w1"}', "application/json", header) == (
             status, {"detail": message})  # ours, as before
+
+
+def test_the_document_states_detect_only_where_the_identifier_knows_the_sources(two_way, into_french):
+    assert "/detect" not in call(two_way.url + "/openapi.json")[1]["paths"]  # src, tgt: every request 400
+    detect = call(into_french.url + "/openapi.json")[1]["paths"]["/detect"]["post"]
+    assert detect["requestBody"]["required"] and set(detect["requestBody"]["content"]) == {
+        "application/json", "application/x-www-form-urlencoded"}
+    assert set(detect["responses"]) == {"200", "400", "403", "413", "500"}
+    error = {"$ref": "#/components/schemas/LibreError"}
+    assert all(detect["responses"][status]["content"]["application/json"]["schema"] == error
+               for status in ("400", "403", "413", "500"))

@@ -24,13 +24,13 @@ from nmt.serve import compat
 from nmt.serve.guard import KEY_REQUIRED, Guard
 from nmt.serve.limit import InFlightLimit
 from nmt.serve.metrics import CountResponses, Metrics, PrometheusText
-from nmt.serve.libre import FORM, LIBRE_PATHS, is_libre, libre_fields
+from nmt.serve.libre import FORM, LIBRE_PATHS, libre_fields
 from nmt.serve.openapi import RETRY_AFTER, Health, Info, LibreAnswer, Ready, complete_document, error, libre_document
 from nmt.serve.pairs import Pair, Pairs
 from nmt.serve.receive import CLIENT_GONE, ClientGone, read_body, unless_disconnected
 from nmt.serve.parts import PartedDecoder
-from nmt.translate.language import can_tell
 from nmt.serve.schema import MALFORMED, RequestError, TranslateResponse, parse_request, request_schema
+from nmt.translate.language import can_tell
 
 log = logging.getLogger("nmt.serve")
 
@@ -41,6 +41,18 @@ SMALL_ANSWER = 16
 def _libre(request: Request) -> bool:
     """Whether the request is LibreTranslate's: one of its routes, or a /translate request its route found so."""
     return request.url.path in LIBRE_PATHS or bool(request.scope.get("state", {}).get("libre"))
+
+
+def _whose(request: Request, body: bytes) -> dict | None:
+    """The request's LibreTranslate fields (None: ours), request.state.libre set to say which API's
+    shape its refusals take."""
+    try:
+        fields = libre_fields(body, request.headers.get("content-type", ""), request.url.query)
+    except RequestError:  # a LibreTranslate field given twice: only its requests name its fields
+        request.state.libre = True
+        raise
+    request.state.libre = fields is not None
+    return fields
 
 
 def _one_line(status: int, detail: str | None = None, headers: dict | None = None):
@@ -199,17 +211,9 @@ def create_app(served, cfg: ServeConfig, info: dict | None = None, api_key: str 
         # The body is parsed here rather than by FastAPI so that every refusal is a one-line 400, 413 or 422,
         # and `curl -d` works without a Content-Type header.
         arrived = time.perf_counter()
-        content_type, query = request.headers.get("content-type", ""), request.url.query
-        # A refusal's shape until the body says (a body over the limit is never read to the end): the query's.
-        request.state.libre = is_libre("/translate", b"", content_type, query)
+        _whose(request, b"")  # until the body says (one over the limit is never read to the end): the query's
         body = await read_body(request, max_bytes)
-        try:
-            fields = libre_fields(body, content_type, query)
-        except RequestError:  # a LibreTranslate field given twice: only its requests name its fields
-            request.state.libre = True
-            raise
-        request.state.libre = fields is not None
-        if fields is not None:
+        if (fields := _whose(request, body)) is not None:
             answer = await compat.respond(request, fields, pairs, cfg, api_key,
                                           lambda *args: decode(*args, request.receive), RETRY_AFTER_S)
             metrics.request_seconds.observe(time.perf_counter() - arrived)
