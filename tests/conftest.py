@@ -83,13 +83,14 @@ TINY = ["--set", "tokenizer.vocab_size=40", "--set", "model.embed_size=32", "--s
         "--set", "model.dropout=0.0", "--set", "train.label_smoothing=0.0", "--set", "train.threads=1"]
 
 
-def train_reverse(root: Path, corpus: Path, src_lang: str, tgt_lang: str) -> subprocess.CompletedProcess:
-    """The tests' tiny model trained on `corpus` read from `src_lang` to `tgt_lang`, into root/run."""
-    recipe = root / "reverse.yaml"
+def train_tiny(root: Path, corpus: Path, src_lang: str, tgt_lang: str, *settings: str) -> subprocess.CompletedProcess:
+    """The tests' tiny model trained on `corpus` read from `src_lang` to `tgt_lang`, into root/run
+    (`settings`: more --set flags, after the tiny ones)."""
+    recipe = root / "tiny.yaml"
     recipe.write_text(f"data:\n  dir: {corpus}\n  src_lang: {src_lang}\n  tgt_lang: {tgt_lang}\n  test: [test]\n"
                       "train:\n  max_steps: 300\n  eval_every: 100\n  max_tokens: 600\n  lr: 0.003\n"
                       "  schedule: constant\n  patience: 0\n  log_every: 20\ndecode:\n  beam_size: 1\n")
-    result = run_cli("nmt-train", str(recipe), "--run-dir", str(root / "run"), *TINY)
+    result = run_cli("nmt-train", str(recipe), "--run-dir", str(root / "run"), *TINY, *settings)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -99,7 +100,7 @@ def reverse_run(tmp_path_factory):
     """Train once per test session on the reverse task (about 15 s); several test files read the run."""
     root = tmp_path_factory.mktemp("reverse")
     corpus = reverse_corpus(root / "data")
-    return root, corpus, train_reverse(root, corpus, "src", "tgt")
+    return root, corpus, train_tiny(root, corpus, "src", "tgt")
 
 
 def free_port() -> int:
@@ -193,4 +194,26 @@ def backward_run(reverse_run, tmp_path_factory):
     named by language, so data.src_lang: tgt reads train.tgt as the source). A second direction for
     the multi-pair server, trained once per session (about 15 s)."""
     root = tmp_path_factory.mktemp("backward")
-    return root, reverse_run[1], train_reverse(root, reverse_run[1], "tgt", "src")
+    return root, reverse_run[1], train_tiny(root, reverse_run[1], "tgt", "src")
+
+
+# Real text, so that its codes are real: the first pairs of Multi30k, read in place (never copied), a
+# vocabulary its characters fit, and a few updates. What the model says does not matter, only that
+# the server answers with it; 10 updates and no test split keep each run to a few seconds.
+MULTI30K_SLICE = ["--set", "data.train_limit=400", "--set", "data.valid_limit=8", "--set", "data.test=[]",
+                  "--set", "tokenizer.vocab_size=120", "--set", "train.max_steps=10", "--set", "train.eval_every=10",
+                  "--set", "decode.max_len_a=0.0", "--set", "decode.max_len_b=12"]
+
+
+@pytest.fixture(scope="session")
+def real_codes(multi30k_dir, tmp_path_factory) -> dict[str, Path]:
+    """Two tiny models whose recipes have real codes, de -> fr and en -> fr, by pair name (for
+    nmt-serve PAIR=RUN): what /detect (German or English) and `source: auto` (which of the two into
+    French) need, as the identifier knows only real codes. About 14 s a run on 2 busy cores, most of
+    it the command's start-up."""
+    runs = {}
+    for source in ("de", "en"):
+        root = tmp_path_factory.mktemp(f"{source}-fr")
+        train_tiny(root, multi30k_dir, source, "fr", *MULTI30K_SLICE)
+        runs[f"{source}-fr"] = root / "run"
+    return runs

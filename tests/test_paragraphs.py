@@ -1,9 +1,13 @@
 """Raw text in, raw text out (nmt/translate/paragraphs.py): checked against the sentences' own
 translations, each decoded alone, and against the input's own bytes."""
 
+import dataclasses
+import logging
+
 import pytest
 
 from conftest import run_cli
+from nmt.cli.sentences import translate_split
 from nmt import Translator
 from nmt.translate.html_text import html_chunks
 from nmt.translate.paragraphs import segments, translate_texts
@@ -74,3 +78,16 @@ def test_cli_refuses_splitting_with_a_whole_line_record(reverse_run):
     assert "Traceback" not in out.stderr
     out = run_cli("nmt-translate", str(reverse_run[0] / "run"), "--format", "json", stdin="w1 w2. w3 w4.\n")
     assert out.returncode == 0 and out.stdout.count("\n") == 1  # off by default there: one record
+
+
+def test_a_truncated_sentence_is_named_by_the_input_line_it_is_in(translator, monkeypatch, caplog):
+    # A limit of 6 pieces (</s> included): the 8-word sentence is cut, the others are not.
+    monkeypatch.setattr(translator, "cfg", dataclasses.replace(
+        translator.cfg, decode=dataclasses.replace(translator.cfg.decode, max_input_len=6)))
+    long = "w1 w2 w3 w4 w5 w6 w7 w8."
+    lines = ["w1 w2. w3 w4.", "", "w5. w6 w7!", f"w2 w3. {long}"]
+    in_line = next(i for i, line in enumerate(lines) if long in line)  # the 4th line, its 6th sentence
+    with caplog.at_level(logging.WARNING, logger="nmt"):
+        translate_split(translator, lines, 41, {})  # a chunk that starts at line 41
+    assert [r.getMessage().split(":")[0] for r in caplog.records if "truncated" in r.getMessage()] == [
+        f"line {41 + in_line}"]

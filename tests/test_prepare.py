@@ -253,3 +253,19 @@ def test_a_new_run_refuses_a_run_directory_with_leftovers(tmp_path):
         f"error: {run_dir} holds files of a run that saved no checkpoint to --resume from (spm.model); "
         "remove them or choose another --run-dir"]
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before  # nothing written, nothing lost
+
+
+def test_the_same_files_with_the_sides_swapped_are_another_cache_entry(tmp_path):
+    """The key covers which file is which side and the languages: a model trained the other way
+    round on the same files never reads the forward one's prepared data."""
+    write_lines(tmp_path / "train.de", [f"de{i} Satz {i}." for i in range(40)])
+    write_lines(tmp_path / "train.en", [f"en{i} sentence {i}." for i in range(40)])
+    forward = prepare(config(tmp_path))
+    backward = prepare(config(tmp_path, src_lang="en", tgt_lang="de"))
+    by_paths = prepare(config(tmp_path, train="train.en|train.de", valid="train.en|train.de"))  # languages as forward
+    for ready, (src, tgt) in ((forward, ("de", "en")), (backward, ("en", "de")), (by_paths, ("en", "de"))):
+        src_lines, tgt_lines = (readers.read_lines(tmp_path / f"train.{lang}") for lang in (src, tgt))
+        assert list(ready.train["src_ids"]) == ready.tokenizer.encode_src(src_lines)
+        assert list(ready.train["tgt_ids"]) == ready.tokenizer.encode_tgt(tgt_lines)
+        assert list(ready.valid["src"]) == src_lines
+    assert len({forward.train_key, backward.train_key, by_paths.train_key}) == 3

@@ -116,7 +116,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_ready_says_so(translator)
         assert call(url + "/ready")[0] == 200
 
 
-def test_requests_beyond_the_concurrency_limit_get_one_json_line_and_probes_still_answer(translator):
+def test_requests_beyond_the_concurrency_limit_get_one_json_line_in_their_apis_shape_and_probes_answer(translator):
     gated = Gated(translator)
     with in_process(gated, limit_concurrency=1) as (url, _):
         first = []
@@ -129,6 +129,9 @@ def test_requests_beyond_the_concurrency_limit_get_one_json_line_and_probes_stil
         assert json.loads(response.read()) == {"detail": "1 requests are in flight; this server takes at most 1 "
                                                          "at once"}
         assert call(url + "/health")[0] == 200 and call(url + "/ready")[0] == 200
+        message = {"error": "1 requests are in flight; this server takes at most 1 at once"}
+        for path, body in (("/translate", {"q": "w3"}), ("/translate?q=w3", b""), ("/detect", {"q": "w3"})):
+            assert call(url + path, body) == (429, message), path  # LibreTranslate's status and shape
         gated.gate.set()
         thread.join(WAIT_S)
         assert first[0][0] == 200 and call(url + "/translate", {"text": "w3"})[0] == 200
@@ -174,14 +177,18 @@ def test_a_client_that_hangs_up_is_dropped_before_decoding(translator):
     assert gated.decoded == ["w1 w2"]
 
 
-def test_an_internal_error_is_one_json_line_with_a_request_id_in_the_log(translator, caplog):
+def test_an_internal_error_is_one_json_line_with_a_request_id_in_the_log_in_either_apis_shape(translator, caplog):
     gated = Gated(translator, fail=True)
     gated.gate.set()
     with caplog.at_level(logging.ERROR, logger="nmt.serve"), in_process(gated) as (url, _):
         status, answer = call(url + "/translate", {"text": "w1 w2"})
         assert status == 500 and set(answer) == {"detail", "request_id"} and answer["detail"] == "internal error"
         assert call(url + "/health")[0] == 200  # one failed request does not stop the worker
-    assert any(answer["request_id"] in r.getMessage() and r.exc_info for r in caplog.records)
+        status, libre = call(url + "/translate", {"q": "w1 w2"})
+        logged = libre["error"].removeprefix("internal error (logged as request ").removesuffix(")")
+        assert status == 500 and list(libre) == ["error"] and len(logged) == 16
+    for request_id in (answer["request_id"], logged):
+        assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)
 
 
 def test_an_api_key_is_asked_for_and_compared(translator, tmp_path):

@@ -1,6 +1,9 @@
 """LibreTranslate's API and several pairs in one nmt-serve: the real libretranslatepy client against a
-real server of two tiny models (src -> tgt and tgt -> src), each answer equal to our own API's."""
+real server of two tiny models (src -> tgt and tgt -> src), each answer equal to our own API's; /detect
+and `source: auto` against one of two models with real codes (de -> fr, en -> fr); and the
+middleware's refusals in the shape of the API a request speaks."""
 
+import functools
 import json
 import urllib.error
 import urllib.parse
@@ -27,8 +30,9 @@ def ours(url: str, lines: list[str], source: str, target: str, **settings) -> li
     return answer["translations"]
 
 
-def post(url: str, data: bytes, content_type: str | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type} if content_type else {})
+def post(url: str, data: bytes, content_type: str | None = None, headers: dict | None = None) -> tuple[int, dict]:
+    headers = {**({"Content-Type": content_type} if content_type else {}), **(headers or {})}
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -153,3 +157,79 @@ def ours_keyed(url: str, line: str) -> str:
     status, answer = call(url + "/translate", {"text": line}, headers={"X-API-Key": "s3cret"})
     assert status == 200, answer
     return answer["translations"][0]["text"]
+
+
+# Written for these tests (no corpus line): one sentence each, plainly German or English.
+GERMAN = "Der alte Hund schläft heute neben dem warmen Ofen in der Küche."
+ENGLISH = "The children are playing football in the park after school today."
+
+
+@pytest.fixture(scope="module")
+def into_french(real_codes, tmp_path_factory):
+    log = tmp_path_factory.mktemp("into-french") / "serve.log"
+    with serving(f"de-fr={real_codes['de-fr']}", log, f"en-fr={real_codes['en-fr']}") as server:
+        yield server
+
+
+@functools.lru_cache(maxsize=1)
+def _py3langid(codes: tuple[str, ...]):
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    model.set_languages(list(codes))
+    return model
+
+
+def identifier(text: str, codes: list[str]) -> list[dict]:
+    """py3langid itself, restricted to `codes`: the ranking and percentages /detect must answer."""
+    model = _py3langid(tuple(codes))
+    return [{"confidence": round(100 * p, 2), "language": code} for code, p in model.rank(text)]
+
+
+def test_detect_answers_the_real_code_best_first_as_the_identifier_ranks_it(into_french):
+    client = libretranslatepy.LibreTranslateAPI(into_french.url)
+    for text, code in ((GERMAN, "de"), (ENGLISH, "en")):
+        found = client.detect(text)
+        assert found == identifier(text, ["de", "en"]) and found[0]["language"] == code
+        assert all(0 <= d["confidence"] <= 100 for d in found) and found[0]["confidence"] > 50
+
+
+def test_auto_picks_the_pair_of_the_detected_language_and_answers_as_ours(into_french):
+    client = libretranslatepy.LibreTranslateAPI(into_french.url)
+    for text, code in ((GERMAN, "de"), (ENGLISH, "en")):
+        expected = ours(into_french.url, [text], code, "fr")[0]["text"]
+        assert client.translate(text, "auto", "fr") == expected
+        status, answer = call(into_french.url + "/translate", {"q": text, "source": "auto", "target": "fr"})
+        assert status == 200 and answer == {"translatedText": expected,
+                                            "detectedLanguage": identifier(text, ["de", "en"])[0]}
+
+
+def test_host_and_origin_refusals_take_the_shape_of_the_api_a_request_speaks(two_way):
+    libre = {"q": "w1", "source": "src", "target": "tgt"}
+    form = urllib.parse.urlencode(libre)
+    host = "Host 'evil.example' is not a name of this server (allow it with --allow-host)"
+    origin = "Origin 'http://evil.example' may not use this server (allow it with --allow-origin)"
+    for header, status, message in (({"Host": "evil.example"}, 400, host),
+                                    ({"Origin": "http://evil.example"}, 403, origin)):
+        for path, body, kind in (("/translate", json.dumps(libre).encode(), "application/json"),
+                                 ("/translate", form.encode(), "application/x-www-form-urlencoded"),
+                                 ("/translate?" + form, b"", None),  # deep-translator's way
+                                 ("/detect", b"q=w1", "application/x-www-form-urlencoded")):
+            assert post(two_way.url + path, body, kind, header) == (status, {"error": message}), path
+        request = urllib.request.Request(two_way.url + "/languages", headers=header)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert (refused.value.code, json.loads(refused.value.read())) == (status, {"error": message})
+        assert post(two_way.url + "/translate", b'{"text": "w1"}', "application/json", header) == (
+            status, {"detail": message})  # ours, as before
+
+
+def test_the_document_states_detect_only_where_the_identifier_knows_the_sources(two_way, into_french):
+    assert "/detect" not in call(two_way.url + "/openapi.json")[1]["paths"]  # src, tgt: every request 400
+    detect = call(into_french.url + "/openapi.json")[1]["paths"]["/detect"]["post"]
+    assert detect["requestBody"]["required"] and set(detect["requestBody"]["content"]) == {
+        "application/json", "application/x-www-form-urlencoded"}
+    assert set(detect["responses"]) == {"200", "400", "403", "413", "500"}
+    error = {"$ref": "#/components/schemas/LibreError"}
+    assert all(detect["responses"][status]["content"]["application/json"]["schema"] == error
+               for status in ("400", "403", "413", "500"))

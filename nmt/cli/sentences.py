@@ -44,5 +44,6 @@ def translate_split(translator, lines: list[str], first_line: int, decoding: dic
     from nmt.translate.paragraphs import plan_lines, rebuild_lines  # here: nmt.translate loads torch
 
     plan = plan_lines(lines, translator.cfg.data.src_lang)
-    found = translator.translate_hyps(plan.inputs, first_line=first_line, **decoding)
+    # A warning (a truncated sentence) names the input line it is in, not its place among the sentences.
+    found = translator.translate_hyps(plan.inputs, line_numbers=[first_line + i for i in plan.lines], **decoding)
     return rebuild_lines(plan, translator.tokenizer.decode([hyps[0].tokens for hyps in found]))

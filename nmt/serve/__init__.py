@@ -17,6 +17,8 @@
     refusal.py  a refused request: its status and one-line message
     sizes.py    a request's sentences, characters and hypotheses against the limits (413), both APIs
     limit.py    --limit-concurrency: requests in flight at once, the probes excepted
+    shape.py    a refusal before any route runs, in the shape of the API the request speaks
+    receive.py  a request's body within the size limit, and its client's disconnect
     metrics.py  GET /metrics (Prometheus)
     server.py   uvicorn's server with a bounded drain on SIGTERM
     page.html   the page at `/` (plain HTML and JavaScript, no build step, nothing fetched from elsewhere)

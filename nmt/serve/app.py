@@ -24,11 +24,13 @@ from nmt.serve import compat
 from nmt.serve.guard import KEY_REQUIRED, Guard
 from nmt.serve.limit import InFlightLimit
 from nmt.serve.metrics import CountResponses, Metrics, PrometheusText
-from nmt.serve.libre import FORM, libre_fields
+from nmt.serve.libre import FORM, LIBRE_PATHS, libre_fields
 from nmt.serve.openapi import RETRY_AFTER, Health, Info, LibreAnswer, Ready, complete_document, error, libre_document
 from nmt.serve.pairs import Pair, Pairs
+from nmt.serve.receive import CLIENT_GONE, ClientGone, read_body, unless_disconnected
 from nmt.serve.parts import PartedDecoder
-from nmt.serve.schema import MALFORMED, TOO_LARGE, RequestError, TranslateResponse, parse_request, request_schema
+from nmt.serve.schema import MALFORMED, RequestError, TranslateResponse, parse_request, request_schema
+from nmt.translate.language import can_tell
 
 log = logging.getLogger("nmt.serve")
 
@@ -36,60 +38,36 @@ log = logging.getLogger("nmt.serve")
 RETRY_AFTER_S = 1
 # Hypotheses (without attention) in an answer encoded on the event loop: tens of microseconds.
 SMALL_ANSWER = 16
-# nginx's "client closed request": never sent (no one listens), but counted in /metrics.
-CLIENT_GONE = 499
+def _libre(request: Request) -> bool:
+    """Whether the request is LibreTranslate's: one of its routes, or a /translate request its route found so."""
+    return request.url.path in LIBRE_PATHS or bool(request.scope.get("state", {}).get("libre"))
 
 
-class ClientGone(Exception):
-    """The client closed its connection before its answer was ready."""
-
-
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, refused with TOO_LARGE (413) as soon as it is known to exceed `max_bytes`."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise RequestError(TOO_LARGE, f"request body of {declared} bytes; this server takes at most {max_bytes}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise RequestError(TOO_LARGE, f"request body over {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _disconnected(receive) -> None:
-    # Once the body is read, the next ASGI message is http.disconnect: it comes when the client hangs up.
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def unless_disconnected(work, receive):
-    """`work`'s result, or ClientGone (and `work` cancelled) as soon as the client hangs up."""
-    task, watch = asyncio.ensure_future(work), asyncio.ensure_future(_disconnected(receive))
+def _whose(request: Request, body: bytes) -> dict | None:
+    """The request's LibreTranslate fields (None: ours), request.state.libre set to say which API's
+    shape its refusals take."""
     try:
-        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:  # this handler itself was cancelled (the drain's bound passed)
-        task.cancel()
+        fields = libre_fields(body, request.headers.get("content-type", ""), request.url.query)
+    except RequestError:  # a LibreTranslate field given twice: only its requests name its fields
+        request.state.libre = True
         raise
-    finally:
-        watch.cancel()
-    if task in done:
-        return task.result()
-    task.cancel()
-    raise ClientGone()
+    request.state.libre = fields is not None
+    return fields
 
 
 def _one_line(status: int, detail: str | None = None, headers: dict | None = None):
-    """An exception handler answering {"detail": `detail`, else the exception's message}."""
+    """An exception handler answering {"detail": `detail`, else the exception's message} ({"error": ...}
+    to a LibreTranslate request)."""
     async def handle(request: Request, err: Exception) -> JSONResponse:
         text = detail or getattr(err, "message", None) or str(err)
-        return JSONResponse({"detail": text}, status_code=getattr(err, "status", status), headers=headers)
+        return JSONResponse({"error" if _libre(request) else "detail": text},
+                            status_code=getattr(err, "status", status), headers=headers)
     return handle
 
 
 def _refusals(app: FastAPI, metrics: Metrics) -> None:
-    """Every error is one JSON line: {"detail": ...}, and for a 500 the id of its logged traceback."""
+    """Every error is one JSON line: {"detail": ...}, and for a 500 the id of its logged traceback
+    (LibreTranslate's requests: {"error": ...}, the id in it)."""
     app.add_exception_handler(RequestError, _one_line(MALFORMED))
     app.add_exception_handler(ShuttingDown, _one_line(503))
     app.add_exception_handler(QueueFull, _one_line(503, headers={"Retry-After": str(RETRY_AFTER_S)}))
@@ -103,6 +81,8 @@ def _refusals(app: FastAPI, metrics: Metrics) -> None:
         request_id = uuid.uuid4().hex[:16]
         log.error("request %s (%s %s) failed: %r", request_id, request.method, request.url.path, err, exc_info=err)
         metrics.requests.labels(metrics.route(request.url.path), "500").inc()
+        if _libre(request):
+            return JSONResponse({"error": f"internal error (logged as request {request_id})"}, status_code=500)
         return JSONResponse({"detail": "internal error", "request_id": request_id}, status_code=500)
 
 
@@ -177,6 +157,9 @@ async def _ours(request: Request, body: bytes, pairs: Pairs, cfg: ServeConfig, d
 async def _lifespan(pairs: Pairs, parts: PartedDecoder, app: FastAPI):
     for pair in pairs:
         pair.batcher.start()
+    # The identifier loads now (several sources: about a second), off the event loop: the first /detect or
+    # `source: auto` does not wait for it, and /openapi.json knows whether /detect can answer.
+    await asyncio.get_running_loop().run_in_executor(None, can_tell, pairs.sources())
     yield
     for pair in pairs:
         await pair.batcher.close()  # after the server has answered every request in flight
@@ -211,7 +194,8 @@ def create_app(served, cfg: ServeConfig, info: dict | None = None, api_key: str 
                               "with q, GET /languages, POST /detect). Concurrent requests share decoding batches.")
     _refusals(app, metrics)
     _status_routes(app, pairs, metrics, cfg)
-    compat.add_routes(app, pairs, api_key, document := libre_document(cfg, pairs))
+    compat.add_routes(app, pairs, api_key, document := libre_document(cfg, pairs),
+                      functools.partial(read_body, max_bytes=max_bytes))
 
     app.get("/", response_class=HTMLResponse, include_in_schema=False)(lambda: HTMLResponse(page))
     async def decode(pair: Pair, sentences: list, settings, receive) -> list:
@@ -227,9 +211,9 @@ def create_app(served, cfg: ServeConfig, info: dict | None = None, api_key: str 
         # The body is parsed here rather than by FastAPI so that every refusal is a one-line 400, 413 or 422,
         # and `curl -d` works without a Content-Type header.
         arrived = time.perf_counter()
+        _whose(request, b"")  # until the body says (one over the limit is never read to the end): the query's
         body = await read_body(request, max_bytes)
-        fields = libre_fields(body, request.headers.get("content-type", ""), request.url.query)
-        if fields is not None:
+        if (fields := _whose(request, body)) is not None:
             answer = await compat.respond(request, fields, pairs, cfg, api_key,
                                           lambda *args: decode(*args, request.receive), RETRY_AFTER_S)
             metrics.request_seconds.observe(time.perf_counter() - arrived)
@@ -240,11 +224,12 @@ def create_app(served, cfg: ServeConfig, info: dict | None = None, api_key: str 
         metrics.request_seconds.observe(time.perf_counter() - arrived)
         return Response(body, media_type="application/json")
 
-    complete_document(app, cfg, keyed=api_key is not None)
+    complete_document(app, cfg, keyed=api_key is not None, detects=lambda: can_tell(pairs.sources()))
     app.state.batcher, app.state.pairs, app.state.metrics = pairs.first.batcher, pairs, metrics
     if cfg.limit_concurrency:
-        app.add_middleware(InFlightLimit, limit=cfg.limit_concurrency, retry_after_s=RETRY_AFTER_S)
+        app.add_middleware(InFlightLimit, limit=cfg.limit_concurrency, retry_after_s=RETRY_AFTER_S,
+                           max_bytes=max_bytes)
     app.add_middleware(CountResponses, metrics=metrics)
     app.add_middleware(Guard, bound_host=cfg.host, allow_hosts=cfg.allow_host, allow_origins=cfg.allow_origin,
-                       api_key=api_key)
+                       api_key=api_key, max_bytes=max_bytes)
     return app

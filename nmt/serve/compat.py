@@ -22,7 +22,7 @@ from nmt.config import decode_options
 from nmt.errors import NmtError
 from nmt.serve.batcher import QueueFull, ShuttingDown
 from nmt.serve.config import ServeConfig
-from nmt.serve.libre import LibreRequest, libre_fields, read_request
+from nmt.serve.libre import DETECT_FIELDS, LibreRequest, given_fields, read_detect, read_request
 from nmt.serve.pairs import Pairs
 from nmt.serve.refusal import MALFORMED, RequestError
 from nmt.serve.schema import Sentence, Settings
@@ -134,26 +134,21 @@ def languages(pairs: Pairs) -> list[dict]:
             for code in pairs.languages()]
 
 
-def add_routes(app: FastAPI, pairs: Pairs, api_key: str | None, document: dict) -> None:
-    """GET /languages (a body on it is ignored, as libretranslatepy sends one) and POST /detect."""
+def add_routes(app: FastAPI, pairs: Pairs, api_key: str | None, document: dict, read_body) -> None:
+    """GET /languages (a body on it is ignored, as libretranslatepy sends one) and POST /detect
+    (`read_body(request)`: its body within the size limit, else RequestError TOO_LARGE)."""
     @app.get("/languages", summary="LibreTranslate: the languages served and each one's targets",
              responses=document["languages"])
     async def served_languages() -> JSONResponse:
         return JSONResponse(languages(pairs))
 
-    # Not in the document: its answer hangs on the identifier knowing the served codes (400 otherwise).
-    @app.post("/detect", include_in_schema=False)
+    # The document states it only where the identifier knows every served source (openapi.py).
+    @app.post("/detect", summary="LibreTranslate: the language of q among the served sources, best first",
+              responses=document["detect"], openapi_extra={"requestBody": document["detect_body"]})
     async def detect_route(request: Request) -> JSONResponse:
-        fields = libre_fields(await request.body(), request.headers.get("content-type", ""), request.url.query) or {}
-        if not key_given(request, fields.get("api_key"), api_key):
+        body = await read_body(request)
+        fields, _ = given_fields(body, request.headers.get("content-type", ""), request.url.query, DETECT_FIELDS)
+        texts, key = read_detect(fields)
+        if not key_given(request, key, api_key):
             return JSONResponse({"error": "Invalid API key"}, status_code=403)
-        q = fields.get("q")
-        if not q or not (isinstance(q, str) or all(isinstance(text, str) for text in q)):
-            return JSONResponse({"error": "Invalid request: missing q parameter"}, status_code=400)
-        sources = list(dict.fromkeys(pair.source for pair in pairs))
-        try:
-            found = await asyncio.get_running_loop().run_in_executor(None, detect, [q] if isinstance(q, str) else q,
-                                                                     sources)
-        except RequestError as err:
-            return JSONResponse({"error": err.message}, status_code=err.status)
-        return JSONResponse(found)
+        return JSONResponse(await asyncio.get_running_loop().run_in_executor(None, detect, texts, pairs.sources()))

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import os
 from pathlib import Path
 
 from nmt.errors import NmtError
+from nmt.serve.shape import refuse
 
 API_KEY_ENV = "NMT_SERVE_API_KEY"
 # Probes and the page itself need no key: they reveal nothing and decode nothing.
@@ -70,10 +70,12 @@ def host_name(header: str) -> str:
 
 
 class Guard:
-    """ASGI middleware: 400 for a foreign Host, 403 for a foreign Origin, 401 without the API key."""
+    """ASGI middleware: 400 for a foreign Host, 403 for a foreign Origin, 401 without the API key
+    (LibreTranslate's routes check the key themselves: 403, its status)."""
 
-    def __init__(self, app, bound_host: str, allow_hosts: str, allow_origins: str, api_key: str | None):
-        self.app, self.api_key = app, api_key
+    def __init__(self, app, bound_host: str, allow_hosts: str, allow_origins: str, api_key: str | None,
+                 max_bytes: int):
+        self.app, self.api_key, self.max_bytes = app, api_key, max_bytes
         bound = bound_host.strip("[]").lower()
         self.any_ip = bound in WILDCARDS  # DNS rebinding needs a name: an IP literal is always safe
         self.hosts = {bound} | _split(allow_hosts)
@@ -108,12 +110,4 @@ class Guard:
         refused = self.refusal(scope) if scope["type"] == "http" else None
         if refused is None:
             return await self.app(scope, receive, send)
-        await refuse(send, *refused)
-
-
-async def refuse(send, status: int, detail: str, headers: list) -> None:
-    """Answer `status` with {"detail": `detail`} in one JSON line, before any route runs."""
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
-    await send({"type": "http.response.body", "body": body})
+        await refuse(scope, receive, send, *refused, max_bytes=self.max_bytes)  # in the request's API's shape

@@ -18,7 +18,10 @@ from nmt.serve.config import ServeConfig
 from nmt.serve.refusal import MALFORMED, RequestError
 
 FIELDS = ("q", "source", "target", "format", "alternatives", "api_key")
+DETECT_FIELDS = ("q", "api_key")
 FORM = "application/x-www-form-urlencoded"
+# Routes of LibreTranslate's alone: every answer of theirs is in its shape.
+LIBRE_PATHS = frozenset({"/languages", "/detect"})
 
 
 @dataclass(frozen=True)
@@ -41,21 +44,22 @@ def _pairs(text: str) -> dict[str, list[str]]:
     return values
 
 
-def libre_fields(body: bytes, content_type: str, query: str) -> dict | None:
-    """The request's LibreTranslate fields, or None when the request is ours (the rule above)."""
+def given_fields(body: bytes, content_type: str, query: str, names=FIELDS) -> tuple[dict, bool]:
+    """The fields a request gives, as LibreTranslate reads them (a JSON object's own; else the query
+    string's among `names` over the form's), and whether it came as a JSON object."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
         data = None
     if isinstance(data, dict):
-        return data if "q" in data and "text" not in data else None
+        return data, True
     try:
         form = _pairs(body.decode("utf-8")) if content_type.split(";")[0].strip().lower() == FORM else {}
     except UnicodeDecodeError:
-        return None
-    queried = {name: values for name, values in _pairs(query).items() if name in FIELDS}
-    if not any(name in FIELDS for name in [*form, *queried]):
-        return None
+        return {}, False
+    queried = {name: values for name, values in _pairs(query).items() if name in names}
+    if not any(name in names for name in [*form, *queried]):
+        return {}, False
     for source in (form, queried):
         repeated = next((name for name, values in source.items() if len(values) > 1), None)
         if repeated is not None:
@@ -63,7 +67,27 @@ def libre_fields(body: bytes, content_type: str, query: str) -> dict | None:
     # Line endings made LF only, as LibreTranslate does for a form: its character limit counts so.
     fields = {name: "\n".join(values[0].splitlines()) if name == "q" else values[0] for name, values in form.items()}
     fields.update({name: values[0] for name, values in queried.items()})
-    return {**fields, "q": "\n".join(fields["q"].splitlines())} if isinstance(fields.get("q"), str) else fields
+    return {**fields, "q": "\n".join(fields["q"].splitlines())} if isinstance(fields.get("q"), str) else fields, False
+
+
+def libre_fields(body: bytes, content_type: str, query: str) -> dict | None:
+    """The request's LibreTranslate fields, or None when the request is ours (the rule above)."""
+    fields, as_json = given_fields(body, content_type, query)
+    if as_json:
+        return fields if "q" in fields and "text" not in fields else None
+    return fields if any(name in FIELDS for name in fields) else None
+
+
+def is_libre(path: str, body: bytes, content_type: str, query: str) -> bool:
+    """Whether a request to `path` is LibreTranslate's, so that any refusal of it takes its shape."""
+    if path in LIBRE_PATHS:
+        return True
+    if path != "/translate":
+        return False
+    try:
+        return libre_fields(body, content_type, query) is not None
+    except RequestError:  # a LibreTranslate field given twice: only its requests name them
+        return True
 
 
 def _alternatives(value, limits: ServeConfig) -> int:
@@ -78,11 +102,11 @@ def _alternatives(value, limits: ServeConfig) -> int:
     return value
 
 
-def read_request(fields: dict, limits: ServeConfig) -> LibreRequest:
-    """The fields checked as the schema (libre_schema) states them; RequestError MALFORMED (400) otherwise."""
-    unknown = next((name for name in fields if name not in FIELDS), None)
+def _texts(fields: dict, known: tuple[str, ...]) -> list[str]:
+    """The texts of `q`, every field checked known and every other one a string; RequestError MALFORMED."""
+    unknown = next((name for name in fields if name not in known), None)
     if unknown is not None:
-        raise RequestError(MALFORMED, f"Invalid request: {unknown!r} is not a parameter (known: {', '.join(FIELDS)})")
+        raise RequestError(MALFORMED, f"Invalid request: {unknown!r} is not a parameter (known: {', '.join(known)})")
     q = fields.get("q")
     if not q:
         raise RequestError(MALFORMED, "Invalid request: missing q parameter")
@@ -97,6 +121,18 @@ def read_request(fields: dict, limits: ServeConfig) -> LibreRequest:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise RequestError(MALFORMED, "Invalid request: q is not valid Unicode (a lone surrogate)") from None
+    return texts
+
+
+def read_detect(fields: dict) -> tuple[list[str], str | None]:
+    """/detect's texts and api_key, checked as detect_schema states them; RequestError MALFORMED (400)."""
+    return _texts(fields, DETECT_FIELDS), fields.get("api_key")
+
+
+def read_request(fields: dict, limits: ServeConfig) -> LibreRequest:
+    """The fields checked as the schema (libre_schema) states them; RequestError MALFORMED (400) otherwise."""
+    texts = _texts(fields, FIELDS)
+    q = fields["q"]
     text_format = fields.get("format") or "text"
     if text_format not in ("text", "html"):
         raise RequestError(MALFORMED, f"{text_format} format is not supported")
@@ -122,3 +158,13 @@ def libre_schema(limits: ServeConfig, pairs_rule: dict, formats: list[str], form
                            "api_key": {"type": "string", "description": "the key of a server started with "
                                                                         "--api-key-file (ignored by one without)"}},
             "anyOf": pairs_rule["anyOf"]}
+
+
+def detect_schema(form: bool) -> dict:
+    """/detect's request as read_detect checks it (`form`: q one text)."""
+    text = {"type": "string", "minLength": 1}
+    q = text if form else {"anyOf": [text, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
+    return {"type": "object", "additionalProperties": False, "required": ["q"],
+            "properties": {"q": {**q, "description": "the text (a list: its texts taken together)"},
+                           "api_key": {"type": "string", "description": "the key of a server started with "
+                                                                        "--api-key-file (ignored by one without)"}}}

@@ -1,6 +1,7 @@
 """What GET /openapi.json states beyond what FastAPI derives from the routes: the bodies of the status
 routes and of every refusal, and the refusals that come from the middleware rather than from a route
-(a foreign Host or Origin, a missing API key, --limit-concurrency, a 500), with the API key as a
+(a foreign Host or Origin, a missing API key, --limit-concurrency, a 500), each in the shape of the
+API a route serves (LibreTranslate's routes: {"error"}; /translate: either), with the API key as a
 security scheme when one is asked for. tests/test_serve_contract.py fuzzes a real server against it."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from nmt.config import DecodeConfig, ModelConfig
 from nmt.serve.batcher import Stats
 from nmt.serve.config import INFO_LIMITS, ServeConfig
 from nmt.serve.guard import OPEN_PATHS
-from nmt.serve.libre import libre_schema
+from nmt.serve.libre import FORM, LIBRE_PATHS, detect_schema, libre_schema
 from nmt.serve.pairs import Pairs
 from nmt.serve.schema import CONFLICTING, MALFORMED, TOO_LARGE
 
@@ -164,38 +165,65 @@ def libre_document(cfg: ServeConfig, pairs: Pairs) -> dict:
                                                  for t in targets)]}
     return {"translate": translate, "json": libre_schema(cfg, rule, ["text", "html"], form=False),
             "form": libre_schema(cfg, rule, ["text", "html"], form=True),
-            "languages": {200: {"model": list[Language], "description": "the languages served"}}}
+            "languages": {200: {"model": list[Language], "description": "the languages served"}},
+            "detect": {200: {"model": list[Detected], "description": "every served source language with its "
+                                                                   "confidence, best first"},
+                       MALFORMED: _libre_error("a missing or empty q, another field than q and api_key, a "
+                                               "wrong type, invalid Unicode"),
+                       403: _libre_error("its api_key (or the header) is not this server's key"),
+                       TOO_LARGE: _libre_error("a body larger than this server reads")},
+            "detect_body": {"required": True, "content": {"application/json": {"schema": detect_schema(form=False)},
+                                                          FORM: {"schema": detect_schema(form=True)}}}}
 
 
-def _refusal(description: str, schema: str = "Error", headers: dict | None = None) -> dict:
-    """The same in the document's own words, for a status that no route declares."""
-    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+def _libre_error(description: str, **extra) -> dict:
+    return {"description": description, "model": LibreError, **extra}
+
+
+def _refusal(description: str, schemas: tuple[str, ...] = ("Error",), headers: dict | None = None) -> dict:
+    """The same in the document's own words, for a status that no route declares: a body of one of
+    `schemas` (components' names)."""
+    refs = [{"$ref": f"#/components/schemas/{name}"} for name in schemas]
+    content = {"application/json": {"schema": refs[0] if len(refs) == 1 else {"anyOf": refs}}}
     return {"description": description, "content": content, **({"headers": headers} if headers else {})}
 
 
 def _middleware_refusals(path: str, cfg: ServeConfig, keyed: bool) -> dict:
-    """What Guard, InFlightLimit and the 500 handler may answer on `path`, before or around its route."""
-    refusals = {400: _refusal("a Host header that is not a name of this server (--allow-host)"),
-                403: _refusal("an Origin header that may not use this server (--allow-origin)")}
-    if keyed and path not in OPEN_PATHS:
+    """What Guard, InFlightLimit and the 500 handler may answer on `path`, before or around its route,
+    in the shape of the API the path serves (nmt/serve/shape.py): LibreTranslate's routes answer
+    {"error"} and 429 for the in-flight limit; /translate either API's (its requests say which)."""
+    libre, both = path in LIBRE_PATHS, path == "/translate"
+    shapes = ("LibreError",) if libre else ("Error", "LibreError") if both else ("Error",)
+    refusals = {400: _refusal("a Host header that is not a name of this server (--allow-host)", shapes),
+                403: _refusal("an Origin header that may not use this server (--allow-origin)", shapes)}
+    if keyed and path not in OPEN_PATHS and path != "/detect":  # /detect checks its key itself: 403
         refusals[401] = _refusal("no API key, or another one (Authorization: Bearer KEY or X-API-Key: KEY)",
                                  headers={"WWW-Authenticate": {"schema": {"type": "string"}}})
     if cfg.limit_concurrency and path not in OPEN_PATHS:
-        refusals[503] = _refusal(f"{cfg.limit_concurrency} requests are in flight (--limit-concurrency)",
-                                 headers=RETRY_AFTER)
-    refusals[500] = _refusal("a bug; its traceback is in the server's log under request_id", "InternalError")
+        limit = f"{cfg.limit_concurrency} requests are in flight (--limit-concurrency)"
+        if not libre:
+            refusals[503] = _refusal(limit + ("; our API's requests" if both else ""), headers=RETRY_AFTER)
+        if libre or both:
+            refusals[429] = _refusal(limit + ("; LibreTranslate's requests" if both else ""), ("LibreError",),
+                                     RETRY_AFTER)
+    internal = tuple("InternalError" if name == "Error" else name for name in shapes)
+    refusals[500] = _refusal("a bug; its traceback is in the server's log under its request id", internal)
     return refusals
 
 
-def complete_document(app: FastAPI, cfg: ServeConfig, keyed: bool) -> None:
+def complete_document(app: FastAPI, cfg: ServeConfig, keyed: bool, detects) -> None:
     """Make `app.openapi()` FastAPI's document with the middleware's refusals on every route, and, when
-    `keyed` (an API key is asked for), the key as a security scheme of the routes that need it."""
+    `keyed` (an API key is asked for), the key as a security scheme of the routes that need it. POST
+    /detect is stated only where `detects()`: elsewhere the identifier cannot tell the served sources
+    apart and every request of it gets 400, which no request schema can say."""
     derive = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is not None:
             return app.openapi_schema
         document = derive()  # FastAPI keeps it as app.openapi_schema: completed once, here
+        if not detects():
+            del document["paths"]["/detect"]
         for path, operations in document["paths"].items():
             for operation in operations.values():
                 responses = operation["responses"]

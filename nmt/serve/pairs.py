@@ -90,6 +90,10 @@ class Pairs:
         """Every code served, as a source or a target, in order of first appearance."""
         return list(dict.fromkeys(code for pair in self.all for code in (pair.source, pair.target)))
 
+    def sources(self) -> list[str]:
+        """Every code served as a source, in order of first appearance: what /detect tells apart."""
+        return list(dict.fromkeys(pair.source for pair in self.all))
+
     def targets(self, source: str) -> list[str]:
         return sorted(pair.target for pair in self.all if pair.source == source)
 

@@ -9,6 +9,7 @@ imported on the first call: translating from the command line never needs it.
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import NamedTuple
 
@@ -20,21 +21,42 @@ class Guess(NamedTuple):
     confidence: float  # 0-100: its probability among the candidates, in percent
 
 
-@functools.lru_cache(maxsize=8)
-def _identifier(candidates: tuple[str, ...]):
-    """py3langid's model restricted to `candidates` (loading it takes about a second: kept)."""
+@functools.lru_cache(maxsize=1)
+def _full_model():
+    """py3langid's model of all its languages (loading it takes about a second: kept)."""
     try:
         from py3langid.langid import MODEL_FILE, LanguageIdentifier
     except ImportError:
         raise NmtError("language detection needs py3langid: pip install 'nmt[serve]'") from None
-    model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    known = set(model.nb_classes)
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _identifier(candidates: tuple[str, ...]):
+    """The model restricted to `candidates`: a copy of the full one (its set_languages builds new arrays
+    from the full model's, so a shallow copy leaves the full one as it was)."""
+    full = _full_model()
+    known = set(full.nb_classes)
     unknown = [code for code in candidates if code not in known]
     if unknown:
         raise NmtError(f"language detection: {', '.join(unknown)} not among the identifier's languages "
                        f"(codes such as {', '.join(sorted(known)[:6])}, ...)")
+    model = copy.copy(full)
     model.set_languages(list(candidates))
     return model
+
+
+def can_tell(candidates: list[str]) -> bool:
+    """Whether detect_language can tell `candidates` apart: one needs no identifier; several must all
+    be among its languages (loads it, about a second, once)."""
+    codes = tuple(dict.fromkeys(candidates))
+    if len(codes) < 2:
+        return bool(codes)
+    try:
+        _identifier(codes)
+    except NmtError:
+        return False
+    return True
 
 
 def detect_language(texts: list[str], candidates: list[str]) -> list[list[Guess]]:

@@ -88,21 +88,24 @@ def translate_texts(translator, texts: list[str], html: bool = False, lang: str 
 class LinePlan(NamedTuple):
     """Lines ready for one decoding call: `inputs`, each line of one sentence as it is (its
     translation unchanged by splitting), else its sentences; `split`, per line, its segmentation
-    where it was split, else None."""
+    where it was split, else None; `lines`, per input, the index of the line it comes from (what a
+    warning about it names)."""
     inputs: list[str]
     split: list[Segmented | None]
+    lines: list[int]
 
 
 def plan_lines(lines: list[str], lang: str) -> LinePlan:
     """nmt-translate's --split-sentences: a line that holds two sentences or more is replaced by
     them; any other line (one sentence, blank, symbols only) is decoded exactly as without splitting."""
-    inputs, split = [], []
-    for line in lines:
+    inputs, split, origins = [], [], []
+    for index, line in enumerate(lines):
         found = segments(line, lang)
         several = len(found.sentences) > 1
         inputs.extend(found.sentences if several else [line])
+        origins.extend([index] * (len(found.sentences) if several else 1))
         split.append(found if several else None)
-    return LinePlan(inputs, split)
+    return LinePlan(inputs, split, origins)
 
 
 def rebuild_lines(plan: LinePlan, outputs: list[str]) -> list[str]:

@@ -159,7 +159,8 @@ class Translator:
         return None
 
     def translate_hyps(self, lines: list[str], nbest: int = 1, return_attention: bool = False,
-                       first_line: int = 1, prefixes: list[str] | None = None, **overrides) -> list[list[Hypothesis]]:
+                       first_line: int = 1, prefixes: list[str] | None = None, line_numbers: list[int] | None = None,
+                       **overrides) -> list[list[Hypothesis]]:
         """N-best hypotheses (or samples) per line; an empty line gets one empty hypothesis without
         decoding. A line's samples depend on decode.seed and the line, not on the others
         (nmt/search/sampling.py).
@@ -168,20 +169,22 @@ class Translator:
         the decoder, then the search continues: each hypothesis starts with them and its score
         includes their log-probability (nmt/search/common.py). A prefix with a word the target
         vocabulary cannot spell, or longer than its line's length cap allows (nmt/translate/prefix.py),
-        is an NmtError naming its line."""
+        is an NmtError naming its line. A warning or error names line `first_line + i` for lines[i], or
+        `line_numbers[i]` where given (sentences of input lines: the line each is in)."""
         opts = self.options(nbest, **overrides)
+        numbers = line_numbers or [first_line + i for i in range(len(lines))]
         if prefixes is not None and len(prefixes) != len(lines):
             raise NmtError(f"prefixes: {len(prefixes)} given for {len(lines)} lines; give one per line (\"\" for none)")
         todo = [i for i, line in enumerate(lines) if line.strip()]
-        ids = self.encode([lines[i] for i in todo], [first_line + i for i in todo])
+        ids = self.encode([lines[i] for i in todo], [numbers[i] for i in todo])
         texts = [prefixes[i] or "" for i in todo] if prefixes else None
         prefix_ids = self.tokenizer.encode_tgt(texts) if texts else None
         if prefix_ids and (unknown := self.unspellable(texts, prefix_ids)):
             index, word = unknown
-            raise NmtError(f"line {first_line + todo[index]}: its prefix's word {word!r} is outside the target "
+            raise NmtError(f"line {numbers[todo[index]]}: its prefix's word {word!r} is outside the target "
                            "vocabulary (forced as <unk>, the output would not start with the prefix)")
         if prefix_ids and (long := long_prefix([len(seq) for seq in ids], [len(seq) for seq in prefix_ids], opts)):
-            raise NmtError(f"line {first_line + todo[long.index]}: its prefix has {long.reason()}")
+            raise NmtError(f"line {numbers[todo[long.index]]}: its prefix has {long.reason()}")
         found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention, prefix_ids,
                            precision=lambda: autocast(self.device, self.dtype))
         results = [[Hypothesis([], 0.0, True, None)] for _ in lines]

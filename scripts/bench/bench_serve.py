@@ -4,7 +4,7 @@ against offline `nmt-translate` on the same sentences in the same run.
 
     scripts/bench/bench_serve.py RUN_DIR [--source ../shared/data/multi30k/test_2016_flickr.de]
                                  [--clients 1,8,32] [--requests 320] [--max-seconds 60] [--json OUT]
-                                 [-- NMT_SERVE_FLAGS ...]
+                                 [--apis ours,libre] [--modes on,off] [--no-offline] [-- NMT_SERVE_FLAGS ...]
 
 For each mode (batching on, then off) one `nmt-serve RUN_DIR` runs on a free port of 127.0.0.1; for
 each client count, that many threads each hold one keep-alive connection and send their share of
@@ -15,6 +15,12 @@ first --requests sentences, its wall time less its start-up (timed on one line),
 servers run; the share is of their mean. Local
 clients only; every loop is bounded in count and time. Targets (the issue's): batching costs one
 client nothing; the most clients reach >= 60 % of offline sentences/s with p95 < 600 ms.
+
+--apis ours,libre loads each client count through both APIs in turn on the same server: ours
+({"text": ...}) and LibreTranslate's /translate ({"q": ...}, its JSON body), and reports the compat
+route's sentences/s as a share of ours at the most clients (target: within 5 % at 32) and whether
+both gave every sentence the same translation. --modes on runs batching on only; --no-offline skips
+nmt-translate.
 """
 
 from __future__ import annotations
@@ -34,8 +40,16 @@ from pathlib import Path
 from common import MULTI30K, health, run_threads, start_server
 
 
-def run_clients(port: int, sentences: list[str], clients: int, per_client: int, max_seconds: float) -> dict:
-    """`clients` threads x `per_client` sequential one-sentence requests; latencies and answers by sentence."""
+# Per API: the body of a one-sentence request, and its translation read from the answer.
+APIS = {"ours": (lambda text: {"text": text}, lambda answer: answer["translations"][0]["text"]),
+        "libre": (lambda text: {"q": text}, lambda answer: answer["translatedText"])}
+
+
+def run_clients(port: int, sentences: list[str], clients: int, per_client: int, max_seconds: float,
+                api: str = "ours") -> dict:
+    """`clients` threads x `per_client` sequential one-sentence requests through `api`; latencies and
+    answers by sentence."""
+    body_of, text_of = APIS[api]
     latencies: list[float] = []
     answers: dict[int, str] = {}
     lock = threading.Lock()
@@ -48,10 +62,10 @@ def run_clients(port: int, sentences: list[str], clients: int, per_client: int, 
                 break
             index = (c * per_client + i) % len(sentences)
             start = time.perf_counter()
-            conn.request("POST", "/translate", body=json.dumps({"text": sentences[index]}),
+            conn.request("POST", "/translate", body=json.dumps(body_of(sentences[index])),
                          headers={"Content-Type": "application/json"})
             response = conn.getresponse()
-            text = json.loads(response.read())["translations"][0]["text"]
+            text = text_of(json.loads(response.read()))
             with lock:
                 latencies.append(time.perf_counter() - start)
                 answers[index] = text
@@ -59,7 +73,7 @@ def run_clients(port: int, sentences: list[str], clients: int, per_client: int, 
 
     wall = run_threads(client, clients)
     latencies.sort()
-    return {"clients": clients, "requests": len(latencies), "seconds": round(wall, 2),
+    return {"api": api, "clients": clients, "requests": len(latencies), "seconds": round(wall, 2),
             "sentences_per_s": round(len(latencies) / wall, 1),
             "p50_ms": round(1000 * statistics.median(latencies), 1),
             "p95_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 1),
@@ -89,19 +103,53 @@ def bench_mode(args, sentences: list[str], batching: bool) -> list[dict]:
         run_clients(port, sentences, 4, 5, 30)  # warm-up: first calls allocate and tune
         rows = []
         for clients in args.clients:
-            before = health(port)
-            row = run_clients(port, sentences, clients, -(-args.requests // clients), args.max_seconds)
-            after = health(port)
-            row["batches"] = after["batches"] - before["batches"]
-            row["batching"] = batching
-            rows.append(row)
-            print(f"batching {'on ' if batching else 'off'} {clients:3d} clients: {row['sentences_per_s']:7.1f} "
-                  f"sentences/s, p50 {row['p50_ms']:7.1f} ms, p95 {row['p95_ms']:7.1f} ms, "
-                  f"{row['requests']} requests in {row['batches']} batches", flush=True)
+            for api in args.apis:  # in turns on one server: both see the same machine's drift
+                before = health(port)
+                row = run_clients(port, sentences, clients, -(-args.requests // clients), args.max_seconds, api)
+                after = health(port)
+                row["batches"] = after["batches"] - before["batches"]
+                row["batching"] = batching
+                rows.append(row)
+                print(f"batching {'on ' if batching else 'off'} {api:5s} {clients:3d} clients: "
+                      f"{row['sentences_per_s']:7.1f} sentences/s, p50 {row['p50_ms']:7.1f} ms, p95 "
+                      f"{row['p95_ms']:7.1f} ms, {row['requests']} requests in {row['batches']} batches", flush=True)
         return rows
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def differing(rows: list[dict], key) -> int:
+    """Sentences translated differently by the two rows of each group of `key` (mode, or API)."""
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault(key(row), []).append(row)
+    return sum(a["answers"][i] != b["answers"][i] for a, b in (g for g in groups.values() if len(g) == 2)
+               for i in a["answers"] if i in b["answers"])
+
+
+def summary(args, rows: list[dict], offline_rate: float | None) -> dict:
+    """Print the targets' figures from `rows`; the figures, for --json."""
+    figures: dict = {"offline": offline_rate}
+    on = {r["clients"]: r for r in rows if r["batching"] and r["api"] == args.apis[0]}
+    off = {r["clients"]: r for r in rows if not r["batching"] and r["api"] == args.apis[0]}
+    hi, lo = max(args.clients), min(args.clients)
+    if on and offline_rate:
+        figures["share"] = on[hi]["sentences_per_s"] / offline_rate
+        print(f"batching on: {hi} clients reach {100 * figures['share']:.0f} % of offline nmt-translate (target "
+              f">= 60 %), p95 {on[hi]['p95_ms']:.0f} ms (target < 600 ms)")
+    if on and off:
+        figures["differ"] = differing([r for r in rows if r["api"] == args.apis[0]], lambda r: r["clients"])
+        print(f"{lo} client(s): {on[lo]['sentences_per_s']} sentences/s batching on, {off[lo]['sentences_per_s']} "
+              f"off. Translations differing between the modes: {figures['differ']}")
+    if len(args.apis) == 2:
+        rates = {r["api"]: r["sentences_per_s"] for r in rows if r["clients"] == hi and r["batching"] == bool(on)}
+        figures["compat_share"] = rates[args.apis[1]] / rates[args.apis[0]]
+        figures["differ_apis"] = differing(rows, lambda r: (r["batching"], r["clients"]))
+        print(f"{args.apis[1]} at {hi} clients: {100 * figures['compat_share']:.1f} % of {args.apis[0]}"
+              f" in sentences/s (target >= 95 % at 32). Translations differing between the APIs: "
+              f"{figures['differ_apis']}")
+    return figures
 
 
 def main() -> None:
@@ -112,37 +160,37 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32", help="comma-separated concurrent client counts")
     parser.add_argument("--requests", type=int, default=320, help="requests per client count, shared by the clients")
     parser.add_argument("--max-seconds", type=float, default=60, help="stop sending new requests after this")
+    parser.add_argument("--apis", default="ours", help="ours, libre, or both in turns (ours,libre)")
+    parser.add_argument("--modes", default="on,off", help="batching on, off, or both (on,off)")
+    parser.add_argument("--offline", action=argparse.BooleanOptionalAction, default=True,
+                        help="time nmt-translate on the same sentences, before and after the servers")
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("serve_flags", nargs="*", help="after --: flags for nmt-serve (default: its own)")
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
+    args.apis = args.apis.split(",")
+    modes = args.modes.split(",")
+    if not set(args.apis) <= set(APIS) or len(args.apis) > 2 or not set(modes) <= {"on", "off"}:
+        parser.error("--apis takes ours and/or libre, --modes on and/or off")
     sentences = [line for line in Path(args.source).read_text(encoding="utf-8").splitlines() if line.strip()]
     sent = sentences[:args.requests]  # what the largest client count sends, when the source has enough
-    before = offline(args.run_dir, sent)  # before and after the servers: a shared machine's speed drifts
-    rows = bench_mode(args, sentences, True) + bench_mode(args, sentences, False)
-    on = {r["clients"]: r for r in rows if r["batching"]}
-    off = {r["clients"]: r for r in rows if not r["batching"]}
-    differ = sum(on[c]["answers"][i] != off[c]["answers"][i] for c in on for i in on[c]["answers"]
-                 if i in off[c]["answers"])
-    print("\n| batching | clients | requests | decoding batches | sentences/s | p50 latency | p95 latency |")
-    print("|---|---|---|---|---|---|---|")
+    before = offline(args.run_dir, sent) if args.offline else None  # before and after: a shared machine drifts
+    rows = [row for mode in modes for row in bench_mode(args, sentences, mode == "on")]
+    print("\n| batching | API | clients | requests | decoding batches | sentences/s | p50 latency | p95 latency |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {'on' if r['batching'] else 'off'} | {r['clients']} | {r['requests']} | {r['batches']} | "
-              f"{r['sentences_per_s']} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms |")
-    lo, hi = min(on), max(on)
-    after = offline(args.run_dir, sent)
-    offline_rate = round((before + after) / 2, 1)
-    share = on[hi]["sentences_per_s"] / offline_rate
-    print(f"| offline nmt-translate (before / after) | | {len(sent)} | | {before} / {after} | | |")
-    print(f"\nbatching on: {hi} clients reach {100 * share:.0f} % of offline nmt-translate (target >= 60 %), "
-          f"p95 {on[hi]['p95_ms']:.0f} ms (target < 600 ms); {lo} client(s): {on[lo]['sentences_per_s']} "
-          f"sentences/s batching on, {off[lo]['sentences_per_s']} off. Translations differing between the "
-          f"modes: {differ}")
+        print(f"| {'on' if r['batching'] else 'off'} | {r['api']} | {r['clients']} | {r['requests']} | "
+              f"{r['batches']} | {r['sentences_per_s']} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms |")
+    after = offline(args.run_dir, sent) if args.offline else None
+    offline_rate = round((before + after) / 2, 1) if args.offline else None
+    if args.offline:
+        print(f"| offline nmt-translate (before / after) | | | {len(sent)} | | {before} / {after} | | |")
+    print()
+    figures = summary(args, rows, offline_rate)
     if args.json:
         for r in rows:
             del r["answers"]
-        Path(args.json).write_text(json.dumps({"rows": rows, "offline": offline_rate, "share": share,
-                                               "differ": differ}, indent=1))
+        Path(args.json).write_text(json.dumps({"rows": rows, **figures}, indent=1))
 
 
 if __name__ == "__main__":
