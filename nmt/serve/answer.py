@@ -12,7 +12,8 @@ from nmt.search.common import max_lengths, prefix_caps
 from nmt.serve.parts import PartedDecoder
 from nmt.serve.schema import CONFLICTING, TOO_LARGE, RequestError, Sentence, Settings
 from nmt.translate.prefix import long_prefix
-from nmt.translate.translator import hypothesis_record, pad_prefixes
+from nmt.translate.records import hypothesis_record
+from nmt.translate.translator import pad_prefixes
 
 # Why a budget: one legal request (100 sentences, nbest 16, attention) once made an answer of 123 MB.
 

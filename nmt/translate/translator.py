@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from pathlib import Path
 
 import torch
@@ -15,11 +14,13 @@ from nmt.data.batching import pad
 from nmt.errors import NmtError
 from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
 from nmt.search import FREE, Hypothesis, beam_search, greedy_search, sample
-from nmt.translate.alignment import hard_alignment, pharaoh, word_indices
+from nmt.translate.alignment import word_indices
 from nmt.translate.ensemble import Ensemble, check_vocabularies
 from nmt.translate.inference import InferenceModel
+from nmt.translate.lexicon import LexicalTable, load_table, table_path
 from nmt.translate.prefix import long_prefix
 from nmt.translate.score import PairScore, score_ids
+from nmt.translate.shortlist import Shortlister
 from nmt.translate.speed_check import check_bf16_on_cpu, fastest_int8_kernel
 
 from nmt.vocab import EOS, EOS_PIECE, UNK
@@ -40,10 +41,11 @@ def pad_prefixes(prefixes: list[list[int]], device: torch.device) -> torch.Tenso
 
 def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torch.device,
                nbest: int = 1, return_attention: bool = False,
-               prefix_ids: list[list[int]] | None = None) -> list[list[Hypothesis]]:
+               prefix_ids: list[list[int]] | None = None, shortlist: Shortlister | None = None) -> list[list[Hypothesis]]:
     """N-best lists (or `nbest` samples with opts.sampling) for tokenised sources, decoded in
     batches of similar length, in input order; each continues its target prefix in `prefix_ids`
-    (token ids, [] for none) if given."""
+    (token ids, [] for none) if given. With `shortlist`, each batch is decoded over its own
+    shortlist of target pieces (nmt/translate/shortlist.py), `model` left unused."""
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
     for start in range(0, len(order), opts.batch_size):
@@ -51,12 +53,17 @@ def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torc
         src = pad([src_ids[i] for i in chunk]).to(device)
         lengths = torch.tensor([len(src_ids[i]) for i in chunk], device=device)
         prefix = pad_prefixes([prefix_ids[i] for i in chunk], device) if prefix_ids else None
+        restricted = shortlist.restrict(src, lengths, prefix) if shortlist else None
+        if restricted:
+            model, prefix = restricted.model, restricted.prefix
         if opts.sampling:
             found = sample(model, src, lengths, opts, nbest, return_attention, prefix)
         elif opts.beam_size == 1 and nbest == 1:
             found = [[h] for h in greedy_search(model, src, lengths, opts, return_attention, prefix)]
         else:
             found = beam_search(model, src, lengths, opts, nbest, return_attention, prefix)
+        if restricted:
+            found = restricted.to_target(found)
         for i, hyps in zip(chunk, found):
             results[i] = hyps
     return results
@@ -79,25 +86,6 @@ def autocast(device: torch.device, dtype: str):
 def _cut(seq: list, limit: int, end) -> list:
     """`seq`, which ends with `end`, cut to at most `limit` items that still end with `end`."""
     return seq if len(seq) <= limit else seq[:limit - 1] + [end]
-
-
-def hypothesis_record(tokenizer, hyp: Hypothesis, text: str, columns: int | None = None,
-                      source_words: list[int] | None = None) -> dict:
-    """A hypothesis as JSON fields, the same in nmt-translate's JSON lines and nmt-serve's answers:
-    text, score (null where not finite: strict JSON has no -Infinity), finished, target pieces and,
-    with `columns` (the source pieces the model read), its attention rows cut to them: columns
-    past them are the batch's padding, and a record must not depend on the batch. With
-    `source_words` (`Translator.source_words` of its line), its word alignment in Pharaoh format
-    (nmt/translate/alignment.py), over the words of `text`."""
-    record = {"text": text, "score": round(hyp.score, 4) if math.isfinite(hyp.score) else None,
-              "finished": hyp.finished, "tokens": tokenizer.tgt_pieces(hyp.tokens)}
-    if columns is not None:
-        record["attention"] = [] if hyp.attention is None else hyp.attention[:, :columns].tolist()
-    if source_words is not None:
-        written = tokenizer.tgt.decode_spans([hyp.tokens])[0]  # `text` and where each piece is in it
-        target_words = word_indices(written.text, written.spans)
-        record["alignment"] = pharaoh(hard_alignment(hyp.attention, source_words, target_words))
-    return record
 
 
 class Translator:
@@ -125,8 +113,13 @@ class Translator:
         if dtype == "int8":
             kernel = fastest_int8_kernel([layer for m in members for layer in m.per_step_linears()])
             members = [InferenceModel(m, int8_kernel=kernel) for m in self.models]
+        self.members = members
         self.decoding_model = members[0] if len(members) == 1 else Ensemble(members)
         self.tokenizer, self.cfg, self.dtype = tokenizer, cfg, dtype
+        # decode.shortlist's table: read at its first use from `lexicon_path` (Translator.load sets it: the
+        # first model's run), or set here directly.
+        self.lexicon: LexicalTable | None = None
+        self.lexicon_path: Path | None = None
 
     @classmethod
     def load(cls, path: str | Path | list, device: str | None = None, dtype: str = "fp32") -> "Translator":
@@ -143,7 +136,9 @@ class Translator:
             torch.empty(0, device=device)
         except (RuntimeError, AssertionError) as err:
             raise NmtError(f"device {device}: not available ({str(err).splitlines()[0]})") from None
-        return cls(models if len(models) > 1 else models[0], tokenizer, cfg, device, dtype)
+        translator = cls(models if len(models) > 1 else models[0], tokenizer, cfg, device, dtype)
+        translator.lexicon_path = table_path(paths[0])
+        return translator
 
     def options(self, nbest: int = 1, **overrides) -> DecodeConfig:
         """The checkpoint's decode settings with `overrides` (None values ignored) for `nbest`
@@ -219,11 +214,20 @@ class Translator:
         if prefix_ids and (long := long_prefix([len(seq) for seq in ids], [len(seq) for seq in prefix_ids], opts)):
             raise NmtError(f"line {first_line + todo[long.index]}: its prefix has {long.reason()}")
         with torch.inference_mode(), autocast(self.device, self.dtype):
-            found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention, prefix_ids)
+            found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention, prefix_ids,
+                               self.shortlister(opts))
         results = [[Hypothesis([], 0.0, True, None)] for _ in lines]
         for i, hyps in zip(todo, found):
             results[i] = hyps
         return results
+
+    def shortlister(self, opts: DecodeConfig) -> Shortlister | None:
+        """decode.shortlist's restriction of each batch (nmt/translate/shortlist.py), or None where it is off."""
+        if not opts.shortlist:
+            return None
+        if self.lexicon is None:
+            self.lexicon = load_table(self.lexicon_path, self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size)
+        return Shortlister(self.lexicon, self.members, opts.shortlist_top_k, opts.shortlist_frequent)
 
     def translate(self, lines: list[str], prefixes: list[str] | None = None, **overrides) -> list[str]:
         """Detokenized translations, one per input line, in input order (each starting with its
