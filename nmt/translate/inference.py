@@ -67,7 +67,9 @@ def padded_output(weight: torch.Tensor, multiple: int = 8) -> torch.Tensor:
 
 def frozen_linear(weight: torch.Tensor) -> nn.Linear:
     """An nn.Linear without bias holding `weight` (out, in), so that it can be quantized like any layer."""
-    layer = nn.Linear(weight.size(1), weight.size(0), bias=False, device=weight.device, dtype=weight.dtype)
+    # Built on the meta device: no random initialisation of weights replaced at once (a shortlist
+    # builds one per batch, nmt/translate/shortlist.py).
+    layer = nn.Linear(weight.size(1), weight.size(0), bias=False, device="meta", dtype=weight.dtype)
     layer.weight = nn.Parameter(weight, requires_grad=False)
     return layer
 
