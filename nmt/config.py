@@ -189,7 +189,7 @@ class DecodeConfig:
     shortlist: bool = option(False, "score each batch's shortlist only: its sources' likely translations and the "
                              "most frequent target pieces, from the run's lexical table (build it with "
                              "nmt-shortlist RUN; docs/translating.md#vocabulary-shortlist)")
-    shortlist_top_k: int = option(20, "shortlist: each source piece's k most likely translations", min=1)
+    shortlist_top_k: int = option(10, "shortlist: each source piece's k most likely translations", min=1)
     shortlist_frequent: int = option(100, "shortlist: the n most frequent target pieces, always kept", min=0)
 
 

@@ -58,7 +58,7 @@ def model1(src: list[list[int]], tgt: list[list[int]], src_vocab: int, tgt_vocab
     t = torch.full((src_vocab + 1, tgt_vocab), 1.0 / tgt_vocab)
     for _ in range(iterations):
         counts = torch.zeros_like(t)
-        for f, e, f_mask, e_mask in chunks:  # (N, S), (N, T), masks True on real pieces
+        for f, e, f_mask, e_mask in chunks:  # (N, S), (N, T), masks 1.0 on real pieces
             cells = f[:, :, None] * tgt_vocab + e[:, None, :]  # (N, S, T) flat indices into t
             prob = t.view(-1)[cells] * f_mask[:, :, None]
             posterior = prob / prob.sum(1, keepdim=True).clamp_min(1e-30) * e_mask[:, None, :]
