@@ -14,6 +14,7 @@ COMMANDS = {
     "evaluate": "nmt.cli.commands:evaluate_main",
     "score": "nmt.cli.tools:score_main",
     "average": "nmt.cli.tools:average_main",
+    "shortlist": "nmt.cli.tools:shortlist_main",
     "serve": "nmt.serve.cli:serve_main",
 }
 

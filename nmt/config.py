@@ -188,12 +188,24 @@ class DecodeConfig:
     top_p: float = option(1.0, "sampling: draw among the most probable tokens whose mass reaches p (1 = all)",
                           min=1e-6, max=1.0)
     seed: int = option(1, "sampling: random seed (the same seed and input give the same output)")
+    shortlist: bool = option(False, "score each batch's shortlist only: its sources' likely translations and the "
+                             "most frequent target pieces, from the run's lexical table (build it with "
+                             "nmt-shortlist RUN; docs/translating.md#vocabulary-shortlist)")
+    shortlist_top_k: int = option(10, "shortlist: each source piece's k most likely translations", min=1)
+    shortlist_frequent: int = option(100, "shortlist: the n most frequent target pieces, always kept", min=0)
 
 
 @dataclass
 class TextConfig:  # nmt-translate's flags for raw text (nmt/translate/paragraphs.py); not a recipe section
     split_sentences: bool = option(True, "translate a line of several sentences sentence by sentence, in one batch, "
                                    "joined back with its own spacing (a line of one sentence: as it is)")
+
+
+@dataclass
+class LexiconConfig:  # nmt-shortlist's flags (nmt/translate/lexicon.py); not a recipe section
+    depth: int = option(100, "translations kept per source piece, most likely first (decode.shortlist_top_k "
+                             "may use up to this many)", min=1)
+    iterations: int = option(5, "IBM Model 1 EM iterations over the training pairs", min=1)
 
 
 def decode_options(base: DecodeConfig, nbest: int = 1, **given) -> DecodeConfig:

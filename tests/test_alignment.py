@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from nmt.translate.alignment import NO_WORD, hard_alignment, pharaoh, word_indices
-from nmt.translate.translator import Translator, hypothesis_record
+from nmt.translate.records import hypothesis_record
+from nmt.translate.translator import Translator
 
 from conftest import run_cli, write_lines
 

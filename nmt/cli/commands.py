@@ -106,7 +106,7 @@ def _format(translator, index: int, line: str, hyps: list, texts: list[str], arg
     """The output line(s) for one input line (its hypotheses and their detokenized texts)."""
     columns = len(translator.source_pieces(line)) if args.attention else None
     words = translator.source_words([line])[0] if args.alignments else None
-    from nmt.translate.translator import hypothesis_record
+    from nmt.translate.records import hypothesis_record
 
     if args.format == "json":
         items = [hypothesis_record(translator.tokenizer, h, t, columns, words) for t, h in zip(texts, hyps)]

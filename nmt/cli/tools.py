@@ -1,12 +1,17 @@
-"""nmt-average and nmt-score: thin entry points over nmt/average.py and nmt/translate/score.py (conventions of nmt/cli/commands.py)."""
+"""nmt-average, nmt-score and nmt-shortlist: thin entry points over nmt/average.py, nmt/translate/score.py and
+nmt/translate/lexicon.py (conventions of nmt/cli/commands.py)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
+import time
 
 from nmt.cli.common import quiet_libraries, user_errors
+from nmt.cli.flags import add_config_flags, config_from_flags
 from nmt.cli.text_io import open_input, open_output, read_chunks
+from nmt.config import LexiconConfig
 from nmt.errors import NmtError
 
 
@@ -90,4 +95,33 @@ def score_main(argv=None) -> int:
             scores = translator.score(sources, targets, args.batch_size, first_line=first)
             out.write("".join(f"{s.total:.4f}\t{s.per_token:.4f}\n" for s in scores))
             out.flush()
+    return 0
+
+
+@user_errors
+def shortlist_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="nmt-shortlist", description="Build a run's lexical table for decode.shortlist (IBM Model 1 over its "
+        "training pairs, read from the files its config.yaml names): shortlist.safetensors in the run directory.")
+    parser.add_argument("run", help="run directory (or one of its checkpoints): its tokenizer and training data")
+    parser.add_argument("--data-root", help="folder the run's data.dir is relative to (default: as nmt-train)")
+    add_config_flags(parser, LexiconConfig, with_defaults=True, title="the table")
+    args = parser.parse_args(argv)
+    settings = config_from_flags(args, LexiconConfig)
+    quiet_libraries()
+    from nmt.checkpoint import read_config, resolve
+    from nmt.data.tokenizer import Tokenizer
+    from nmt.translate.lexicon import build_table, save_table, table_path, training_ids
+
+    ckpt, start = resolve(args.run), time.perf_counter()
+    cfg = read_config(ckpt)
+    if args.data_root:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=args.data_root))
+    tokenizer = Tokenizer.load(ckpt)
+    src, tgt = training_ids(cfg, tokenizer)
+    table = build_table(src, tgt, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, settings)
+    path = save_table(table, table_path(args.run).parent)
+    print(f"wrote {path}: the {table.translations.size(1)} most likely of {tokenizer.tgt_vocab_size} target pieces "
+          f"for each of {tokenizer.src_vocab_size} source pieces, from {len(src)} training pairs "
+          f"({settings.iterations} EM iterations, {time.perf_counter() - start:.1f} s)")
     return 0

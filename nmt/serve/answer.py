@@ -13,7 +13,7 @@ from nmt.serve.parts import PartedDecoder
 from nmt.serve.schema import CONFLICTING, TOO_LARGE, RequestError, Sentence, Settings
 from nmt.translate.prefix import long_prefix
 from nmt.translate.decoding import pad_prefixes
-from nmt.translate.translator import hypothesis_record
+from nmt.translate.records import hypothesis_record
 
 # Why a budget: one legal request (100 sentences, nbest 16, attention) once made an answer of 123 MB.
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +12,7 @@ import torch
 from nmt.config import DecodeConfig
 from nmt.data.batching import pad
 from nmt.search import FREE, Hypothesis, beam_search, greedy_search, sample
+from nmt.translate.shortlist import Shortlister
 from nmt.translate.workers import batch_map, shares
 
 
@@ -58,16 +60,23 @@ def search(model, batch: Batch, opts: DecodeConfig, nbest: int, return_attention
 
 def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torch.device,
                nbest: int = 1, return_attention: bool = False, prefix_ids: list[list[int]] | None = None,
-               precision=contextlib.nullcontext) -> list[list[Hypothesis]]:
+               precision=contextlib.nullcontext, shortlist: Shortlister | None = None) -> list[list[Hypothesis]]:
     """N-best lists (or `nbest` samples with opts.sampling) for tokenised sources, decoded in
     batches of similar length on opts.workers threads (nmt/translate/workers.py), in input order;
     each continues its target prefix in `prefix_ids` (token ids, [] for none) if given.
-    `precision()`: the context each batch runs in (autocast), entered in the thread that decodes it."""
+    `precision()`: the context each batch runs in (autocast), entered in the thread that decodes it.
+    With `shortlist`, each batch is decoded over its own shortlist of target pieces
+    (nmt/translate/shortlist.py), `model` left unused."""
     batches = length_sorted_batches(src_ids, prefix_ids, opts.batch_size, device)
 
     def decode(batch: Batch) -> list[list[Hypothesis]]:
         with torch.inference_mode(), precision():
-            return search(model, batch, opts, nbest, return_attention)
+            restricted = shortlist.restrict(batch.src, batch.lengths, batch.prefix) if shortlist else None
+            if not restricted:
+                return search(model, batch, opts, nbest, return_attention)
+            found = search(restricted.model, dataclasses.replace(batch, prefix=restricted.prefix), opts, nbest,
+                           return_attention)
+            return restricted.to_target(found)
 
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
     with batch_map(shares(opts.workers, len(batches), device)) as run:

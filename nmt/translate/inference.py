@@ -37,7 +37,7 @@ from torch import nn
 
 from nmt.model.decoder import DecoderState, StepOutput
 from nmt.model.encoder import EncoderOutput
-from nmt.translate.int8 import quantize_linears
+from nmt.translate.int8 import Int8Linear, quantize_linears
 
 
 @dataclass
@@ -87,7 +87,9 @@ def sigmoid_attention(attention, query: torch.Tensor, doubled_keys: torch.Tensor
 
 def frozen_linear(weight: torch.Tensor) -> nn.Linear:
     """An nn.Linear without bias holding `weight` (out, in), so that it can be quantized like any layer."""
-    layer = nn.Linear(weight.size(1), weight.size(0), bias=False, device=weight.device, dtype=weight.dtype)
+    # Built on the meta device: no random initialisation of weights replaced at once (a shortlist
+    # builds one per batch, nmt/translate/shortlist.py).
+    layer = nn.Linear(weight.size(1), weight.size(0), bias=False, device="meta", dtype=weight.dtype)
     layer.weight = nn.Parameter(weight, requires_grad=False)
     return layer
 
@@ -115,6 +117,7 @@ class InferenceModel(nn.Module):
             self.out = frozen_linear(padded_output(dec.out.weight))  # (V', R)
             self.state_out = frozen_linear(dec.readout.parts().state.clone())  # (R, H)
         self.gates, self.vocab_size = dec.context_gates.out_features, dec.out.out_features
+        self.int8_kernel = int8_kernel
         if int8_kernel:
             quantize_linears(self, self.per_step_names(), int8_kernel)
 
@@ -142,9 +145,23 @@ class InferenceModel(nn.Module):
 
     def step(self, tokens: torch.Tensor, state: DecoderState, source: PreparedSource) -> StepOutput:
         """As Decoder.step: attend with s_{t-1}, update the layers, read out, project to the vocabulary."""
+        o, state, alpha = self.read_out(tokens, state, source)
+        return StepOutput(self.out(o)[:, :self.vocab_size], state, alpha)
+
+    def read_out(self, tokens: torch.Tensor, state: DecoderState, source: PreparedSource):
+        """`step` up to the output layer -> (o (B, R), the new state, α (B, S)); a shortlist
+        (nmt/translate/shortlist.py) projects o to its own rows."""
         dec = self.model.decoder
         terms, alpha = self.attend(state.hidden[-1], source)  # (B, G*H + R)
         x0, read = (terms + F.embedding(tokens, self.table)).split([self.gates, self.table.size(1) - self.gates], -1)
         hidden, cell = dec.rnn(x0, state.hidden, state.cell)
-        o = torch.tanh(self.state_out(hidden[-1]) + read)  # (B, R)
-        return StepOutput(self.out(o)[:, :self.vocab_size], DecoderState(hidden, cell), alpha)
+        return torch.tanh(self.state_out(hidden[-1]) + read), DecoderState(hidden, cell), alpha  # o: (B, R)
+
+    def output_rows(self, ids: torch.Tensor) -> nn.Module:
+        """The output layer restricted to target pieces `ids` (V_s,): (B, R) -> (B, V_s') logits, the
+        first V_s of them `step`'s columns `ids` (padded as `out` is). Under int8 the rows are quantized
+        as the whole layer's are, one scale per row, so each logit is the one `step` gives; only the
+        packing is redone, once per batch."""
+        with torch.no_grad():
+            layer = frozen_linear(padded_output(self.model.decoder.out.weight.index_select(0, ids)))
+        return Int8Linear(layer, self.int8_kernel) if self.int8_kernel else layer

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from pathlib import Path
 
 import torch
@@ -14,12 +13,14 @@ from nmt.config import INFERENCE_DTYPES, DecodeConfig, decode_options
 from nmt.errors import NmtError
 from nmt.precision import AUTOCAST_DTYPES, set_precision_policy
 from nmt.search import Hypothesis
-from nmt.translate.alignment import hard_alignment, pharaoh, word_indices
+from nmt.translate.alignment import word_indices
 from nmt.translate.decoding import decode_ids
 from nmt.translate.ensemble import Ensemble, check_vocabularies
 from nmt.translate.inference import InferenceModel
+from nmt.translate.lexicon import LexicalTable, load_table, table_path
 from nmt.translate.prefix import long_prefix
 from nmt.translate.score import PairScore, score_ids
+from nmt.translate.shortlist import Shortlister
 from nmt.translate.speed_check import check_bf16_on_cpu, fastest_int8_kernel
 from nmt.vocab import EOS, EOS_PIECE, UNK
 
@@ -43,25 +44,6 @@ def autocast(device: torch.device, dtype: str):
 def _cut(seq: list, limit: int, end) -> list:
     """`seq`, which ends with `end`, cut to at most `limit` items that still end with `end`."""
     return seq if len(seq) <= limit else seq[:limit - 1] + [end]
-
-
-def hypothesis_record(tokenizer, hyp: Hypothesis, text: str, columns: int | None = None,
-                      source_words: list[int] | None = None) -> dict:
-    """A hypothesis as JSON fields, the same in nmt-translate's JSON lines and nmt-serve's answers:
-    text, score (null where not finite: strict JSON has no -Infinity), finished, target pieces and,
-    with `columns` (the source pieces the model read), its attention rows cut to them: columns
-    past them are the batch's padding, and a record must not depend on the batch. With
-    `source_words` (`Translator.source_words` of its line), its word alignment in Pharaoh format
-    (nmt/translate/alignment.py), over the words of `text`."""
-    record = {"text": text, "score": round(hyp.score, 4) if math.isfinite(hyp.score) else None,
-              "finished": hyp.finished, "tokens": tokenizer.tgt_pieces(hyp.tokens)}
-    if columns is not None:
-        record["attention"] = [] if hyp.attention is None else hyp.attention[:, :columns].tolist()
-    if source_words is not None:
-        written = tokenizer.tgt.decode_spans([hyp.tokens])[0]  # `text` and where each piece is in it
-        target_words = word_indices(written.text, written.spans)
-        record["alignment"] = pharaoh(hard_alignment(hyp.attention, source_words, target_words))
-    return record
 
 
 class Translator:
@@ -89,8 +71,13 @@ class Translator:
         if dtype == "int8":
             kernel = fastest_int8_kernel([layer for m in members for layer in m.per_step_linears()])
             members = [InferenceModel(m, int8_kernel=kernel) for m in self.models]
+        self.members = members
         self.decoding_model = members[0] if len(members) == 1 else Ensemble(members)
         self.tokenizer, self.cfg, self.dtype = tokenizer, cfg, dtype
+        # decode.shortlist's table: read at its first use from `lexicon_path` (Translator.load sets it: the
+        # first model's run), or set here directly.
+        self.lexicon: LexicalTable | None = None
+        self.lexicon_path: Path | None = None
 
     @classmethod
     def load(cls, path: str | Path | list, device: str | None = None, dtype: str = "fp32") -> "Translator":
@@ -107,7 +94,9 @@ class Translator:
             torch.empty(0, device=device)
         except (RuntimeError, AssertionError) as err:
             raise NmtError(f"device {device}: not available ({str(err).splitlines()[0]})") from None
-        return cls(models if len(models) > 1 else models[0], tokenizer, cfg, device, dtype)
+        translator = cls(models if len(models) > 1 else models[0], tokenizer, cfg, device, dtype)
+        translator.lexicon_path = table_path(paths[0])
+        return translator
 
     def options(self, nbest: int = 1, **overrides) -> DecodeConfig:
         """The checkpoint's decode settings with `overrides` (None values ignored) for `nbest`
@@ -186,11 +175,19 @@ class Translator:
         if prefix_ids and (long := long_prefix([len(seq) for seq in ids], [len(seq) for seq in prefix_ids], opts)):
             raise NmtError(f"line {numbers[todo[long.index]]}: its prefix has {long.reason()}")
         found = decode_ids(self.decoding_model, ids, opts, self.device, nbest, return_attention, prefix_ids,
-                           precision=lambda: autocast(self.device, self.dtype))
+                           precision=lambda: autocast(self.device, self.dtype), shortlist=self.shortlister(opts))
         results = [[Hypothesis([], 0.0, True, None)] for _ in lines]
         for i, hyps in zip(todo, found):
             results[i] = hyps
         return results
+
+    def shortlister(self, opts: DecodeConfig) -> Shortlister | None:
+        """decode.shortlist's restriction of each batch (nmt/translate/shortlist.py), or None where it is off."""
+        if not opts.shortlist:
+            return None
+        if self.lexicon is None:
+            self.lexicon = load_table(self.lexicon_path, self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size)
+        return Shortlister(self.lexicon, self.members, opts.shortlist_top_k, opts.shortlist_frequent)
 
     def translate(self, lines: list[str], prefixes: list[str] | None = None, **overrides) -> list[str]:
         """Detokenized translations, one per input line, in input order (each starting with its
