@@ -17,6 +17,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from common import MULTI30K, REPO
 
 CHILD = """
 import json, sys, time, torch
+import nmt
 from nmt import Translator
 torch.set_num_threads({threads})
 lines = open({src!r}, encoding="utf-8").read().splitlines()
@@ -34,6 +36,7 @@ for name, beam in (("greedy", 1), ("beam5", 5)):
     start = time.perf_counter()
     translator.translate_hyps(lines, beam_size=beam, batch_size=64)
     rates[name] = len(lines) / (time.perf_counter() - start)
+rates["code"] = str(__import__("pathlib").Path(nmt.__file__).parents[1])
 print(json.dumps(rates))
 """
 
@@ -41,9 +44,15 @@ print(json.dumps(rates))
 def one_run(code: Path, args) -> dict:
     child = CHILD.format(threads=args.threads, src=str(MULTI30K / "test_2016_flickr.de"), run=args.run_dir,
                          dtype=args.dtype)
+    # Not from this directory: `python -c` puts the working directory ahead of PYTHONPATH, and from
+    # inside a checkout both sides would import that checkout's `nmt`.
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(code)})
-    return json.loads(out.stdout.strip().splitlines()[-1])
+                         env={**os.environ, "PYTHONPATH": str(code)}, cwd=tempfile.gettempdir())
+    rates = json.loads(out.stdout.strip().splitlines()[-1])
+    found = rates.pop("code")
+    if Path(found).resolve() != code.resolve():
+        sys.exit(f"the child imported nmt from {found}, not {code}")
+    return rates
 
 
 def main() -> None:
