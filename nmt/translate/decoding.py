@@ -79,6 +79,8 @@ def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torc
             return restricted.to_target(found)
 
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
+    # Longest first: the workers then end on short batches instead of one waiting for the longest.
+    batches.reverse()
     with batch_map(shares(opts.workers, len(batches), device)) as run:
         for batch, found in zip(batches, run(decode, batches)):
             for i, hyps in zip(batch.rows, found):

@@ -5,7 +5,7 @@
 
 Translates the first --lines lines of Multi30k's train.de (a file that large users translate, not
 the test set) with `nmt-translate --workers W` for each W, in turns, --rounds times: wall time of
-the whole command (loading included), sentences/s, and whether the outputs are the same file
+the whole command (`python -m nmt translate`, this Python's `nmt`; loading included), sentences/s, and whether the outputs are the same file
 (each batch decodes as it would alone, but on W workers its products run on fewer threads, which
 may move a float's last bit: a difference here is reported, not hidden).
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,10 +38,10 @@ def main() -> None:
     seconds: dict[int, list[float]] = {w: [] for w in args.workers}
     for _ in range(args.rounds):
         for w in args.workers:
-            command = ["nmt-translate", args.run_dir, "-i", str(src), "-o", str(tmp / f"out.{w}"),
+            command = [sys.executable, "-m", "nmt", "translate", str(Path(args.run_dir).resolve()), "-i", str(src), "-o", str(tmp / f"out.{w}"),
                        "--beam-size", str(args.beam), "--workers", str(w)]
             start = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True)
+            subprocess.run(command, check=True, capture_output=True, cwd=tmp)  # python -m: the cwd comes first
             seconds[w].append(time.perf_counter() - start)
     base = statistics.median(seconds[args.workers[0]])
     first = (tmp / f"out.{args.workers[0]}").read_text(encoding="utf-8")
