@@ -57,7 +57,7 @@ def test_translate_reads_and_writes_files(reverse_run, tmp_path):
 
 def test_a_second_run_in_the_same_directory_is_refused(reverse_run):
     root, _, _ = reverse_run
-    result = run_cli("nmt-train", str(root / "reverse.yaml"), "--run-dir", str(root / "run"))
+    result = run_cli("nmt-train", str(root / "tiny.yaml"), "--run-dir", str(root / "run"))
     assert result.returncode == 2
     assert "already holds a run; pass --resume" in result.stderr
     assert "Traceback" not in result.stderr
