@@ -35,7 +35,12 @@ class BahdanauAttention(nn.Module):
         B, S, A = keys.shape
         q = self.query_proj(query).view(B, -1, 1, A)  # (B, K, 1, A)
         scores = torch.add(q, keys.unsqueeze(1)).tanh_() @ self.v.weight[0]  # (B, K, S): vᵀ tanh(W_q s + W_k m_j)
-        # -inf, not a large negative number: padding must get exactly zero weight.
-        alpha = torch.softmax(scores.masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)
-        context = torch.matmul(alpha.to(values.dtype), values)  # (B, K, M)
-        return context.flatten(0, 1), alpha.flatten(0, 1)
+        return weigh(scores, values, mask)
+
+
+def weigh(scores: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """scores (B, K, S) -> context (B*K, M) = Σ_j α_j values_j and α (B*K, S) = softmax over the real positions."""
+    # -inf, not a large negative number: padding must get exactly zero weight.
+    alpha = torch.softmax(scores.masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)
+    context = torch.matmul(alpha.to(values.dtype), values)  # (B, K, M)
+    return context.flatten(0, 1), alpha.flatten(0, 1)

@@ -71,9 +71,9 @@ def decode_ids(model, src_ids: list[list[int]], opts: DecodeConfig, device: torc
 
     def decode(batch: Batch) -> list[list[Hypothesis]]:
         with torch.inference_mode(), precision():
-            restricted = shortlist.restrict(batch.src, batch.lengths, batch.prefix) if shortlist else None
-            if not restricted:
+            if shortlist is None:
                 return search(model, batch, opts, nbest, return_attention)
+            restricted = shortlist.restrict(batch.src, batch.lengths, batch.prefix)
             found = search(restricted.model, dataclasses.replace(batch, prefix=restricted.prefix), opts, nbest,
                            return_attention)
             return restricted.to_target(found)

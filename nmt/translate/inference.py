@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nmt.model.attention import weigh
 from nmt.model.decoder import DecoderState, StepOutput
 from nmt.model.encoder import EncoderOutput
 from nmt.translate.int8 import Int8Linear, quantize_linears
@@ -80,9 +81,7 @@ def sigmoid_attention(attention, query: torch.Tensor, doubled_keys: torch.Tensor
     B, S, A = doubled_keys.shape
     q = attention.query_proj(query).view(B, -1, 1, A)  # (B, K, 1, A)
     scores = torch.add(doubled_keys.unsqueeze(1), q, alpha=2).sigmoid_() @ doubled_v  # (B, K, S)
-    alpha = torch.softmax(scores.masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)
-    context = torch.matmul(alpha.to(values.dtype), values)  # (B, K, M)
-    return context.flatten(0, 1), alpha.flatten(0, 1)
+    return weigh(scores, values, mask)
 
 
 def frozen_linear(weight: torch.Tensor) -> nn.Linear:

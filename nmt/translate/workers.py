@@ -49,7 +49,7 @@ def thread_pool(workers: int, torch_threads: int, name: str) -> ThreadPoolExecut
 def batch_map(share: Shares) -> Iterator[Callable]:
     """A `map(fn, items)` that yields fn's results in the items' order: in this thread for one worker,
     else on a pool of `share.workers` threads, each taking the next item once it is free."""
-    if share.workers == 1 and share.torch_threads == torch.get_num_threads():
+    if share.workers == 1:
         yield map
         return
     pool = thread_pool(share.workers, share.torch_threads, "nmt-decode")
