@@ -10,8 +10,11 @@ Per recipe (its cpu scale, GRU, the same updates for every run):
   2. with sampling on both sides at each of --alphas (nbest_size --nbest), seed 1;
   3. the alpha with the best *validation* BLEU (never test), seed 2.
 Then one row per run and the means: test BLEU all / short / long of each test split (Multi30k
-also test_2017_flickr) and the training tokens/s (mean of metrics.jsonl's tgt_tokens_per_s), as
-Markdown for the recipe's RESULTS.md. Target (issue 36): +0.8 BLEU on Multi30k, +0.5 on the Bible,
+also test_2017_flickr), the training tokens/s (mean of metrics.jsonl's tgt_tokens_per_s) and the
+wall time, as Markdown for the recipe's RESULTS.md. --jobs 2 --threads 1 (the default) trains two
+runs at a time, one thread each, as the recipes' RESULTS tables were trained; a run waits only for
+the runs it depends on (the second seed of the chosen alpha, for the first seed's), so that every
+run but the last shares the machine with another and their speeds compare. Target (issue 36): +0.8 BLEU on Multi30k, +0.5 on the Bible,
 at >= 0.9x the tokens/s, means of two seeds.
 """
 
@@ -23,6 +26,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,12 +36,13 @@ TESTS = {"multi30k_de_en": "[test_2016_flickr,test_2017_flickr]", "bible_es_en":
 SEEDS = (1, 2)
 
 
-def train(recipe: str, run_dir: Path, seed: int, steps: int, alpha: float | None, nbest: int) -> dict:
+def train(recipe: str, run_dir: Path, seed: int, steps: int, alpha: float | None, nbest: int,
+          threads: int) -> dict:
     """The run's results.json, training (or resuming) it first if it has none."""
     if (run_dir / "results.json").exists():
         return json.loads((run_dir / "results.json").read_text())
     folder = REPO / "recipes" / recipe
-    sets = ["model.cell=gru", f"train.seed={seed}", f"data.test={TESTS[recipe]}"]
+    sets = ["model.cell=gru", f"train.seed={seed}", f"data.test={TESTS[recipe]}", f"train.threads={threads}"]
     if steps:
         sets += [f"train.max_steps={steps}", f"train.eval_every={max(1, steps // 2)}",
                  f"train.log_every={max(1, steps // 4)}"]  # tokens/s rows even in a short run
@@ -49,7 +56,12 @@ def train(recipe: str, run_dir: Path, seed: int, steps: int, alpha: float | None
     elif run_dir.exists():
         shutil.rmtree(run_dir)  # a run killed before its first checkpoint: start it again
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    start = time.monotonic()
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f"{run_dir.name}.log", "a") as log:  # two runs at once: a log each
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+    (run_dir / "wall_s").write_text(f"{time.monotonic() - start:.0f}\n")
+    print(f"done {run_dir.name}", flush=True)
     return json.loads((run_dir / "results.json").read_text())
 
 
@@ -60,8 +72,10 @@ def tokens_per_s(run_dir: Path) -> float:
 
 
 def row(name: str, seed: int, run_dir: Path, results: dict) -> dict:
+    wall = run_dir / "wall_s"  # absent for a run resumed by an older version of this script
     cells = {"run": name, "seed": seed, "valid BLEU": results["valid"]["valid_bleu"],
-             "tok/s": round(tokens_per_s(run_dir), 0)}
+             "tok/s": round(tokens_per_s(run_dir), 0),
+             "wall min": round(int(wall.read_text()) / 60, 1) if wall.exists() else float("nan")}
     for split, table in results.get("test", {}).items():
         for part, scores in table.items():
             if part == "all" or part.startswith(("short", "long")):
@@ -81,18 +95,45 @@ def mean_row(name: str, rows: list[dict]) -> dict:
     return {"run": f"{name} (mean)", "seed": "", **{k: round(statistics.mean(r[k] for r in rows), 2) for k in keys}}
 
 
-def measure(recipe: str, out: Path, steps: int, alphas: list[float], nbest: int) -> str:
-    runs = out / recipe
-    base = [row("off", s, runs / f"off-s{s}", train(recipe, runs / f"off-s{s}", s, steps, None, nbest))
-            for s in SEEDS]
-    tried = {a: train(recipe, runs / f"alpha{a}-s1", 1, steps, a, nbest) for a in alphas}
-    best = max(alphas, key=lambda a: tried[a]["valid"]["valid_bleu"])  # chosen on validation only
-    sampled = [row(f"alpha {a}", 1, runs / f"alpha{a}-s1", tried[a]) for a in alphas]
-    chosen = [r for r in sampled if r["run"] == f"alpha {best}"]
-    chosen.append(row(f"alpha {best}", 2, runs / f"alpha{best}-s2",
-                      train(recipe, runs / f"alpha{best}-s2", 2, steps, best, nbest)))
-    rows = [*base, *sampled, chosen[-1], mean_row("off", base), mean_row(f"alpha {best}", chosen)]
-    return f"### {recipe}: subword sampling (both sides, nbest_size {nbest}), GRU cpu scale\n\n{markdown(rows)}\n"
+class Matrix:
+    """One recipe's runs, submitted to a shared pool: each a Future of its results.json."""
+
+    def __init__(self, recipe: str, out: Path, pool: ThreadPoolExecutor, args: argparse.Namespace):
+        self.recipe, self.runs, self.pool, self.args = recipe, out / recipe, pool, args
+        self.off = {s: self.submit(f"off-s{s}", s, None) for s in SEEDS}
+        self.tried = {a: self.submit(f"alpha{a}-s1", 1, a) for a in args.alphas}
+        self.second: Future | None = None
+        self.best: float | None = None
+        self.lock = threading.Lock()
+        for future in self.tried.values():
+            future.add_done_callback(lambda _: self.submit_second())
+
+    def submit(self, name: str, seed: int, alpha: float | None) -> Future:
+        a = self.args
+        return self.pool.submit(train, self.recipe, self.runs / name, seed, a.steps, alpha, a.nbest, a.threads)
+
+    def submit_second(self) -> None:
+        """Once every alpha's first seed is done: the second seed of the best on validation (never test)."""
+        with self.lock:
+            if self.second is not None or not all(f.done() for f in self.tried.values()):
+                return
+            if any(f.exception() for f in self.tried.values()):
+                self.second = self.tried[self.args.alphas[0]]  # table() re-raises the failure
+                return
+            self.best = max(self.tried, key=lambda a: self.tried[a].result()["valid"]["valid_bleu"])
+            self.second = self.submit(f"alpha{self.best}-s2", 2, self.best)
+
+    def table(self) -> str:
+        base = [row("off", s, self.runs / f"off-s{s}", self.off[s].result()) for s in SEEDS]
+        sampled = [row(f"alpha {a}", 1, self.runs / f"alpha{a}-s1", f.result()) for a, f in self.tried.items()]
+        while self.second is None:
+            time.sleep(1)
+        second = self.second.result()
+        chosen = [r for r in sampled if r["run"] == f"alpha {self.best}"]
+        chosen.append(row(f"alpha {self.best}", 2, self.runs / f"alpha{self.best}-s2", second))
+        rows = [*base, *sampled, chosen[-1], mean_row("off", base), mean_row(f"alpha {self.best}", chosen)]
+        return (f"### {self.recipe}: subword sampling (both sides, nbest_size {self.args.nbest}), GRU cpu scale, "
+                f"{self.args.jobs} runs at a time x {self.args.threads} thread(s)\n\n{markdown(rows)}\n")
 
 
 def main() -> None:
@@ -102,11 +143,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="train.max_steps (0 = the recipe's; a smoke test: 30)")
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.2, 0.5])
     parser.add_argument("--nbest", type=int, default=-1, help="tokenizer.sampling.nbest_size")
+    parser.add_argument("--jobs", type=int, default=2, help="runs trained at a time")
+    parser.add_argument("--threads", type=int, default=1, help="train.threads of each run")
     args = parser.parse_args()
-    for recipe in args.recipe or sorted(TESTS):
-        table = measure(recipe, args.out, args.steps, args.alphas, args.nbest)
-        (args.out / recipe / "table.md").write_text(table)
-        print(table, flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        matrices = [Matrix(recipe, args.out, pool, args) for recipe in args.recipe or list(TESTS)]
+        for matrix in matrices:
+            table = matrix.table()
+            (matrix.runs / "table.md").write_text(table)
+            print(table, flush=True)
 
 
 if __name__ == "__main__":
