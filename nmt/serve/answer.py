@@ -10,7 +10,8 @@ import torch
 
 from nmt.search.common import max_lengths, prefix_caps
 from nmt.serve.parts import PartedDecoder
-from nmt.serve.schema import CONFLICTING, TOO_LARGE, RequestError, Sentence, Settings
+from nmt.serve.refusal import CONFLICTING, TOO_LARGE, RequestError
+from nmt.serve.schema import Sentence, Settings
 from nmt.translate.prefix import long_prefix
 from nmt.translate.decoding import pad_prefixes
 from nmt.translate.records import hypothesis_record

@@ -29,7 +29,8 @@ from nmt.serve.openapi import RETRY_AFTER, Health, Info, LibreAnswer, Ready, com
 from nmt.serve.pairs import Pair, Pairs
 from nmt.serve.receive import CLIENT_GONE, ClientGone, read_body, unless_disconnected
 from nmt.serve.parts import PartedDecoder
-from nmt.serve.schema import MALFORMED, RequestError, TranslateResponse, parse_request, request_schema
+from nmt.serve.refusal import MALFORMED, RequestError
+from nmt.serve.schema import TranslateResponse, parse_request, request_schema
 from nmt.translate.language import can_tell
 
 log = logging.getLogger("nmt.serve")

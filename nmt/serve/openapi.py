@@ -18,7 +18,7 @@ from nmt.serve.config import INFO_LIMITS, ServeConfig
 from nmt.serve.guard import OPEN_PATHS
 from nmt.serve.libre import FORM, LIBRE_PATHS, detect_schema, libre_schema
 from nmt.serve.pairs import Pairs
-from nmt.serve.schema import CONFLICTING, MALFORMED, TOO_LARGE
+from nmt.serve.refusal import CONFLICTING, MALFORMED, TOO_LARGE
 
 # The Retry-After header of a 503 (app.py sends RETRY_AFTER_S: the queue, the in-flight limit, /ready).
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before sending again",

@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from nmt.config import DecodeConfig, decode_options
 from nmt.errors import NmtError
 from nmt.serve.config import ServeConfig
-from nmt.serve.refusal import CONFLICTING, MALFORMED, TOO_LARGE, RequestError  # noqa: F401 (re-exported)
+from nmt.serve.refusal import CONFLICTING, MALFORMED, RequestError
 from nmt.serve.sizes import check_sizes
 
 def _decode_min(name: str) -> float:

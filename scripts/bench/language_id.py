@@ -52,7 +52,7 @@ def langdetect_():
 
 def lingua_(low: bool):
     def make():
-        from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+        from lingua import IsoCode639_1, LanguageDetectorBuilder
 
         builder = LanguageDetectorBuilder.from_iso_codes_639_1(*(getattr(IsoCode639_1, c.upper()) for c in LANGS))
         detector = (builder.with_low_accuracy_mode() if low else builder).with_preloaded_language_models().build()
