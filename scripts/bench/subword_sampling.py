@@ -14,8 +14,8 @@ also test_2017_flickr), the training tokens/s (mean of metrics.jsonl's tgt_token
 wall time, as Markdown for the recipe's RESULTS.md. --jobs 2 --threads 1 (the default) trains two
 runs at a time, one thread each, as the recipes' RESULTS tables were trained; a run waits only for
 the runs it depends on (the second seed of the chosen alpha, for the first seed's), so that every
-run but the last shares the machine with another and their speeds compare. Target (issue 36): +0.8 BLEU on Multi30k, +0.5 on the Bible,
-at >= 0.9x the tokens/s, means of two seeds.
+run but the last shares the machine with another and their speeds compare.
+Target (issue 36): +0.8 BLEU on Multi30k, +0.5 on the Bible, at >= 0.9x the tokens/s, means of two seeds.
 """
 
 from __future__ import annotations
@@ -102,8 +102,7 @@ class Matrix:
         self.recipe, self.runs, self.pool, self.args = recipe, out / recipe, pool, args
         self.off = {s: self.submit(f"off-s{s}", s, None) for s in SEEDS}
         self.tried = {a: self.submit(f"alpha{a}-s1", 1, a) for a in args.alphas}
-        self.second: Future | None = None
-        self.best: float | None = None
+        self.second: Future | None = None  # submitted once every alpha's first seed is done
         self.lock = threading.Lock()
         for future in self.tried.values():
             future.add_done_callback(lambda _: self.submit_second())
@@ -112,26 +111,28 @@ class Matrix:
         a = self.args
         return self.pool.submit(train, self.recipe, self.runs / name, seed, a.steps, alpha, a.nbest, a.threads)
 
+    def best(self) -> float:
+        """The alpha whose first seed has the best validation BLEU (never test)."""
+        return max(self.tried, key=lambda a: self.tried[a].result()["valid"]["valid_bleu"])
+
     def submit_second(self) -> None:
-        """Once every alpha's first seed is done: the second seed of the best on validation (never test)."""
+        """Once every alpha's first seed is done: the second seed of the best. After a failed run, none:
+        table() re-raises the failure before it waits for the second seed."""
         with self.lock:
-            if self.second is not None or not all(f.done() for f in self.tried.values()):
+            if self.second is not None or not all(f.done() and not f.exception() for f in self.tried.values()):
                 return
-            if any(f.exception() for f in self.tried.values()):
-                self.second = self.tried[self.args.alphas[0]]  # table() re-raises the failure
-                return
-            self.best = max(self.tried, key=lambda a: self.tried[a].result()["valid"]["valid_bleu"])
-            self.second = self.submit(f"alpha{self.best}-s2", 2, self.best)
+            best = self.best()
+            self.second = self.submit(f"alpha{best}-s2", 2, best)
 
     def table(self) -> str:
         base = [row("off", s, self.runs / f"off-s{s}", self.off[s].result()) for s in SEEDS]
         sampled = [row(f"alpha {a}", 1, self.runs / f"alpha{a}-s1", f.result()) for a, f in self.tried.items()]
-        while self.second is None:
+        while self.second is None:  # its callback runs in the pool's thread that finished the last alpha
             time.sleep(1)
-        second = self.second.result()
-        chosen = [r for r in sampled if r["run"] == f"alpha {self.best}"]
-        chosen.append(row(f"alpha {self.best}", 2, self.runs / f"alpha{self.best}-s2", second))
-        rows = [*base, *sampled, chosen[-1], mean_row("off", base), mean_row(f"alpha {self.best}", chosen)]
+        best = self.best()
+        chosen = [r for r in sampled if r["run"] == f"alpha {best}"]
+        chosen.append(row(f"alpha {best}", 2, self.runs / f"alpha{best}-s2", self.second.result()))
+        rows = [*base, *sampled, chosen[-1], mean_row("off", base), mean_row(f"alpha {best}", chosen)]
         return (f"### {self.recipe}: subword sampling (both sides, nbest_size {self.args.nbest}), GRU cpu scale, "
                 f"{self.args.jobs} runs at a time x {self.args.threads} thread(s)\n\n{markdown(rows)}\n")
 
