@@ -20,6 +20,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# One thread per process, here and in every command a test runs: the suite runs in two pytest workers
+# (scripts/test.sh), and the tests' tiny models are slower on two threads than on one, much slower
+# (seconds per update) when the other core is busy. Set before torch is imported; a test that is
+# about threads sets its own.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def data_cache(tmp_path_factory):
@@ -63,7 +69,7 @@ def reverse_recipe(root: Path, n_train: int, train: dict, extra: str = "") -> Pa
 def run_cli(tool: str, *args: str, stdin: str | None = None, cwd: Path | None = None,
             timeout: int = 600) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name(tool)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run([str(exe), *args], input=stdin, capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
 
@@ -131,7 +137,7 @@ def serving(run_dir: Path, log: Path, *flags: str, timeout: float = 120):
     """`nmt-serve run_dir` on a free port of 127.0.0.1 until the block ends; yields a Server once /health answers."""
     port = free_port()
     exe = Path(sys.executable).with_name("nmt-serve")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     with open(log, "wb") as out:
         process = subprocess.Popen([str(exe), str(run_dir), "--port", str(port), *flags],
                                    stdout=out, stderr=out, env=env)
