@@ -66,12 +66,16 @@ def reverse_recipe(root: Path, n_train: int, train: dict, extra: str = "") -> Pa
     return recipe
 
 
+def command_env() -> dict:
+    """The environment of a command a test runs: this process's (the data cache, one thread), quiet."""
+    return {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
 def run_cli(tool: str, *args: str, stdin: str | None = None, cwd: Path | None = None,
             timeout: int = 600) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name(tool)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run([str(exe), *args], input=stdin, capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)
+                          cwd=cwd, env=command_env(), timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -137,10 +141,9 @@ def serving(run_dir: Path, log: Path, *flags: str, timeout: float = 120):
     """`nmt-serve run_dir` on a free port of 127.0.0.1 until the block ends; yields a Server once /health answers."""
     port = free_port()
     exe = Path(sys.executable).with_name("nmt-serve")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     with open(log, "wb") as out:
         process = subprocess.Popen([str(exe), str(run_dir), "--port", str(port), *flags],
-                                   stdout=out, stderr=out, env=env)
+                                   stdout=out, stderr=out, env=command_env())
     server = Server(f"http://127.0.0.1:{port}", process, log)
     try:
         deadline = time.monotonic() + timeout
