@@ -235,8 +235,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     cfg = read_config(ckpt)
     tokenizer = Tokenizer.load(ckpt)
     meta = read_meta(ckpt)
-    model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
-    load_weights(model, ckpt / "model.safetensors")
+    model = Seq2Seq(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, initialise=False)
+    load_weights(model, ckpt / "model.safetensors")  # every tensor, or an error naming the one missing
     return Checkpoint(model.eval(), tokenizer, cfg, meta)
 
 

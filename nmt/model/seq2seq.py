@@ -17,7 +17,7 @@ from nmt.vocab import PAD
 
 
 class Seq2Seq(nn.Module):
-    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
+    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, initialise: bool = True):
         super().__init__()
         self.encoder = Encoder(cfg.cell, src_vocab_size, cfg.embed_size, cfg.hidden_size,
                                cfg.num_layers, cfg.dropout, PAD)
@@ -25,7 +25,8 @@ class Seq2Seq(nn.Module):
                                self.encoder.output_size, cfg.attention_size,
                                cfg.readout, cfg.num_layers,
                                cfg.dropout, cfg.tie_embeddings, PAD)
-        init_weights(self, cfg.init, cfg.init_range)
+        if initialise:  # False where a checkpoint's weights replace every one (its orthogonal QRs cost seconds)
+            init_weights(self, cfg.init, cfg.init_range)
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
         """src (B, S), src_lengths (B,) -> memory, mask, final states, and the attention keys."""
