@@ -2,6 +2,8 @@
 in any batch and on any thread count, and the speed check that keeps the fastest kernel or refuses
 a precision slower than fp32 (nmt/translate/int8.py, nmt/translate/speed_check.py)."""
 
+import re
+
 import pytest
 import torch
 
@@ -152,18 +154,58 @@ def test_the_fastest_exact_kernel_is_kept(monkeypatch):
     assert speed_check.fastest_int8_kernel(layers + [torch.nn.Linear(OneDnnU8S8.MAX_IN + 1, 2)]) is IntMM
 
 
+def measured_step(monkeypatch, ratio: float):
+    """The step check sees the precision's step take `ratio` times fp32's."""
+    timed = {"ratio": ratio, "fp32": 1e-3, "run": ratio * 1e-3}
+    monkeypatch.setattr(speed_check, "paired_ratio", lambda fp32, run: timed)
+
+
 @pytest.mark.parametrize("dtype", ["int8", "bf16"])
-def test_a_precision_slower_than_fp32_is_refused_in_one_line(monkeypatch, dtype):
-    layers = [torch.nn.Linear(16, 8)]
-    measured(monkeypatch, {"int_mm": 12.0, "onednn_u8s8": 3.0, "bf16": 5.0})
-    check = {"int8": lambda: speed_check.fastest_int8_kernel(layers),
-             "bf16": lambda: speed_check.check_bf16_on_cpu(layers)}[dtype]
-    with pytest.raises(NmtError, match=rf"^--dtype {dtype}: its products take \d+\.\dx the time of fp32's on "
-                                       r"this CPU \(.*\); use --dtype fp32$") as err:
-        check()
-    assert "\n" not in str(err.value)
-    measured(monkeypatch, {"int_mm": 1.1, "onednn_u8s8": 1.1, "bf16": 1.1})  # within the margin: kept
-    check()
+def test_a_precision_slower_than_fp32_is_refused_in_one_line_and_one_as_fast_warned(monkeypatch, caplog, dtype):
+    fp32 = InferenceModel(small_model())
+    member = InferenceModel(small_model(), int8_kernel=IntMM) if dtype == "int8" else fp32
+    autocast = torch.bfloat16 if dtype == "bf16" else None
+    for ratio in (12.0, speed_check.SLOWER):
+        measured_step(monkeypatch, ratio)
+        with pytest.raises(NmtError, match=rf"^--dtype {dtype}: a decoding step takes \d+\.\d\dx fp32's time on this "
+                                           r"CPU \(.* ms against .* ms for 64 rows\); use --dtype fp32$") as err:
+            speed_check.check_step(dtype, fp32, member, 64, autocast)
+        assert "\n" not in str(err.value)
+    for ratio, warned in ((1.0, True), (speed_check.SAME, True), (0.9, False)):
+        measured_step(monkeypatch, ratio)
+        caplog.clear()
+        speed_check.check_step(dtype, fp32, member, 64, autocast)
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert bool(warnings) == warned, (ratio, warnings)
+        assert all(w.endswith("no faster, and rounded; --dtype fp32 decodes as fast, exactly") for w in warnings)
+
+
+def test_a_step_ratio_is_the_median_of_pairs_in_alternating_order():
+    """Against an independent count: the run twice fp32's time in every pair, whatever the order."""
+    order = []
+
+    def run(name, seconds):
+        def call():
+            order.append(name)
+            speed_check.time.sleep(seconds)
+        return call
+
+    timed = speed_check.paired_ratio(run("fp32", 0.002), run("run", 0.004), pairs=5)
+    assert 1.6 < timed["ratio"] < 2.6 and timed["fp32"] < timed["run"]
+    assert order[2:6] == ["run", "fp32", "fp32", "run"] and len(order) == 2 + 2 * 5
+
+
+def test_the_check_times_real_steps_and_keeps_or_refuses_in_one_line():
+    """Unmocked: the timed call is a step of the rows asked for, and the answer either way is one
+    of the two (which one depends on this CPU)."""
+    fp32, member = InferenceModel(small_model()), InferenceModel(small_model(), int8_kernel=EXACT_HERE[0])
+    out = speed_check.one_step(member, 12)()
+    assert out.logits.shape == (12, member.vocab_size) and torch.isfinite(out.logits).all()
+    try:
+        speed_check.check_step("int8", fp32, member, 64)
+    except NmtError as err:
+        assert re.fullmatch(r"--dtype int8: a decoding step takes \d+\.\d\dx fp32's time on this CPU "
+                            r"\(.* for 64 rows\); use --dtype fp32", str(err)), str(err)
 
 
 def test_the_speed_check_takes_milliseconds_not_seconds_on_a_hopeless_kernel(monkeypatch):
@@ -180,3 +222,16 @@ def test_the_speed_check_takes_milliseconds_not_seconds_on_a_hopeless_kernel(mon
     assert times["slow"] > speed_check.HOPELESS * times["fp32"]
     # Dropped after its first turn (its second, if a burst of load slowed fp32's first).
     assert calls["fp32"] == 1 + speed_check.REPEATS and calls["slow"] <= 3, calls
+
+
+def test_a_hopeless_step_is_timed_once_not_in_every_pair():
+    calls = {"fp32": 0, "run": 0}
+
+    def run(name, seconds):
+        def call():
+            calls[name] += 1
+            speed_check.time.sleep(seconds)
+        return call
+
+    timed = speed_check.paired_ratio(run("fp32", 0.001), run("run", 0.1))
+    assert timed["ratio"] > speed_check.HOPELESS and calls == {"fp32": 2, "run": 2}, calls

@@ -5,7 +5,7 @@
     workers.py     batches decoded on several threads at once, each with its share of the CPU threads
     inference.py   the model rewritten for decoding (the same function, precomputed where it can be)
     int8.py        8-bit weights for the per-step products on a CPU (--dtype int8), two kernels
-    speed_check.py int8 or bf16 slower than fp32 on this CPU refused at load; int8's fastest kernel kept
+    speed_check.py int8 or bf16 refused at load where its step is slower than fp32's; int8's kernel chosen
     ensemble.py    several models as one (mean of their log-probabilities per step)
     score.py       forced decoding: log p(target | source) per pair
     alignment.py   word alignments from the attention (Pharaoh format)

@@ -21,7 +21,7 @@ from nmt.translate.lexicon import LexicalTable, load_table, table_path
 from nmt.translate.prefix import long_prefix
 from nmt.translate.score import PairScore, score_ids
 from nmt.translate.shortlist import Shortlister
-from nmt.translate.speed_check import check_bf16_on_cpu, fastest_int8_kernel
+from nmt.translate.speed_check import check_step, fastest_int8_kernel
 from nmt.vocab import EOS, EOS_PIECE, UNK
 
 log = logging.getLogger("nmt.translate")
@@ -65,12 +65,14 @@ class Translator:
         self.model = self.models[0]
         # The same function, faster (nmt/translate/inference.py); with int8, on 8-bit weights.
         members = [InferenceModel(m) for m in self.models]
-        # A precision slower than fp32 on this CPU is refused now (nmt/translate/speed_check.py).
+        # A precision not faster than fp32 on this CPU is refused now (nmt/translate/speed_check.py).
+        rows = cfg.decode.batch_size  # a greedy batch's: more rows (beam search) only widen int8's gain
         if dtype == "bf16" and self.device.type == "cpu":
-            check_bf16_on_cpu(members[0].per_step_linears())
+            check_step("bf16", members[0], members[0], rows, AUTOCAST_DTYPES["bf16"])
         if dtype == "int8":
             kernel = fastest_int8_kernel([layer for m in members for layer in m.per_step_linears()])
-            members = [InferenceModel(m, int8_kernel=kernel) for m in self.models]
+            fp32_member, members = members[0], [InferenceModel(m, int8_kernel=kernel) for m in self.models]
+            check_step("int8", fp32_member, members[0], rows)
         self.members = members
         self.decoding_model = members[0] if len(members) == 1 else Ensemble(members)
         self.tokenizer, self.cfg, self.dtype = tokenizer, cfg, dtype
