@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -105,12 +107,31 @@ def train_tiny(root: Path, corpus: Path, src_lang: str, tgt_lang: str, *settings
     return result
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """A directory `make(directory)` fills once per test session, for reading only. In pytest-xdist's
+    workers (scripts/test.sh) the first worker to ask makes it under a file lock and the others wait
+    for it and read it: each of these fixtures trains models, and made in every worker they cost
+    the suite about a minute."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        directory = tmp_path_factory.mktemp(name)
+        make(directory)
+        return directory
+    directory = tmp_path_factory.getbasetemp().parent / name  # the session's, above each worker's own
+    with FileLock(f"{directory}.lock"):
+        if not (directory / ".made").exists():
+            shutil.rmtree(directory, ignore_errors=True)  # a worker that failed half-way
+            directory.mkdir()
+            make(directory)
+            (directory / ".made").touch()
+    return directory
+
+
 @pytest.fixture(scope="session")
 def reverse_run(tmp_path_factory):
-    """Train once per test session on the reverse task (about 15 s); several test files read the run."""
-    root = tmp_path_factory.mktemp("reverse")
-    corpus = reverse_corpus(root / "data")
-    return root, corpus, train_tiny(root, corpus, "src", "tgt")
+    """(root, corpus, run directory) of a model trained once per test session on the reverse task
+    (about 15 s); many test files read the run, none writes into it."""
+    root = made_once(tmp_path_factory, "reverse", lambda root: train_tiny(root, reverse_corpus(root / "data"), "src", "tgt"))
+    return root, root / "data", root / "run"
 
 
 def free_port() -> int:
@@ -202,8 +223,8 @@ def backward_run(reverse_run, tmp_path_factory):
     """reverse_run's corpus read the other way round: its languages swapped (a split's files are
     named by language, so data.src_lang: tgt reads train.tgt as the source). A second direction for
     the multi-pair server, trained once per session (about 15 s)."""
-    root = tmp_path_factory.mktemp("backward")
-    return root, reverse_run[1], train_tiny(root, reverse_run[1], "tgt", "src")
+    root = made_once(tmp_path_factory, "backward", lambda root: train_tiny(root, reverse_run[1], "tgt", "src"))
+    return root, reverse_run[1], root / "run"
 
 
 # Real text, so that its codes are real: the first pairs of Multi30k, read in place (never copied), a
@@ -220,9 +241,10 @@ def real_codes(multi30k_dir, tmp_path_factory) -> dict[str, Path]:
     nmt-serve PAIR=RUN): what /detect (German or English) and `source: auto` (which of the two into
     French) need, as the identifier knows only real codes. About 14 s a run on 2 busy cores, most of
     it the command's start-up."""
-    runs = {}
-    for source in ("de", "en"):
-        root = tmp_path_factory.mktemp(f"{source}-fr")
-        train_tiny(root, multi30k_dir, source, "fr", *MULTI30K_SLICE)
-        runs[f"{source}-fr"] = root / "run"
-    return runs
+    def make(root: Path) -> None:
+        for source in ("de", "en"):
+            (root / source).mkdir()
+            train_tiny(root / source, multi30k_dir, source, "fr", *MULTI30K_SLICE)
+
+    root = made_once(tmp_path_factory, "real-codes", make)
+    return {f"{source}-fr": root / source / "run" for source in ("de", "en")}
